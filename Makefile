@@ -1,0 +1,62 @@
+# cupid-sync. First commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+VENV := $(CURDIR)/.local/venv
+PY_TOOLS := moto[server]==5.2.5 cargo-lambda==1.9.2 cfn-lint==1.58.0 aws-sam-translator==1.115.0
+ADMIN_TOKEN ?= local-admin-token
+API ?= http://localhost:8080
+AUTH := -H 'Authorization: Bearer $(ADMIN_TOKEN)' -H 'Content-Type: application/json'
+export ADMIN_TOKEN
+
+.PHONY: run test tools build lint sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings logs clean
+
+$(VENV)/.installed: Makefile
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_TOOLS)
+	touch $@
+
+tools: $(VENV)/.installed
+
+build:
+	cargo build --workspace --all-targets
+
+run: tools
+	tests/stack.sh run
+
+lint: tools
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	@if [ -f infra/template.yaml ]; then $(VENV)/bin/cfn-lint infra/template.yaml; fi
+
+test: tools
+	tests/stack.sh test cargo test --workspace --all-targets
+	$(MAKE) lint
+
+sync-now:
+	@curl -sS -X POST $(AUTH) $(API)/api/v1/admin/sync; echo
+
+sync-status:
+	@curl -sS $(AUTH) $(API)/api/v1/admin/sync/status; echo
+
+sync-health:
+	@curl -sS $(AUTH) $(API)/api/v1/admin/sync/health; echo
+
+sync-start:
+	@curl -sS -X POST $(AUTH) "$(API)/api/v1/admin/sync/start?interval=12h"; echo
+
+sync-start-24h:
+	@curl -sS -X POST $(AUTH) "$(API)/api/v1/admin/sync/start?interval=24h"; echo
+
+sync-stop:
+	@curl -sS -X POST $(AUTH) $(API)/api/v1/admin/sync/stop; echo
+
+sync-logs:
+	@curl -sS $(AUTH) "$(API)/api/v1/admin/sync/logs?limit=10&offset=0"; echo
+
+sync-settings:
+	@curl -sS $(AUTH) $(API)/api/v1/admin/sync/settings; echo
+
+logs:
+	@tail -n 100 -F .local/run/*.log
+
+clean:
+	rm -rf .local target

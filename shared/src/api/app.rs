@@ -1,0 +1,597 @@
+//! The admin API's behaviour, written against the ports. Each function binary serves its own
+//! routes of the table with this one handler.
+
+use super::routes::Op;
+use super::{ApiError, ApiRequest, ApiResponse, Handler};
+use crate::domain::health::{self, HealthInput};
+use crate::domain::interval::Interval;
+use crate::domain::lease::Acquired;
+use crate::domain::run::{RunStatus, SyncRequest, SyncRun, SyncType, new_sync_id};
+use crate::domain::settings::{SettingChange, SettingKey, SettingRow, Settings, validate_changes};
+use crate::domain::time::{Timestamp, format_go_duration};
+use crate::ports::*;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most ids one PUT /admin/properties may carry.
+pub const MAX_TRACK_IDS: usize = 1000;
+
+#[derive(Clone)]
+pub struct App {
+    pub props: Arc<dyn PropertyStore>,
+    pub runs: Arc<dyn RunLog>,
+    pub lease: Arc<dyn Lease>,
+    pub settings: Arc<dyn SettingsStore>,
+    pub schedule: Arc<dyn Schedule>,
+    pub dispatch: Arc<dyn Dispatch>,
+    pub clock: Arc<dyn Clock>,
+    pub defaults: Settings,
+    pub lease_ttl: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    #[serde(default)]
+    hotel_ids: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrackBody {
+    hotel_ids: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    pub sync_id: String,
+    pub sync_type: String,
+    pub status: String,
+    pub dry_run: bool,
+    pub started_at: String,
+    pub completed_at: Option<String>,
+    pub duration: Option<String>,
+    pub total_properties: u64,
+    pub processed_properties: u64,
+    pub updated_properties: u64,
+    pub unchanged_properties: u64,
+    pub failed_properties: u64,
+    pub not_found_properties: u64,
+    pub error_message: Option<String>,
+    pub created_at: String,
+    pub consumed_rcu: f64,
+    pub consumed_wcu: f64,
+}
+
+impl RunView {
+    pub fn of(r: &SyncRun) -> Self {
+        RunView {
+            sync_id: r.sync_id.clone(),
+            sync_type: r.sync_type.as_str().into(),
+            status: r.status.as_str().into(),
+            dry_run: r.dry_run,
+            started_at: r.started_at.rfc3339(),
+            completed_at: r.completed_at.map(|t| t.rfc3339()),
+            duration: r
+                .duration_secs()
+                .map(|s| format_go_duration(Duration::from_secs(s.max(0) as u64))),
+            total_properties: r.total,
+            processed_properties: r.counters.processed,
+            updated_properties: r.counters.updated,
+            unchanged_properties: r.counters.unchanged,
+            failed_properties: r.counters.failed,
+            not_found_properties: r.counters.not_found,
+            error_message: r.error_message.clone(),
+            created_at: r.started_at.rfc3339(),
+            consumed_rcu: r.counters.consumed_rcu,
+            consumed_wcu: r.counters.consumed_wcu,
+        }
+    }
+}
+
+/// Parses a JSON array of positive hotel ids; errors name the field and index.
+fn parse_ids(raw: &[serde_json::Value], field: &str) -> Result<Vec<i64>, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_hotel_ids",
+            format!("{field} must not be empty"),
+            field,
+        ));
+    }
+    if raw.len() > MAX_TRACK_IDS {
+        return Err(ApiError::bad_request(
+            "invalid_hotel_ids",
+            format!(
+                "{field} has {} ids; at most {MAX_TRACK_IDS} per call",
+                raw.len()
+            ),
+            field,
+        ));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, v)| match v.as_i64() {
+            Some(id) if id > 0 && id < (1 << 53) => Ok(id),
+            _ => Err(ApiError::bad_request(
+                "invalid_hotel_ids",
+                format!("{field}[{i}] = {v} is not a positive integer hotel id"),
+                format!("{field}[{i}]"),
+            )),
+        })
+        .collect()
+}
+
+impl App {
+    async fn effective_settings(
+        &self,
+    ) -> Result<(Settings, std::collections::BTreeMap<String, StoredSetting>), ApiError> {
+        let stored = self.settings.load().await?;
+        let mut s = self.defaults;
+        s.overlay(
+            &stored
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+        );
+        Ok((s, stored))
+    }
+
+    /// Newest finished run and newest successful run (scans at most 50 runs).
+    async fn last_runs(&self) -> Result<(Option<SyncRun>, Option<SyncRun>), ApiError> {
+        let (runs, _) = self.runs.list(50, 0).await?;
+        let finished = runs.iter().find(|r| !r.status.is_active()).cloned();
+        let success = runs
+            .iter()
+            .find(|r| {
+                matches!(
+                    r.status,
+                    RunStatus::Completed | RunStatus::CompletedWithErrors
+                ) && !r.dry_run
+            })
+            .cloned();
+        Ok((finished, success))
+    }
+
+    async fn current_run(&self) -> Result<Option<SyncRun>, ApiError> {
+        let now = self.clock.now();
+        let Some(lease) = self.lease.current().await? else {
+            return Ok(None);
+        };
+        match lease.owner {
+            Some(owner) if lease.expires_at > now => Ok(self
+                .runs
+                .get(&owner)
+                .await?
+                .filter(|r| r.status.is_active())),
+            _ => Ok(None),
+        }
+    }
+
+    async fn health_input(&self) -> Result<(HealthInput, Option<SyncRun>), ApiError> {
+        let (settings, _) = self.effective_settings().await?;
+        let sched = self.schedule.get().await?;
+        let (finished, success) = self.last_runs().await?;
+        Ok((
+            HealthInput {
+                now: self.clock.now(),
+                schedule_enabled: sched.as_ref().is_some_and(|s| s.enabled),
+                schedule_anchor: sched.as_ref().and_then(|s| s.anchor),
+                interval: sched
+                    .as_ref()
+                    .map(|s| s.interval)
+                    .unwrap_or(settings.interval),
+                last_success: success.and_then(|r| r.completed_at),
+                last_finished: finished.as_ref().map(|r| r.status),
+            },
+            finished,
+        ))
+    }
+
+    async fn status(&self) -> Result<ApiResponse, ApiError> {
+        let (input, finished) = self.health_input().await?;
+        let total = self.props.count_tracked().await?;
+        let current = self.current_run().await?;
+        let (settings, _) = self.effective_settings().await?;
+        let next = match (input.schedule_enabled, input.schedule_anchor) {
+            (true, Some(a)) => Some(health::next_sync(a, input.interval, input.now).rfc3339()),
+            _ => None,
+        };
+        let current_run = current.map(|r| {
+            let elapsed = input.now.since(r.started_at).as_secs_f64();
+            let done = r.counters.processed as f64;
+            let eta = if done > 0.0 && r.total > 0 {
+                let remaining = (r.total as f64 - done).max(0.0) * elapsed / done;
+                Some(input.now.plus(Duration::from_secs_f64(remaining)).rfc3339())
+            } else {
+                Some(input.now.plus(Duration::from_secs_f64(r.total as f64 / settings.rate_limit)).rfc3339())
+            };
+            serde_json::json!({
+                "sync_id": r.sync_id, "status": r.status.as_str(), "processed": r.counters.processed, "total": r.total,
+                "started_at": r.started_at.rfc3339(), "eta": eta,
+            })
+        });
+        let data = serde_json::json!({
+            "is_running": input.schedule_enabled,
+            "last_sync": input.last_success.map(|t| t.rfc3339()),
+            "next_sync": next,
+            "total_properties": total,
+            "updated_properties": finished.as_ref().map(|r| r.counters.updated).unwrap_or(0),
+            "failed_properties": finished.as_ref().map(|r| r.counters.failed).unwrap_or(0),
+            "sync_interval": input.interval.to_string(),
+            "last_error": finished.as_ref().and_then(|r| r.error_message.clone()),
+            "current_run": current_run,
+        });
+        Ok(ApiResponse::ok(200, &data))
+    }
+
+    async fn admin_health(&self) -> Result<ApiResponse, ApiError> {
+        let (input, _) = self.health_input().await?;
+        let h = health::compute(&input);
+        let status = if h.status == health::HealthStatus::Unhealthy {
+            503
+        } else {
+            200
+        };
+        Ok(ApiResponse::ok(status, &h))
+    }
+
+    async fn trigger(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let body: TriggerBody = req.json()?.unwrap_or(TriggerBody {
+            hotel_ids: None,
+            dry_run: None,
+        });
+        let hotel_ids = body
+            .hotel_ids
+            .as_deref()
+            .map(|ids| parse_ids(ids, "hotel_ids"))
+            .transpose()?;
+        let now_ms = self.clock.now_ms();
+        let sync_id = new_sync_id(now_ms);
+        match self.lease.acquire(&sync_id, self.lease_ttl).await? {
+            Acquired::Held { owner, .. } => {
+                return Err(ApiError::Conflict {
+                    code: "sync_in_progress",
+                    message: format!("a sync is already running ({owner})"),
+                    details: serde_json::json!({ "sync_id": owner }),
+                });
+            }
+            Acquired::Granted { fence, took_over } => {
+                if let Some(prev) = took_over {
+                    if let Ok(Some(mut r)) = self.runs.get(&prev).await {
+                        if r.status.is_active() {
+                            r.status = RunStatus::Abandoned;
+                            r.completed_at = Some(self.clock.now());
+                            r.error_message = Some(format!(
+                                "lease expired without completion; taken over by sync {sync_id}"
+                            ));
+                            let _ = self.runs.save(&r).await;
+                        }
+                    }
+                }
+                let (settings, _) = self.effective_settings().await?;
+                let total = match &hotel_ids {
+                    Some(ids) => ids.len() as u64,
+                    None => self.props.count_tracked().await?,
+                };
+                let mut run = SyncRun::new(sync_id.clone(), SyncType::Manual, self.clock.now());
+                run.hotel_ids = hotel_ids.clone();
+                run.dry_run = body.dry_run.unwrap_or(false);
+                run.total = total;
+                if let Err(e) = self.runs.create(&run).await {
+                    let _ = self.lease.release(&sync_id, fence).await;
+                    return Err(e.into());
+                }
+                let dispatch = SyncRequest::Manual {
+                    sync_id: sync_id.clone(),
+                    hotel_ids,
+                    dry_run: run.dry_run,
+                };
+                if let Err(e) = self.dispatch.dispatch(&dispatch).await {
+                    run.status = RunStatus::Failed;
+                    run.error_message = Some(format!("could not start the sync function: {e}"));
+                    run.completed_at = Some(self.clock.now());
+                    let _ = self.runs.save(&run).await;
+                    let _ = self.lease.release(&sync_id, fence).await;
+                    return Err(e.into());
+                }
+                tracing::info!(sync_id = %sync_id, total, dry_run = run.dry_run, "manual sync dispatched");
+                let estimate = Duration::from_secs_f64((total as f64 / settings.rate_limit).ceil());
+                Ok(ApiResponse::ok(
+                    202,
+                    &serde_json::json!({
+                        "status": "running",
+                        "sync_id": sync_id,
+                        "message": "Synchronization started in background",
+                        "estimated_duration": format_go_duration(estimate),
+                        "triggered_at": run.started_at.rfc3339(),
+                    }),
+                ))
+            }
+        }
+    }
+
+    fn paging(req: &ApiRequest) -> Result<(usize, usize), ApiError> {
+        let num = |name: &str, default: usize, lo: usize, hi: usize| -> Result<usize, ApiError> {
+            match req.query.get(name) {
+                None => Ok(default),
+                Some(raw) => match raw.trim().parse::<usize>() {
+                    Ok(v) if v >= lo && v <= hi => Ok(v),
+                    _ => Err(ApiError::bad_request(
+                        if name == "limit" {
+                            "invalid_limit"
+                        } else {
+                            "invalid_offset"
+                        },
+                        format!("{name} must be a whole number from {lo} to {hi} (got `{raw}`)"),
+                        name,
+                    )),
+                },
+            }
+        };
+        Ok((num("limit", 10, 1, 100)?, num("offset", 0, 0, 1_000_000)?))
+    }
+
+    async fn logs(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let (limit, offset) = Self::paging(req)?;
+        let (runs, total) = self.runs.list(limit, offset).await?;
+        let items: Vec<RunView> = runs.iter().map(RunView::of).collect();
+        Ok(ApiResponse::ok(
+            200,
+            &serde_json::json!({ "items": items, "limit": limit, "offset": offset, "total": total }),
+        ))
+    }
+
+    async fn log_detail(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let id = req.param("sync_id");
+        if id.len() > 64 || id.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_sync_id",
+                "sync_id is not a sync id",
+                "sync_id",
+            ));
+        }
+        let run = self
+            .runs
+            .get(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no sync with id {id}")))?;
+        let mut v = serde_json::to_value(RunView::of(&run))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        v["failures"] = serde_json::to_value(&run.failures).unwrap_or_default();
+        v["changes"] = serde_json::to_value(&run.changes).unwrap_or_default();
+        v["details_dropped"] = run.details_dropped.into();
+        v["document_writes"] = run.counters.document_writes.into();
+        v["upstream_requests"] = run.counters.upstream_requests.into();
+        v["invocations"] = run.invocations.into();
+        Ok(ApiResponse::ok(200, &v))
+    }
+
+    async fn settings_rows(&self) -> Result<Vec<SettingRow>, ApiError> {
+        let (effective, stored) = self.effective_settings().await?;
+        Ok(SettingKey::ALL
+            .iter()
+            .map(|k| SettingRow {
+                setting_key: k.as_str().into(),
+                setting_value: effective.value(*k).render(),
+                description: k.description().into(),
+                updated_at: stored.get(k.as_str()).map(|s| s.updated_at.rfc3339()),
+            })
+            .collect())
+    }
+
+    async fn settings_put(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let changes: Vec<SettingChange> = req.json()?.ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_body",
+                "body must be a JSON array of {setting_key, setting_value}",
+                "body",
+            )
+        })?;
+        if changes.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "body must list at least one setting",
+                "body",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &changes {
+            if !seen.insert(c.setting_key.clone()) {
+                return Err(ApiError::bad_request(
+                    "duplicate_setting",
+                    format!("setting `{}` appears twice", c.setting_key),
+                    c.setting_key.clone(),
+                ));
+            }
+        }
+        let values = validate_changes(&changes)
+            .map_err(|e| ApiError::bad_request("invalid_setting", e.to_string(), e.key()))?;
+        let (before, _) = self.effective_settings().await?;
+        let mut after = before;
+        for (k, v) in &values {
+            after.apply(*k, *v);
+        }
+        let now = self.clock.now();
+        self.settings.put_all(&values, now).await?;
+        if before.interval != after.interval || before.enable_auto != after.enable_auto {
+            let anchor = match self.schedule.get().await? {
+                Some(s) if s.interval == after.interval => s.anchor.unwrap_or(now),
+                _ => now,
+            };
+            self.schedule
+                .put(after.enable_auto, after.interval, anchor)
+                .await?;
+            tracing::info!(enabled = after.enable_auto, interval = %after.interval, "schedule reconciled with settings");
+        }
+        Ok(ApiResponse::ok(200, &self.settings_rows().await?))
+    }
+
+    async fn schedule_view(&self, s: &ScheduleState) -> serde_json::Value {
+        let now = self.clock.now();
+        serde_json::json!({
+            "enabled": s.enabled,
+            "is_running": s.enabled,
+            "sync_interval": s.interval.to_string(),
+            "schedule_expression": s.interval.rate_expression(),
+            "next_sync": match (s.enabled, s.anchor) { (true, Some(a)) => Some(health::next_sync(a, s.interval, now).rfc3339()), _ => None },
+        })
+    }
+
+    async fn schedule_start(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let (settings, _) = self.effective_settings().await?;
+        let interval = match req.query.get("interval") {
+            None => settings.interval,
+            Some(raw) => Interval::parse(raw).map_err(|e| {
+                ApiError::bad_request("invalid_interval", format!("interval: {e}"), "interval")
+            })?,
+        };
+        let now = self.clock.now();
+        let anchor = match self.schedule.get().await? {
+            Some(s) if s.enabled && s.interval == interval => s.anchor.unwrap_or(now),
+            _ => now,
+        };
+        let state = self.schedule.put(true, interval, anchor).await?;
+        let values = [
+            (
+                SettingKey::SyncInterval,
+                crate::domain::settings::SettingValue::Interval(interval),
+            ),
+            (
+                SettingKey::SyncEnableAuto,
+                crate::domain::settings::SettingValue::Flag(true),
+            ),
+        ];
+        self.settings.put_all(&values, now).await?;
+        Ok(ApiResponse::ok(200, &self.schedule_view(&state).await))
+    }
+
+    async fn schedule_stop(&self) -> Result<ApiResponse, ApiError> {
+        let (settings, _) = self.effective_settings().await?;
+        let now = self.clock.now();
+        let current = self.schedule.get().await?;
+        let state = match current {
+            Some(s) if !s.enabled => s,
+            Some(s) => {
+                self.schedule
+                    .put(false, s.interval, s.anchor.unwrap_or(now))
+                    .await?
+            }
+            None => self.schedule.put(false, settings.interval, now).await?,
+        };
+        let values = [(
+            SettingKey::SyncEnableAuto,
+            crate::domain::settings::SettingValue::Flag(false),
+        )];
+        self.settings.put_all(&values, now).await?;
+        Ok(ApiResponse::ok(200, &self.schedule_view(&state).await))
+    }
+
+    fn id_param(req: &ApiRequest) -> Result<i64, ApiError> {
+        let raw = req.param("id");
+        raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_id",
+                format!("id `{raw}` is not a positive integer hotel id"),
+                "id",
+            )
+        })
+    }
+
+    async fn track(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let body: TrackBody = req.json()?.ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_body",
+                "body must be {\"hotel_ids\": [..]}",
+                "hotel_ids",
+            )
+        })?;
+        let ids = parse_ids(&body.hotel_ids, "hotel_ids")?;
+        let added = self.props.track(&ids).await?;
+        Ok(ApiResponse::ok(
+            200,
+            &serde_json::json!({ "requested": ids.len(), "newly_tracked": added }),
+        ))
+    }
+
+    async fn untrack(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let id = Self::id_param(req)?;
+        match self.props.untrack(id).await {
+            Ok(()) => Ok(ApiResponse::ok(
+                200,
+                &serde_json::json!({ "hotel_id": id, "sync_status": "untracked", "data_kept": true }),
+            )),
+            Err(e) if e.kind == PortErrorKind::NotFound => {
+                Err(ApiError::NotFound(format!("hotel {id} is not tracked")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn property(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let id = Self::id_param(req)?;
+        let record = self
+            .props
+            .get_record(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("hotel {id} is not known")))?;
+        let (docs, _) = self
+            .props
+            .get_documents(&[id], crate::engine::FACET_PROPERTY)
+            .await?;
+        let document = match docs.get(&id) {
+            None => serde_json::Value::Null,
+            Some(d) => crate::domain::document::decompress(&d.compressed)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| {
+                    ApiError::Internal(format!(
+                        "stored document of hotel {id} could not be decoded"
+                    ))
+                })?,
+        };
+        let ts = |t: Option<i64>| t.map(|s| Timestamp(s).rfc3339());
+        Ok(ApiResponse::ok(
+            200,
+            &serde_json::json!({
+                "hotel_id": id,
+                "sync_status": record.sync_status.as_str(),
+                "data_version": record.data_version,
+                "content_hash": record.content_hash,
+                "last_synced": ts(record.last_synced),
+                "last_updated": ts(record.last_updated),
+                "last_error": record.last_error,
+                "last_sync_id": record.last_sync_id,
+                "document": document,
+            }),
+        ))
+    }
+}
+
+#[async_trait]
+impl Handler for App {
+    async fn handle(&self, op: Op, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        match op {
+            Op::PublicHealth => Ok(ApiResponse::ok(
+                200,
+                &serde_json::json!({ "status": "ok", "checked_at": self.clock.now().rfc3339() }),
+            )),
+            Op::AdminHealth => self.admin_health().await,
+            Op::Status => self.status().await,
+            Op::Trigger => self.trigger(req).await,
+            Op::Logs => self.logs(req).await,
+            Op::LogDetail => self.log_detail(req).await,
+            Op::SettingsGet => Ok(ApiResponse::ok(200, &self.settings_rows().await?)),
+            Op::SettingsPut => self.settings_put(req).await,
+            Op::ScheduleStart => self.schedule_start(req).await,
+            Op::ScheduleStop => self.schedule_stop().await,
+            Op::Track => self.track(req).await,
+            Op::Untrack => self.untrack(req).await,
+            Op::PropertyGet => self.property(req).await,
+            Op::DocsPage | Op::DocsSpec => super::openapi::serve(op),
+        }
+    }
+}

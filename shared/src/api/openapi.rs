@@ -1,0 +1,200 @@
+//! OpenAPI 3 document built from the route table (paths) and the Rust types (schemas, by
+//! utoipa), and a Swagger UI page whose assets are compiled in (utoipa-swagger-ui `vendored`).
+
+use super::routes::{Op, ROUTES};
+use super::{ApiError, ApiResponse};
+use serde_json::{Value, json};
+use utoipa::{PartialSchema, ToSchema};
+
+fn schema_of<T: ToSchema + PartialSchema>() -> (String, Value) {
+    (
+        T::name().to_string(),
+        serde_json::to_value(T::schema()).unwrap_or(Value::Null),
+    )
+}
+
+fn params_of(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect()
+}
+
+fn extra_params(op: Op) -> Vec<Value> {
+    match op {
+        Op::Logs => vec![
+            json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}}),
+            json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}),
+        ],
+        Op::ScheduleStart => vec![
+            json!({"name": "interval", "in": "query", "schema": {"type": "string", "example": "24h"}}),
+        ],
+        _ => vec![],
+    }
+}
+
+fn request_body(op: Op) -> Option<Value> {
+    let schema = match op {
+        Op::Trigger => json!({"type": "object", "additionalProperties": false, "properties": {
+            "hotel_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 1000, "minItems": 1},
+            "dry_run": {"type": "boolean"}}}),
+        Op::SettingsPut => {
+            json!({"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/SettingChange"}})
+        }
+        Op::Track => {
+            json!({"type": "object", "required": ["hotel_ids"], "additionalProperties": false, "properties": {
+            "hotel_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 1000}}})
+        }
+        _ => return None,
+    };
+    Some(
+        json!({"required": op != Op::Trigger, "content": {"application/json": {"schema": schema}}}),
+    )
+}
+
+/// The OpenAPI 3 document.
+pub fn spec() -> Value {
+    let mut paths = serde_json::Map::new();
+    for r in ROUTES {
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        let ok = match r.op {
+            Op::Trigger => "202",
+            _ => "200",
+        };
+        let mut responses = json!({ ok: {"description": "Success", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}});
+        for (code, what) in [
+            ("400", "Bad input"),
+            ("401", "Missing or wrong token"),
+            ("404", "Unknown id"),
+            ("409", "Conflict"),
+            ("413", "Body over 64 KiB"),
+            ("415", "Body is not JSON"),
+            ("503", "Unhealthy or dependency down"),
+        ] {
+            if !r.auth && (code == "401" || code == "409") {
+                continue;
+            }
+            responses[code] = json!({"description": what, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}});
+        }
+        if matches!(r.op, Op::DocsPage) {
+            responses = json!({"200": {"description": "Swagger UI", "content": {"text/html": {}}}});
+        }
+        if matches!(r.op, Op::DocsSpec) {
+            responses = json!({"200": {"description": "This document", "content": {"application/json": {}}}});
+        }
+        let mut operation = json!({
+            "operationId": format!("{:?}", r.op),
+            "summary": r.summary,
+            "tags": [r.function],
+            "responses": responses,
+        });
+        let mut params = params_of(r.path);
+        params.extend(extra_params(r.op));
+        if !params.is_empty() {
+            operation["parameters"] = Value::Array(params);
+        }
+        if let Some(body) = request_body(r.op) {
+            operation["requestBody"] = body;
+        }
+        if r.auth {
+            operation["security"] = json!([{"bearer": []}]);
+        }
+        entry[r.method.to_ascii_lowercase()] = operation;
+    }
+    let mut schemas = serde_json::Map::new();
+    for (name, schema) in [
+        schema_of::<super::app::RunView>(),
+        schema_of::<crate::domain::settings::SettingRow>(),
+        schema_of::<crate::domain::settings::SettingChange>(),
+        schema_of::<crate::domain::health::Health>(),
+        schema_of::<crate::domain::run::Failure>(),
+        schema_of::<crate::domain::run::Change>(),
+    ] {
+        schemas.insert(name, schema);
+    }
+    schemas.insert("Envelope".into(), json!({"type": "object", "required": ["success", "data"], "properties": {"success": {"type": "boolean"}, "data": {}}}));
+    schemas.insert(
+        "ErrorEnvelope".into(),
+        json!({"type": "object", "required": ["success", "error"], "properties": {"success": {"type": "boolean"}, "error": {
+            "type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}}),
+    );
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "cupid-sync admin API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Keeps a DynamoDB catalogue of hotel properties in step with the Cupid content API."},
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    })
+}
+
+fn asset(name: &str) -> Result<String, ApiError> {
+    let config = std::sync::Arc::new(utoipa_swagger_ui::Config::from("/docs/swagger.json"));
+    let file = utoipa_swagger_ui::serve(name, config)
+        .map_err(|e| ApiError::Internal(format!("swagger ui asset {name}: {e}")))?
+        .ok_or_else(|| ApiError::Internal(format!("swagger ui asset {name} is missing")))?;
+    Ok(String::from_utf8_lossy(&file.bytes).into_owned())
+}
+
+/// The Swagger UI page, self-contained (assets inlined: the route table has one page route).
+pub fn page() -> Result<String, ApiError> {
+    let css = asset("swagger-ui.css")?;
+    let js = asset("swagger-ui-bundle.js")?.replace("</script", "<\\/script");
+    Ok(format!(
+        r##"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>cupid-sync API</title><style>{css}</style></head>
+<body><div id="swagger-ui"></div><script>{js}</script>
+<script>window.ui = SwaggerUIBundle({{ url: "/docs/swagger.json", dom_id: "#swagger-ui", deepLinking: true }});</script></body></html>"##
+    ))
+}
+
+pub fn serve(op: Op) -> Result<ApiResponse, ApiError> {
+    match op {
+        Op::DocsSpec => Ok(ApiResponse::raw(
+            200,
+            "application/json",
+            serde_json::to_vec(&spec()).unwrap_or_default(),
+        )),
+        _ => Ok(ApiResponse::raw(
+            200,
+            "text/html; charset=utf-8",
+            page()?.into_bytes(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_spec_and_nothing_else() {
+        let spec = spec();
+        let paths = spec["paths"].as_object().unwrap();
+        let mut in_spec = Vec::new();
+        for (p, item) in paths {
+            for m in item.as_object().unwrap().keys() {
+                in_spec.push(format!("{} {p}", m.to_uppercase()));
+            }
+        }
+        let mut in_table: Vec<String> = ROUTES
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        in_spec.sort();
+        in_table.sort();
+        assert_eq!(in_spec, in_table);
+        assert!(spec["components"]["schemas"]["RunView"].is_object());
+    }
+
+    #[test]
+    fn the_page_is_self_contained() {
+        let html = page().unwrap();
+        assert!(html.contains("SwaggerUIBundle") && html.contains("/docs/swagger.json"));
+        for external in ["src=\"http", "href=\"http", "src='http", "href='http"] {
+            assert!(
+                !html.contains(external),
+                "the page must not load anything from the internet ({external})"
+            );
+        }
+    }
+}

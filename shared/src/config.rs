@@ -1,0 +1,264 @@
+//! Configuration from the environment. A bad value stops the function at start with one clear
+//! error naming the variable; nothing silently falls back.
+
+use crate::domain::settings::Settings;
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+    #[error("environment variable {var} is required: {why}")]
+    Missing {
+        var: &'static str,
+        why: &'static str,
+    },
+}
+
+/// A value that must never be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub properties: String,
+    pub documents: String,
+    pub sync_logs: String,
+    pub settings: String,
+}
+
+/// How the trigger starts the sync function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchMode {
+    /// Lambda Invoke with InvocationType Event, awaited (AWS: returns at once).
+    Invoke,
+    /// The same Invoke, sent from a background task so the HTTP answer does not wait
+    /// (`cargo lambda watch` runs Event invokes synchronously).
+    Detached,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tables: Tables,
+    pub settings: Settings,
+    pub cupid_base_url: String,
+    pub cupid_api_key: Option<Secret>,
+    pub cupid_timeout: Duration,
+    pub admin_token: Option<Secret>,
+    pub event_bus: String,
+    pub sync_function: String,
+    pub max_run: Duration,
+    pub deadline_margin: Duration,
+    pub lease_ttl: Duration,
+    pub touch_unchanged: bool,
+    pub dispatch_mode: DispatchMode,
+    pub schedule_name: String,
+    pub schedule_group: String,
+    pub schedule_target_arn: String,
+    pub schedule_role_arn: String,
+}
+
+fn secs(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    lo: u64,
+    hi: u64,
+) -> Result<Duration, ConfigError> {
+    match get(var) {
+        None => Ok(Duration::from_secs(default)),
+        Some(raw) => {
+            let n: u64 = raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                var,
+                reason: format!("`{raw}` is not a whole number of seconds"),
+            })?;
+            if n < lo || n > hi {
+                return Err(ConfigError::Invalid {
+                    var,
+                    reason: format!("{n} is outside {lo}..{hi} seconds"),
+                });
+            }
+            Ok(Duration::from_secs(n))
+        }
+    }
+}
+
+fn flag(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(var).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            var,
+            reason: format!("`{other}` is not true or false"),
+        }),
+    }
+}
+
+fn name(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let v = get(var).unwrap_or_else(|| default.to_string());
+    if v.trim().is_empty() {
+        return Err(ConfigError::Invalid {
+            var,
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(v)
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&|k| std::env::var(k).ok())
+    }
+
+    pub fn from_source(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let base = name(get, "CUPID_BASE_URL", "https://content-api.cupid.travel")?;
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                var: "CUPID_BASE_URL",
+                reason: format!("`{base}` is not an http(s) URL"),
+            });
+        }
+        let dispatch_mode = match get("SYNC_DISPATCH").as_deref() {
+            None | Some("invoke") => DispatchMode::Invoke,
+            Some("detached") => DispatchMode::Detached,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "SYNC_DISPATCH",
+                    reason: format!("`{other}` is not invoke or detached"),
+                });
+            }
+        };
+        let secret = |var: &str| get(var).filter(|s| !s.is_empty()).map(Secret::new);
+        Ok(Config {
+            tables: Tables {
+                properties: name(get, "PROPERTIES_TABLE", "cupid-properties")?,
+                documents: name(get, "DOCUMENTS_TABLE", "cupid-property-documents")?,
+                sync_logs: name(get, "SYNC_LOGS_TABLE", "cupid-sync-logs")?,
+                settings: name(get, "SETTINGS_TABLE", "cupid-sync-settings")?,
+            },
+            settings: Settings::from_env(get)?,
+            cupid_base_url: base.trim_end_matches('/').to_string(),
+            cupid_api_key: secret("CUPID_API_KEY"),
+            cupid_timeout: secs(get, "CUPID_TIMEOUT_SECONDS", 10, 1, 120)?,
+            admin_token: secret("ADMIN_TOKEN"),
+            event_bus: name(get, "EVENT_BUS_NAME", "cupid-sync")?,
+            sync_function: name(get, "SYNC_FUNCTION_NAME", "sync")?,
+            max_run: secs(get, "SYNC_MAX_RUN_SECONDS", 840, 1, 900)?,
+            deadline_margin: secs(get, "SYNC_DEADLINE_MARGIN_SECONDS", 30, 0, 300)?,
+            lease_ttl: secs(get, "SYNC_LEASE_SECONDS", 120, 2, 3600)?,
+            touch_unchanged: flag(get, "SYNC_TOUCH_UNCHANGED", true)?,
+            dispatch_mode,
+            schedule_name: name(get, "SCHEDULE_NAME", "cupid-sync")?,
+            schedule_group: name(get, "SCHEDULE_GROUP", "default")?,
+            schedule_target_arn: name(
+                get,
+                "SCHEDULE_TARGET_ARN",
+                "arn:aws:lambda:us-east-1:123456789012:function:sync",
+            )?,
+            schedule_role_arn: name(
+                get,
+                "SCHEDULE_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/cupid-sync-scheduler",
+            )?,
+        })
+    }
+
+    /// The admin token; HTTP functions refuse to start without one.
+    pub fn require_admin_token(&self) -> Result<Secret, ConfigError> {
+        self.admin_token.clone().ok_or(ConfigError::Missing {
+            var: "ADMIN_TOKEN",
+            why: "admin routes compare the bearer token against it",
+        })
+    }
+
+    pub fn require_cupid_key(&self) -> Result<Secret, ConfigError> {
+        self.cupid_api_key.clone().ok_or(ConfigError::Missing {
+            var: "CUPID_API_KEY",
+            why: "the Cupid API needs an x-api-key",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_source(&move |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_work_without_any_env() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.settings.batch_size, 10);
+        assert_eq!(c.max_run, Duration::from_secs(840));
+        assert!(c.admin_token.is_none());
+        assert!(
+            c.require_admin_token()
+                .unwrap_err()
+                .to_string()
+                .contains("ADMIN_TOKEN")
+        );
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        for (var, val) in [
+            ("SYNC_INTERVAL", "6x"),
+            ("SYNC_BATCH_SIZE", "0"),
+            ("SYNC_MAX_CONCURRENT", "100"),
+            ("SYNC_RETRY_ATTEMPTS", "-1"),
+            ("SYNC_ENABLE_AUTO", "maybe"),
+            ("SYNC_RATE_LIMIT", "0"),
+            ("SYNC_MAX_RUN_SECONDS", "soon"),
+            ("SYNC_TOUCH_UNCHANGED", "1"),
+            ("CUPID_BASE_URL", "ftp://x"),
+            ("PROPERTIES_TABLE", ""),
+            ("SYNC_DISPATCH", "carrier-pigeon"),
+        ] {
+            let err = cfg(&[(var, val)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = cfg(&[("ADMIN_TOKEN", "hunter2"), ("CUPID_API_KEY", "k-123")]).unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("k-123"),
+            "{shown}"
+        );
+        assert_eq!(c.require_cupid_key().unwrap().expose(), "k-123");
+    }
+}

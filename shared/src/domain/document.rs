@@ -1,0 +1,337 @@
+//! The upstream property document: canonical form, content hash and field-level diff.
+//!
+//! Canonical form = keys sorted, no insignificant whitespace, and every `photos` array put in a
+//! total order (main photo first, then `class_order` ascending, `score` descending, `url`
+//! ascending). Upstream returns equal-score photos in a non-deterministic order; without this,
+//! identical content would look changed on every other sync.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::cmp::Ordering;
+
+/// Upstream bodies come bare, or wrapped as `{"data": {...}}` (docs example). Unwrap the latter.
+pub fn unwrap_envelope(v: Value) -> Value {
+    match v {
+        Value::Object(mut m) if m.len() == 1 && m.contains_key("data") => {
+            m.remove("data").unwrap_or(Value::Null)
+        }
+        other => other,
+    }
+}
+
+fn photo_order(a: &Value, b: &Value) -> Ordering {
+    let main = |v: &Value| {
+        v.get("main_photo")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let class_order = |v: &Value| {
+        v.get("class_order")
+            .and_then(Value::as_i64)
+            .unwrap_or(i64::MAX)
+    };
+    let score = |v: &Value| v.get("score").and_then(Value::as_f64).unwrap_or(0.0);
+    let url = |v: &Value| {
+        v.get("url")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    main(b)
+        .cmp(&main(a))
+        .then(class_order(a).cmp(&class_order(b)))
+        .then(score(b).partial_cmp(&score(a)).unwrap_or(Ordering::Equal))
+        .then(url(a).cmp(&url(b)))
+}
+
+/// Puts the document in canonical order (in place).
+pub fn normalize(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                normalize(child);
+                if k == "photos" {
+                    if let Value::Array(items) = child {
+                        items.sort_by(photo_order);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize),
+        _ => {}
+    }
+}
+
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                // serde_json string escaping is deterministic.
+                out.extend_from_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
+                out.push(b':');
+                write_canonical(&m[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => {
+            out.extend_from_slice(serde_json::to_string(scalar).unwrap_or_default().as_bytes())
+        }
+    }
+}
+
+/// The canonical bytes of a document (normalised, sorted keys, compact).
+pub fn canonical_bytes(v: &Value) -> Vec<u8> {
+    let mut owned = v.clone();
+    normalize(&mut owned);
+    let mut out = Vec::with_capacity(64 * 1024);
+    write_canonical(&owned, &mut out);
+    out
+}
+
+/// Hex SHA-256 of the canonical bytes.
+pub fn content_hash(canonical: &[u8]) -> String {
+    let digest = Sha256::digest(canonical);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A canonicalised upstream document, ready to compare and store.
+#[derive(Debug, Clone)]
+pub struct CanonicalDoc {
+    pub value: Value,
+    pub bytes: Vec<u8>,
+    pub hash: String,
+}
+
+impl CanonicalDoc {
+    pub fn new(raw: Value) -> Self {
+        let mut value = unwrap_envelope(raw);
+        normalize(&mut value);
+        let mut bytes = Vec::with_capacity(64 * 1024);
+        write_canonical(&value, &mut bytes);
+        let hash = content_hash(&bytes);
+        CanonicalDoc { value, bytes, hash }
+    }
+}
+
+/// JSON paths of what differs between `old` and `new` (`hotel_name`, `rooms[2].room_name`,
+/// `photos[81]` for an added/removed element). At most `limit` paths; the bool says whether
+/// more were cut.
+pub fn changed_paths(old: &Value, new: &Value, limit: usize) -> (Vec<String>, bool) {
+    let mut out = Vec::new();
+    let mut truncated = false;
+    diff_into(old, new, String::new(), limit, &mut out, &mut truncated);
+    (out, truncated)
+}
+
+fn push(out: &mut Vec<String>, path: String, limit: usize, truncated: &mut bool) {
+    if out.len() < limit {
+        out.push(if path.is_empty() {
+            "$".to_string()
+        } else {
+            path
+        });
+    } else {
+        *truncated = true;
+    }
+}
+
+fn diff_into(
+    old: &Value,
+    new: &Value,
+    path: String,
+    limit: usize,
+    out: &mut Vec<String>,
+    truncated: &mut bool,
+) {
+    if old == new {
+        return;
+    }
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => diff_into(x, y, p, limit, out, truncated),
+                    _ => push(out, p, limit, truncated),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for i in 0..a.len().max(b.len()) {
+                let p = format!("{path}[{i}]");
+                match (a.get(i), b.get(i)) {
+                    (Some(x), Some(y)) => diff_into(x, y, p, limit, out, truncated),
+                    _ => push(out, p, limit, truncated),
+                }
+            }
+        }
+        _ => push(out, path, limit, truncated),
+    }
+}
+
+/// Summary fields kept on the small sync record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub name: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub stars: Option<i64>,
+    pub rating: Option<f64>,
+}
+
+impl Summary {
+    pub fn of(doc: &Value) -> Self {
+        let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+        Summary {
+            name: s(doc.get("hotel_name")),
+            city: s(doc.pointer("/address/city")),
+            country: s(doc.pointer("/address/country")),
+            stars: doc.get("stars").and_then(Value::as_i64),
+            rating: doc.get("rating").and_then(Value::as_f64),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture() -> Value {
+        serde_json::from_str(include_str!(
+            "../../../tests/fixtures/property_1641879.json"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn canonical_form_ignores_key_order_whitespace_and_photo_ties() {
+        let a = json!({"b": 1, "a": {"y": [1, 2], "x": "é"}, "photos": [
+            {"url": "u2", "main_photo": false, "class_order": 0, "score": 4.5},
+            {"url": "u1", "main_photo": false, "class_order": 0, "score": 4.5},
+            {"url": "u0", "main_photo": true, "class_order": 0, "score": 1.0}]});
+        let b: Value = serde_json::from_str(
+            r#"{ "photos": [ {"url":"u0","main_photo":true,"class_order":0,"score":1.0},
+                 {"url":"u1","main_photo":false,"class_order":0,"score":4.5},
+                 {"url":"u2","main_photo":false,"class_order":0,"score":4.5} ],
+                 "a": {"x": "é", "y": [1, 2]}, "b": 1 }"#,
+        )
+        .unwrap();
+        let (ca, cb) = (CanonicalDoc::new(a), CanonicalDoc::new(b));
+        assert_eq!(ca.bytes, cb.bytes);
+        assert_eq!(ca.hash, cb.hash);
+        assert!(String::from_utf8(ca.bytes).unwrap().starts_with(
+            r#"{"a":{"x":"é","y":[1,2]},"b":1,"photos":[{"class_order":0,"main_photo":true"#
+        ));
+    }
+
+    #[test]
+    fn array_order_outside_photos_is_content() {
+        let a = CanonicalDoc::new(json!({"facilities": [1, 2]}));
+        let b = CanonicalDoc::new(json!({"facilities": [2, 1]}));
+        assert_ne!(a.hash, b.hash);
+    }
+
+    #[test]
+    fn data_wrapper_is_unwrapped() {
+        let doc = fixture();
+        let wrapped = json!({ "data": doc.clone() });
+        assert_eq!(CanonicalDoc::new(doc).hash, CanonicalDoc::new(wrapped).hash);
+    }
+
+    #[test]
+    fn real_fixture_hashes_stably_and_is_compact() {
+        let doc = fixture();
+        let c = CanonicalDoc::new(doc.clone());
+        assert_eq!(c.hash.len(), 64);
+        assert!(c.bytes.len() < 70_000, "{}", c.bytes.len());
+        assert_eq!(CanonicalDoc::new(doc).hash, c.hash);
+    }
+
+    #[test]
+    fn diff_names_changed_added_and_removed_paths() {
+        let old =
+            json!({"hotel_name": "A", "rating": 8.1, "rooms": [{"room_name": "x"}], "gone": 1});
+        let new = json!({"hotel_name": "B", "rating": 8.1, "rooms": [{"room_name": "y"}, {"room_name": "z"}], "new": 2});
+        let (paths, truncated) = changed_paths(&old, &new, 100);
+        assert_eq!(
+            paths,
+            vec![
+                "gone",
+                "hotel_name",
+                "new",
+                "rooms[0].room_name",
+                "rooms[1]"
+            ]
+        );
+        assert!(!truncated);
+        let (paths, truncated) = changed_paths(&old, &new, 2);
+        assert_eq!(paths.len(), 2);
+        assert!(truncated);
+        assert!(changed_paths(&old, &old, 10).0.is_empty());
+    }
+
+    #[test]
+    fn summary_reads_the_recorded_shape() {
+        let s = Summary::of(&fixture());
+        assert_eq!(s.name.as_deref(), Some("The Z Hotel Covent Garden"));
+        assert_eq!(s.country.as_deref(), Some("gb"));
+        assert!(s.rating.is_some() && s.stars.is_some());
+    }
+}
+
+/// The largest compressed document we store: DynamoDB's item limit is 400 KB including the
+/// attribute names and the other attributes of the document item.
+pub const MAX_COMPRESSED_BYTES: usize = 390_000;
+
+/// zstd level 3: ~10x on the recorded bodies, fast enough to stay far off the critical path.
+pub fn compress(canonical: &[u8]) -> std::io::Result<Vec<u8>> {
+    zstd::bulk::compress(canonical, 3)
+}
+
+/// Decompresses a stored document (bounded to 16 MiB to refuse garbage).
+pub fn decompress(stored: &[u8]) -> std::io::Result<Vec<u8>> {
+    zstd::bulk::decompress(stored, 16 * 1024 * 1024)
+}
+
+#[cfg(test)]
+mod codec_tests {
+    use super::*;
+
+    #[test]
+    fn compression_round_trips_and_shrinks_the_recorded_body() {
+        let raw = include_bytes!("../../../tests/fixtures/property_1641879.json");
+        let doc = CanonicalDoc::new(serde_json::from_slice(raw).unwrap());
+        let z = compress(&doc.bytes).unwrap();
+        assert!(
+            z.len() * 4 < doc.bytes.len(),
+            "{} -> {}",
+            doc.bytes.len(),
+            z.len()
+        );
+        assert_eq!(decompress(&z).unwrap(), doc.bytes);
+    }
+}

@@ -1,0 +1,8 @@
+//! Pure types and rules. No AWS or HTTP types here.
+pub mod document;
+pub mod health;
+pub mod interval;
+pub mod lease;
+pub mod run;
+pub mod settings;
+pub mod time;

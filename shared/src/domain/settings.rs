@@ -1,0 +1,420 @@
+//! Run-time settings: what each key means, how its value is validated, and the effective values.
+
+use super::interval::Interval;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// Every setting the system knows. The env variable gives the default; the settings table overrides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SettingKey {
+    SyncInterval,
+    SyncBatchSize,
+    SyncMaxConcurrent,
+    SyncRetryAttempts,
+    SyncEnableAuto,
+    SyncRateLimit,
+}
+
+impl SettingKey {
+    pub const ALL: [SettingKey; 6] = [
+        SettingKey::SyncInterval,
+        SettingKey::SyncBatchSize,
+        SettingKey::SyncMaxConcurrent,
+        SettingKey::SyncRetryAttempts,
+        SettingKey::SyncEnableAuto,
+        SettingKey::SyncRateLimit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettingKey::SyncInterval => "sync_interval",
+            SettingKey::SyncBatchSize => "sync_batch_size",
+            SettingKey::SyncMaxConcurrent => "sync_max_concurrent",
+            SettingKey::SyncRetryAttempts => "sync_retry_attempts",
+            SettingKey::SyncEnableAuto => "sync_enable_auto",
+            SettingKey::SyncRateLimit => "sync_rate_limit",
+        }
+    }
+
+    /// The environment variable that gives this key's default.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            SettingKey::SyncInterval => "SYNC_INTERVAL",
+            SettingKey::SyncBatchSize => "SYNC_BATCH_SIZE",
+            SettingKey::SyncMaxConcurrent => "SYNC_MAX_CONCURRENT",
+            SettingKey::SyncRetryAttempts => "SYNC_RETRY_ATTEMPTS",
+            SettingKey::SyncEnableAuto => "SYNC_ENABLE_AUTO",
+            SettingKey::SyncRateLimit => "SYNC_RATE_LIMIT",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            SettingKey::SyncInterval => {
+                "Time between scheduled syncs (Go duration, 1m..168h, whole minutes; e.g. 12h or 24h)"
+            }
+            SettingKey::SyncBatchSize => {
+                "Properties fetched per batch; progress is checkpointed after each batch (1..100)"
+            }
+            SettingKey::SyncMaxConcurrent => "Upstream requests in flight at once (1..64)",
+            SettingKey::SyncRetryAttempts => {
+                "Retries of one upstream request on timeout, 5xx or 429, with exponential backoff (0..10)"
+            }
+            SettingKey::SyncEnableAuto => {
+                "Whether the schedule runs syncs automatically (true or false)"
+            }
+            SettingKey::SyncRateLimit => "Upstream requests per second at most (>0..1000)",
+        }
+    }
+
+    fn default_raw(self) -> &'static str {
+        match self {
+            SettingKey::SyncInterval => "12h",
+            SettingKey::SyncBatchSize => "10",
+            SettingKey::SyncMaxConcurrent => "5",
+            SettingKey::SyncRetryAttempts => "3",
+            SettingKey::SyncEnableAuto => "true",
+            SettingKey::SyncRateLimit => "10",
+        }
+    }
+}
+
+impl fmt::Display for SettingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SettingKey {
+    type Err = SettingError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SettingKey::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| SettingError::UnknownKey(s.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    #[error(
+        "unknown setting `{0}` (known: sync_interval, sync_batch_size, sync_max_concurrent, sync_retry_attempts, sync_enable_auto, sync_rate_limit)"
+    )]
+    UnknownKey(String),
+    #[error("invalid value `{value}` for {key}: {reason}")]
+    InvalidValue {
+        key: SettingKey,
+        value: String,
+        reason: String,
+    },
+}
+
+impl SettingError {
+    /// The field a client should fix.
+    pub fn key(&self) -> String {
+        match self {
+            SettingError::UnknownKey(k) => k.clone(),
+            SettingError::InvalidValue { key, .. } => key.as_str().to_string(),
+        }
+    }
+}
+
+/// A validated value for one key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SettingValue {
+    Interval(Interval),
+    Count(u32),
+    Flag(bool),
+    Rate(f64),
+}
+
+impl SettingValue {
+    /// The canonical text stored in the table and shown by the API.
+    pub fn render(&self) -> String {
+        match self {
+            SettingValue::Interval(i) => i.to_string(),
+            SettingValue::Count(n) => n.to_string(),
+            SettingValue::Flag(b) => b.to_string(),
+            SettingValue::Rate(r) => {
+                if r.fract() == 0.0 {
+                    format!("{}", *r as u64)
+                } else {
+                    format!("{r}")
+                }
+            }
+        }
+    }
+}
+
+fn int_in(key: SettingKey, raw: &str, lo: u32, hi: u32) -> Result<SettingValue, SettingError> {
+    let bad = |reason: String| SettingError::InvalidValue {
+        key,
+        value: raw.to_string(),
+        reason,
+    };
+    let n: i64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("must be a whole number from {lo} to {hi}")))?;
+    if n < lo as i64 || n > hi as i64 {
+        return Err(bad(format!("must be from {lo} to {hi}")));
+    }
+    Ok(SettingValue::Count(n as u32))
+}
+
+/// Validates `raw` for `key`.
+pub fn parse_value(key: SettingKey, raw: &str) -> Result<SettingValue, SettingError> {
+    let bad = |reason: String| SettingError::InvalidValue {
+        key,
+        value: raw.to_string(),
+        reason,
+    };
+    match key {
+        SettingKey::SyncInterval => Interval::parse(raw)
+            .map(SettingValue::Interval)
+            .map_err(|e| bad(e.to_string())),
+        SettingKey::SyncBatchSize => int_in(key, raw, 1, 100),
+        SettingKey::SyncMaxConcurrent => int_in(key, raw, 1, 64),
+        SettingKey::SyncRetryAttempts => int_in(key, raw, 0, 10),
+        SettingKey::SyncEnableAuto => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(SettingValue::Flag(true)),
+            "false" => Ok(SettingValue::Flag(false)),
+            _ => Err(bad("must be true or false".into())),
+        },
+        SettingKey::SyncRateLimit => {
+            let r: f64 = raw
+                .trim()
+                .parse()
+                .map_err(|_| bad("must be a number of requests per second".into()))?;
+            if !r.is_finite() || r <= 0.0 || r > 1000.0 {
+                return Err(bad(
+                    "must be greater than 0 and at most 1000 requests per second".into(),
+                ));
+            }
+            Ok(SettingValue::Rate(r))
+        }
+    }
+}
+
+/// The effective settings of a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    pub interval: Interval,
+    pub batch_size: u32,
+    pub max_concurrent: u32,
+    pub retry_attempts: u32,
+    pub enable_auto: bool,
+    pub rate_limit: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let mut s = Settings {
+            interval: Interval::parse("12h").expect("valid default"),
+            batch_size: 10,
+            max_concurrent: 5,
+            retry_attempts: 3,
+            enable_auto: true,
+            rate_limit: 10.0,
+        };
+        for k in SettingKey::ALL {
+            let v = parse_value(k, k.default_raw()).expect("defaults are valid");
+            s.apply(k, v);
+        }
+        s
+    }
+}
+
+impl Settings {
+    /// Defaults from the environment; a bad value is an error naming the variable.
+    pub fn from_env(
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let mut s = Settings::default();
+        for k in SettingKey::ALL {
+            if let Some(raw) = get(k.env_var()) {
+                let v = parse_value(k, &raw).map_err(|e| crate::config::ConfigError::Invalid {
+                    var: k.env_var(),
+                    reason: e.to_string(),
+                })?;
+                s.apply(k, v);
+            }
+        }
+        Ok(s)
+    }
+
+    pub fn apply(&mut self, key: SettingKey, value: SettingValue) {
+        match (key, value) {
+            (SettingKey::SyncInterval, SettingValue::Interval(i)) => self.interval = i,
+            (SettingKey::SyncBatchSize, SettingValue::Count(n)) => self.batch_size = n,
+            (SettingKey::SyncMaxConcurrent, SettingValue::Count(n)) => self.max_concurrent = n,
+            (SettingKey::SyncRetryAttempts, SettingValue::Count(n)) => self.retry_attempts = n,
+            (SettingKey::SyncEnableAuto, SettingValue::Flag(b)) => self.enable_auto = b,
+            (SettingKey::SyncRateLimit, SettingValue::Rate(r)) => self.rate_limit = r,
+            _ => {}
+        }
+    }
+
+    pub fn value(&self, key: SettingKey) -> SettingValue {
+        match key {
+            SettingKey::SyncInterval => SettingValue::Interval(self.interval),
+            SettingKey::SyncBatchSize => SettingValue::Count(self.batch_size),
+            SettingKey::SyncMaxConcurrent => SettingValue::Count(self.max_concurrent),
+            SettingKey::SyncRetryAttempts => SettingValue::Count(self.retry_attempts),
+            SettingKey::SyncEnableAuto => SettingValue::Flag(self.enable_auto),
+            SettingKey::SyncRateLimit => SettingValue::Rate(self.rate_limit),
+        }
+    }
+
+    /// Overlays stored values (key → raw text). A stored value that no longer validates is
+    /// skipped with a warning rather than breaking every function.
+    pub fn overlay(&mut self, stored: &BTreeMap<String, String>) {
+        for (k, raw) in stored {
+            match k
+                .parse::<SettingKey>()
+                .and_then(|key| parse_value(key, raw).map(|v| (key, v)))
+            {
+                Ok((key, v)) => self.apply(key, v),
+                Err(e) => tracing::warn!(setting = %k, error = %e, "ignoring stored setting"),
+            }
+        }
+    }
+}
+
+/// One row as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SettingRow {
+    pub setting_key: String,
+    pub setting_value: String,
+    pub description: String,
+    /// RFC 3339; null when the value is the deployment default and was never changed.
+    pub updated_at: Option<String>,
+}
+
+/// One requested change (PUT body item).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SettingChange {
+    pub setting_key: String,
+    pub setting_value: serde_json::Value,
+}
+
+/// Validates a whole change list before anything is written: every error names its key.
+pub fn validate_changes(
+    changes: &[SettingChange],
+) -> Result<Vec<(SettingKey, SettingValue)>, SettingError> {
+    let mut out = Vec::with_capacity(changes.len());
+    for c in changes {
+        let key: SettingKey = c.setting_key.parse()?;
+        let raw = match &c.setting_value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(SettingError::InvalidValue {
+                    key,
+                    value: other.to_string(),
+                    reason: "must be a string, number or boolean".into(),
+                });
+            }
+        };
+        out.push((key, parse_value(key, &raw)?));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let s = Settings::default();
+        assert_eq!(s.interval.to_string(), "12h");
+        assert_eq!(
+            (s.batch_size, s.max_concurrent, s.retry_attempts),
+            (10, 5, 3)
+        );
+        assert!(s.enable_auto);
+        assert_eq!(s.rate_limit, 10.0);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (k, v) in [
+            ("sync_interval", "6x"),
+            ("sync_interval", "0h"),
+            ("sync_interval", "-1h"),
+            ("sync_interval", "8d"),
+            ("sync_batch_size", "ten"),
+            ("sync_batch_size", "0"),
+            ("sync_batch_size", "101"),
+            ("sync_max_concurrent", "65"),
+            ("sync_retry_attempts", "11"),
+            ("sync_enable_auto", "yes"),
+            ("sync_rate_limit", "0"),
+            ("sync_rate_limit", "1001"),
+            ("sync_rate_limit", "NaN"),
+        ] {
+            let key: SettingKey = k.parse().unwrap();
+            let err = parse_value(key, v).unwrap_err();
+            assert_eq!(err.key(), k, "{k}={v}");
+            assert!(err.to_string().contains(k), "{err}");
+        }
+        assert_eq!("nope".parse::<SettingKey>().unwrap_err().key(), "nope");
+    }
+
+    #[test]
+    fn env_defaults_override_and_bad_env_is_an_error_naming_the_variable() {
+        let env = |k: &str| match k {
+            "SYNC_INTERVAL" => Some("24h".to_string()),
+            "SYNC_RATE_LIMIT" => Some("2.5".to_string()),
+            _ => None,
+        };
+        let s = Settings::from_env(&env).unwrap();
+        assert_eq!(s.interval.to_string(), "24h");
+        assert_eq!(s.rate_limit, 2.5);
+        let bad = |k: &str| (k == "SYNC_BATCH_SIZE").then(|| "lots".to_string());
+        let err = Settings::from_env(&bad).unwrap_err();
+        assert!(err.to_string().contains("SYNC_BATCH_SIZE"), "{err}");
+    }
+
+    #[test]
+    fn change_lists_validate_as_a_whole() {
+        let ok = vec![
+            SettingChange {
+                setting_key: "sync_batch_size".into(),
+                setting_value: serde_json::json!(25),
+            },
+            SettingChange {
+                setting_key: "sync_enable_auto".into(),
+                setting_value: serde_json::json!(false),
+            },
+        ];
+        assert_eq!(validate_changes(&ok).unwrap().len(), 2);
+        let bad = vec![
+            SettingChange {
+                setting_key: "sync_batch_size".into(),
+                setting_value: serde_json::json!(25),
+            },
+            SettingChange {
+                setting_key: "sync_interval".into(),
+                setting_value: serde_json::json!("8d"),
+            },
+        ];
+        assert_eq!(validate_changes(&bad).unwrap_err().key(), "sync_interval");
+    }
+
+    #[test]
+    fn overlay_applies_stored_values_and_skips_broken_ones() {
+        let mut s = Settings::default();
+        let stored = BTreeMap::from([
+            ("sync_interval".to_string(), "24h".to_string()),
+            ("sync_batch_size".to_string(), "broken".to_string()),
+        ]);
+        s.overlay(&stored);
+        assert_eq!(s.interval.to_string(), "24h");
+        assert_eq!(s.batch_size, 10);
+    }
+}

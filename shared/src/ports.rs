@@ -1,0 +1,258 @@
+//! What the domain needs from the outside world, one small trait per capability.
+//! Implementations live in `adapters` (AWS, HTTP) and in tests (in-memory fakes).
+
+use crate::domain::interval::Interval;
+use crate::domain::lease::{Acquired, LeaseState};
+use crate::domain::run::{SyncRecord, SyncRequest, SyncRun, SyncStatus, Tracked};
+use crate::domain::settings::{SettingKey, SettingValue};
+use crate::domain::time::Timestamp;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// Why a call to a dependency failed, with the call named.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{call}: {message}")]
+pub struct PortError {
+    pub call: String,
+    pub kind: PortErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortErrorKind {
+    /// A condition failed: someone else changed it first.
+    Conflict,
+    NotFound,
+    /// The dependency could not be reached or answered with a server error.
+    Unavailable,
+    /// The data we got back was not what we expected.
+    Invalid,
+}
+
+impl PortError {
+    pub fn new(call: impl Into<String>, kind: PortErrorKind, message: impl Into<String>) -> Self {
+        PortError {
+            call: call.into(),
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// Read / write capacity consumed by a call (DynamoDB units).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub rcu: f64,
+    pub wcu: f64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Usage) {
+        self.rcu += o.rcu;
+        self.wcu += o.wcu;
+    }
+}
+
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> u64;
+    fn now(&self) -> Timestamp {
+        Timestamp((self.now_ms() / 1000) as i64)
+    }
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A stored document (compressed canonical JSON) with its version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDoc {
+    pub hotel_id: i64,
+    pub facet: String,
+    pub data_version: u64,
+    pub content_hash: String,
+    pub compressed: Vec<u8>,
+}
+
+/// A changed document to write, conditional on the version we read.
+#[derive(Debug, Clone)]
+pub struct DocumentWrite {
+    pub hotel_id: i64,
+    pub facet: String,
+    pub expected_version: u64,
+    pub compressed: Vec<u8>,
+    pub content_hash: String,
+    pub summary: crate::domain::document::Summary,
+    pub sync_id: String,
+    pub now: Timestamp,
+}
+
+/// The outcome to record on a property's small record without a document write.
+#[derive(Debug, Clone)]
+pub struct RecordMark {
+    pub hotel_id: i64,
+    pub status: SyncStatus,
+    pub error: Option<String>,
+    pub sync_id: String,
+    pub now: Timestamp,
+}
+
+#[async_trait]
+pub trait PropertyStore: Send + Sync {
+    /// Every tracked property (not `untracked`), read page by page.
+    async fn list_tracked(&self) -> PortResult<(Vec<Tracked>, Usage)>;
+    /// These ids' records (missing ids are absent from the result).
+    async fn get_tracked(&self, ids: &[i64]) -> PortResult<(Vec<Tracked>, Usage)>;
+    /// The current documents of these ids for `facet` (BatchGetItem, chunked).
+    async fn get_documents(
+        &self,
+        ids: &[i64],
+        facet: &str,
+    ) -> PortResult<(HashMap<i64, StoredDoc>, Usage)>;
+    /// Writes a changed document and bumps the record's data_version, atomically and only if
+    /// both are still at `expected_version` (Conflict otherwise).
+    async fn write_document(&self, w: &DocumentWrite) -> PortResult<Usage>;
+    /// Unchanged content: touch `last_synced` (and status) on the small record only.
+    async fn touch(&self, hotel_id: i64, sync_id: &str, now: Timestamp) -> PortResult<Usage>;
+    /// Records a not-found / failed outcome on the small record; data is kept.
+    async fn mark(&self, m: &RecordMark) -> PortResult<Usage>;
+    /// Starts tracking ids (new ones `pending`, untracked ones tracked again); returns how many
+    /// were new or re-tracked.
+    async fn track(&self, ids: &[i64]) -> PortResult<usize>;
+    /// Stops tracking one id (data kept). NotFound when the id was never tracked.
+    async fn untrack(&self, hotel_id: i64) -> PortResult<()>;
+    async fn get_record(&self, hotel_id: i64) -> PortResult<Option<SyncRecord>>;
+    /// Number of tracked properties.
+    async fn count_tracked(&self) -> PortResult<u64>;
+}
+
+#[async_trait]
+pub trait RunLog: Send + Sync {
+    /// Creates a run; Conflict when the id exists.
+    async fn create(&self, run: &SyncRun) -> PortResult<()>;
+    async fn get(&self, sync_id: &str) -> PortResult<Option<SyncRun>>;
+    /// Saves the whole run (checkpoint / finish).
+    async fn save(&self, run: &SyncRun) -> PortResult<Usage>;
+    /// Runs newest first, with the total count.
+    async fn list(&self, limit: usize, offset: usize) -> PortResult<(Vec<SyncRun>, u64)>;
+}
+
+#[async_trait]
+pub trait Lease: Send + Sync {
+    async fn acquire(&self, owner: &str, ttl: Duration) -> PortResult<Acquired>;
+    /// Extends our lease; Ok(false) when it is no longer ours (fenced out).
+    async fn heartbeat(&self, owner: &str, fence: u64, ttl: Duration) -> PortResult<bool>;
+    async fn release(&self, owner: &str, fence: u64) -> PortResult<()>;
+    async fn current(&self) -> PortResult<Option<LeaseState>>;
+}
+
+/// Why one upstream call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FetchError {
+    #[error("not found upstream (404)")]
+    NotFound,
+    #[error("upstream refused the API key ({0}); check CUPID_API_KEY")]
+    Unauthorized(u16),
+    #[error("rate limited by upstream (429)")]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("upstream server error ({0})")]
+    Server(u16),
+    #[error("upstream rejected the request ({0})")]
+    Client(u16),
+    #[error("upstream timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("could not reach upstream: {0}")]
+    Transport(String),
+    #[error("malformed upstream body: {0}")]
+    Malformed(String),
+}
+
+impl FetchError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            FetchError::RateLimited { .. }
+                | FetchError::Server(_)
+                | FetchError::Timeout(_)
+                | FetchError::Transport(_)
+        )
+    }
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Upstream: Send + Sync {
+    /// One attempt at `GET /v3.0/property/{id}`: the parsed JSON body.
+    async fn fetch_property(&self, hotel_id: i64) -> Result<serde_json::Value, FetchError>;
+}
+
+#[async_trait]
+pub trait Dispatch: Send + Sync {
+    /// Starts the sync function asynchronously with this input.
+    async fn dispatch(&self, req: &SyncRequest) -> PortResult<()>;
+}
+
+/// SyncCompleted / SyncFailed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunEvent {
+    pub detail_type: &'static str,
+    pub detail: serde_json::Value,
+}
+
+#[async_trait]
+pub trait Events: Send + Sync {
+    async fn publish(&self, event: &RunEvent) -> PortResult<()>;
+}
+
+/// The schedule as it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleState {
+    pub enabled: bool,
+    pub interval: Interval,
+    pub anchor: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait Schedule: Send + Sync {
+    async fn get(&self) -> PortResult<Option<ScheduleState>>;
+    /// Creates or replaces the schedule.
+    async fn put(
+        &self,
+        enabled: bool,
+        interval: Interval,
+        anchor: Timestamp,
+    ) -> PortResult<ScheduleState>;
+}
+
+/// A stored setting value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSetting {
+    pub value: String,
+    pub updated_at: Timestamp,
+}
+
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn load(&self) -> PortResult<BTreeMap<String, StoredSetting>>;
+    /// Writes all or nothing (one transaction).
+    async fn put_all(
+        &self,
+        values: &[(SettingKey, SettingValue)],
+        now: Timestamp,
+    ) -> PortResult<()>;
+}

@@ -1,0 +1,119 @@
+//! Builds each function's dependencies from the environment, once per cold start.
+
+use crate::adapters::aws::{EventBus, LambdaDispatch, Scheduler, sdk_config};
+use crate::adapters::cupid::CupidHttp;
+use crate::adapters::dynamo::{DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings};
+use crate::api::app::App;
+use crate::config::{Config, DispatchMode};
+use crate::domain::run::SyncRequest;
+use crate::engine::{Engine, EngineConfig, EngineDeps, Outcome};
+use crate::ports::{Clock, SystemClock};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Loads logging and config; a bad value is one clear log line and a failed start.
+pub fn start() -> Result<Config, BoxError> {
+    if let Err(e) = crate::telemetry::init() {
+        eprintln!("{{\"level\":\"ERROR\",\"message\":\"startup failed: {e}\"}}");
+        return Err(Box::new(e));
+    }
+    Config::from_env().map_err(|e| {
+        tracing::error!(error = %e, "startup failed: {e}");
+        Box::new(e) as BoxError
+    })
+}
+
+pub async fn admin_app(cfg: &Config) -> App {
+    let conf = sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    App {
+        props: Arc::new(DynamoProperties::new(ddb.clone(), &cfg.tables)),
+        runs: Arc::new(DynamoRunLog::new(ddb.clone(), &cfg.tables)),
+        lease: Arc::new(DynamoLease::new(ddb.clone(), &cfg.tables, clock.clone())),
+        settings: Arc::new(DynamoSettings::new(ddb, &cfg.tables)),
+        schedule: Arc::new(Scheduler::new(&conf, cfg)),
+        dispatch: Arc::new(LambdaDispatch::new(
+            &conf,
+            &cfg.sync_function,
+            cfg.dispatch_mode == DispatchMode::Detached,
+        )),
+        clock,
+        defaults: cfg.settings,
+        lease_ttl: cfg.lease_ttl,
+    }
+}
+
+/// An HTTP function: serves its routes of the route table.
+pub async fn run_http(function: &'static str) -> Result<(), BoxError> {
+    let cfg = start()?;
+    let token = cfg.require_admin_token().map_err(|e| {
+        tracing::error!(error = %e, "startup failed: {e}");
+        Box::new(e) as BoxError
+    })?;
+    let app = admin_app(&cfg).await;
+    crate::api::run_lambda(function, Some(token), Arc::new(app)).await
+}
+
+pub async fn engine(cfg: &Config) -> Result<Engine, BoxError> {
+    let key = cfg.require_cupid_key()?;
+    let conf = sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let deps = EngineDeps {
+        props: Arc::new(DynamoProperties::new(ddb.clone(), &cfg.tables)),
+        runs: Arc::new(DynamoRunLog::new(ddb.clone(), &cfg.tables)),
+        lease: Arc::new(DynamoLease::new(ddb.clone(), &cfg.tables, clock.clone())),
+        upstream: Arc::new(CupidHttp::new(&cfg.cupid_base_url, key, cfg.cupid_timeout)?),
+        // A continuation is always a real asynchronous invoke (never detached): the current
+        // invocation has finished its share.
+        dispatch: Arc::new(LambdaDispatch::new(
+            &conf,
+            &cfg.sync_function,
+            cfg.dispatch_mode == DispatchMode::Detached,
+        )),
+        events: Arc::new(EventBus::new(&conf, &cfg.event_bus)),
+        settings: Arc::new(DynamoSettings::new(ddb, &cfg.tables)),
+        clock,
+    };
+    Ok(Engine::new(deps, EngineConfig::from_config(cfg)))
+}
+
+/// The sync function: one SyncRequest per invocation.
+pub async fn run_sync() -> Result<(), BoxError> {
+    use lambda_runtime::{LambdaEvent, service_fn};
+    let cfg = start()?;
+    let engine = Arc::new(
+        engine(&cfg)
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "startup failed: {e}"))?,
+    );
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let engine = engine.clone();
+        async move {
+            let req: SyncRequest = serde_json::from_value(event.payload.clone()).map_err(|e| {
+                tracing::error!(error = %e, payload = %event.payload, "invalid sync input");
+                format!("invalid sync input (expected {{\"sync_type\":\"scheduled\"|\"manual\"|\"resume\",...}}): {e}")
+            })?;
+            let deadline = {
+                let now_ms = SystemClock.now_ms();
+                let left = event.context.deadline.saturating_sub(now_ms);
+                Instant::now() + Duration::from_millis(left)
+            };
+            let outcome = engine.handle(req, Some(deadline)).await.map_err(|e| {
+                tracing::error!(error = %e, "sync failed");
+                e.to_string()
+            })?;
+            Ok::<_, String>(match outcome {
+                Outcome::Finished(run) => crate::engine::run_summary(&run),
+                Outcome::Continued { sync_id, processed } => {
+                    serde_json::json!({"sync_id": sync_id, "status": "continuing", "processed": processed})
+                }
+                Outcome::Skipped { reason } => serde_json::json!({"status": "skipped", "reason": reason}),
+            })
+        }
+    }))
+    .await
+}

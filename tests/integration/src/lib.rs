@@ -1,0 +1,267 @@
+//! Test harness: per-test tables on the local AWS endpoint (moto_server, started by
+//! `make test`), an in-process Cupid simulator, and recording fakes for dispatch and events.
+
+use async_trait::async_trait;
+use cupid_sim::{SimConfig, SimHandle};
+use cupid_sync::adapters::cupid::CupidHttp;
+use cupid_sync::adapters::dynamo::{
+    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings, ensure_tables,
+};
+use cupid_sync::api::app::App;
+use cupid_sync::config::{Secret, Tables};
+use cupid_sync::domain::run::{SyncRequest, SyncRun};
+use cupid_sync::domain::settings::Settings;
+use cupid_sync::engine::{Engine, EngineConfig, EngineDeps, Outcome};
+use cupid_sync::ports::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const KEY: &str = "test-key";
+
+/// Records dispatched sync requests instead of invoking anything.
+#[derive(Default)]
+pub struct RecordingDispatch {
+    pub sent: Mutex<Vec<SyncRequest>>,
+}
+
+#[async_trait]
+impl Dispatch for RecordingDispatch {
+    async fn dispatch(&self, req: &SyncRequest) -> PortResult<()> {
+        self.sent.lock().unwrap().push(req.clone());
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct RecordingEvents {
+    pub events: Mutex<Vec<RunEvent>>,
+}
+
+#[async_trait]
+impl Events for RecordingEvents {
+    async fn publish(&self, event: &RunEvent) -> PortResult<()> {
+        self.events.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+/// In-memory schedule (the Scheduler adapter has its own test against moto).
+#[derive(Default)]
+pub struct MemSchedule {
+    pub state: Mutex<Option<ScheduleState>>,
+}
+
+#[async_trait]
+impl Schedule for MemSchedule {
+    async fn get(&self) -> PortResult<Option<ScheduleState>> {
+        Ok(self.state.lock().unwrap().clone())
+    }
+    async fn put(
+        &self,
+        enabled: bool,
+        interval: cupid_sync::domain::interval::Interval,
+        anchor: cupid_sync::domain::time::Timestamp,
+    ) -> PortResult<ScheduleState> {
+        let s = ScheduleState {
+            enabled,
+            interval,
+            anchor: Some(anchor),
+        };
+        *self.state.lock().unwrap() = Some(s.clone());
+        Ok(s)
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub async fn ddb() -> aws_sdk_dynamodb::Client {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "integration tests need the local AWS endpoint: run them with `make test` (it starts moto_server)"
+    );
+    let conf = cupid_sync::adapters::aws::sdk_config().await;
+    aws_sdk_dynamodb::Client::new(&conf)
+}
+
+/// Fresh, uniquely named tables for one test.
+pub async fn fresh_tables(client: &aws_sdk_dynamodb::Client) -> Tables {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let tag = format!(
+        "t{}-{}-{n}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % 1_000_000
+    );
+    let tables = Tables {
+        properties: format!("{tag}-properties"),
+        documents: format!("{tag}-documents"),
+        sync_logs: format!("{tag}-logs"),
+        settings: format!("{tag}-settings"),
+    };
+    ensure_tables(client, &tables)
+        .await
+        .expect("create tables on the local endpoint");
+    tables
+}
+
+pub struct Stack {
+    pub sim: SimHandle,
+    pub tables: Tables,
+    pub client: aws_sdk_dynamodb::Client,
+    pub props: Arc<DynamoProperties>,
+    pub runs: Arc<DynamoRunLog>,
+    pub lease: Arc<DynamoLease>,
+    pub settings: Arc<DynamoSettings>,
+    pub dispatch: Arc<RecordingDispatch>,
+    pub events: Arc<RecordingEvents>,
+    pub schedule: Arc<MemSchedule>,
+    pub defaults: Settings,
+    pub cfg: EngineConfig,
+    pub upstream: Arc<dyn Upstream>,
+}
+
+pub struct Options {
+    pub rate_limit: f64,
+    pub max_concurrent: u32,
+    pub batch_size: u32,
+    pub retries: u32,
+    pub synthetic: u64,
+    pub key: &'static str,
+    pub max_run: Duration,
+    pub margin: Duration,
+    pub lease_ttl: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            rate_limit: 200.0,
+            max_concurrent: 8,
+            batch_size: 10,
+            retries: 3,
+            synthetic: 0,
+            key: KEY,
+            max_run: Duration::from_secs(600),
+            margin: Duration::ZERO,
+            lease_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Stack {
+    pub async fn new(o: Options) -> Stack {
+        let client = ddb().await;
+        let tables = fresh_tables(&client).await;
+        let sim = cupid_sim::spawn(
+            SimConfig {
+                api_key: KEY.into(),
+                synthetic: o.synthetic,
+                ..Default::default()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let mut defaults = Settings::default();
+        defaults.rate_limit = o.rate_limit;
+        defaults.max_concurrent = o.max_concurrent;
+        defaults.batch_size = o.batch_size;
+        defaults.retry_attempts = o.retries;
+        let upstream: Arc<dyn Upstream> = Arc::new(
+            CupidHttp::new(&sim.url(), Secret::new(o.key), Duration::from_secs(2)).unwrap(),
+        );
+        Stack {
+            props: Arc::new(DynamoProperties::new(client.clone(), &tables)),
+            runs: Arc::new(DynamoRunLog::new(client.clone(), &tables)),
+            lease: Arc::new(DynamoLease::new(client.clone(), &tables, clock)),
+            settings: Arc::new(DynamoSettings::new(client.clone(), &tables)),
+            dispatch: Arc::new(RecordingDispatch::default()),
+            events: Arc::new(RecordingEvents::default()),
+            schedule: Arc::new(MemSchedule::default()),
+            cfg: EngineConfig {
+                defaults,
+                max_run: o.max_run,
+                margin: o.margin,
+                lease_ttl: o.lease_ttl,
+                touch_unchanged: true,
+                retry_base: Duration::from_millis(20),
+            },
+            defaults,
+            upstream,
+            sim,
+            tables,
+            client,
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine_with(self.upstream.clone())
+    }
+
+    pub fn engine_with(&self, upstream: Arc<dyn Upstream>) -> Engine {
+        Engine::new(
+            EngineDeps {
+                props: self.props.clone(),
+                runs: self.runs.clone(),
+                lease: self.lease.clone(),
+                upstream,
+                dispatch: self.dispatch.clone(),
+                events: self.events.clone(),
+                settings: self.settings.clone(),
+                clock: Arc::new(SystemClock),
+            },
+            self.cfg.clone(),
+        )
+    }
+
+    pub fn app(&self) -> App {
+        App {
+            props: self.props.clone(),
+            runs: self.runs.clone(),
+            lease: self.lease.clone(),
+            settings: self.settings.clone(),
+            schedule: self.schedule.clone(),
+            dispatch: self.dispatch.clone(),
+            clock: Arc::new(SystemClock),
+            defaults: self.defaults,
+            lease_ttl: self.cfg.lease_ttl,
+        }
+    }
+
+    pub async fn track_exercise_ids(&self) -> Vec<i64> {
+        let ids = cupid_sim::exercise_ids();
+        self.props.track(&ids).await.unwrap();
+        ids
+    }
+
+    /// Runs a scheduled sync to its end, following continuations like the real function would.
+    pub async fn sync(&self) -> SyncRun {
+        self.run_to_end(SyncRequest::Scheduled {}).await
+    }
+
+    pub async fn run_to_end(&self, first: SyncRequest) -> SyncRun {
+        let engine = self.engine();
+        let mut next = first;
+        for _ in 0..10_000 {
+            match engine.handle(next, None).await.expect("engine") {
+                Outcome::Finished(run) => return *run,
+                Outcome::Continued { .. } => {
+                    next = self
+                        .dispatch
+                        .sent
+                        .lock()
+                        .unwrap()
+                        .pop()
+                        .expect("a continuation was dispatched");
+                }
+                Outcome::Skipped { reason } => panic!("sync skipped: {reason}"),
+            }
+        }
+        panic!("sync did not finish");
+    }
+}

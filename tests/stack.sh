@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# The local stack: moto_server (DynamoDB, Scheduler, EventBridge), the Cupid simulator and
+# `cargo lambda watch`, all on 127.0.0.1. Everything started here is stopped by PID on exit.
+#   tests/stack.sh run    -> start all, bootstrap, first sync, stay in the foreground
+#   tests/stack.sh test   -> start moto if needed, run the suite, stop what it started
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+VENV=${VENV:-$ROOT/.local/venv}
+STATE=${STATE:-$ROOT/.local/run}
+MOTO_PORT=${MOTO_PORT:-5000}
+SIM_PORT=${SIM_PORT:-9100}
+WATCH_PORT=${WATCH_PORT:-8080}
+LOCAL_CUPID="http://127.0.0.1:${SIM_PORT}"
+export ADMIN_TOKEN=${ADMIN_TOKEN:-local-admin-token}
+export CUPID_BASE_URL=${CUPID_BASE_URL:-$LOCAL_CUPID}
+export CUPID_API_KEY=${CUPID_API_KEY:-local-dev-key}
+export AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL:-http://127.0.0.1:${MOTO_PORT}}
+export AWS_REGION=${AWS_REGION:-us-east-1}
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test}
+export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
+export LOG_LEVEL=${LOG_LEVEL:-info}
+mkdir -p "$STATE"
+PIDS=()
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port name seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    port_open "$1" && return 0
+    sleep 0.1
+  done
+  log "$2 did not open port $1 within $3 s; its log: $STATE/$2.log"
+  tail -20 "$STATE/$2.log" >&2 || true
+  return 1
+}
+
+stop_all() {
+  local pid
+  for pid in "${PIDS[@]:-}"; do
+    [[ -n $pid ]] || continue
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [[ -n $pid ]] || continue
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+}
+trap 'stop_all' EXIT
+trap 'exit 130' INT TERM
+
+start_bg() { # name cmd...
+  local name=$1; shift
+  setsid "$@" >"$STATE/$name.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  echo "$pid" >"$STATE/$name.pid"
+}
+
+start_moto() {
+  if port_open "$MOTO_PORT"; then
+    log "moto_server already answers on $MOTO_PORT; using it"
+    return
+  fi
+  start_bg moto "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+  wait_port "$MOTO_PORT" moto 60
+}
+
+start_sim() {
+  if [[ $CUPID_BASE_URL != "$LOCAL_CUPID" ]]; then
+    log "CUPID_BASE_URL=$CUPID_BASE_URL: not starting the simulator"
+    return
+  fi
+  port_open "$SIM_PORT" && { log "port $SIM_PORT is busy; stop what holds it"; exit 1; }
+  start_bg cupid-sim "$ROOT/target/debug/cupid-sim" --port "$SIM_PORT" --api-key "$CUPID_API_KEY"
+  wait_port "$SIM_PORT" cupid-sim 30
+}
+
+write_env() {
+  cat >"$STATE/watch.env" <<ENV
+AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
+AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$WATCH_PORT
+AWS_REGION=$AWS_REGION
+AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+ADMIN_TOKEN=$ADMIN_TOKEN
+CUPID_BASE_URL=$CUPID_BASE_URL
+CUPID_API_KEY=$CUPID_API_KEY
+SYNC_DISPATCH=detached
+LOG_LEVEL=$LOG_LEVEL
+ENV
+  local v
+  for v in SYNC_INTERVAL SYNC_BATCH_SIZE SYNC_MAX_CONCURRENT SYNC_RETRY_ATTEMPTS SYNC_ENABLE_AUTO SYNC_RATE_LIMIT SYNC_MAX_RUN_SECONDS; do
+    [[ -n ${!v:-} ]] && echo "$v=${!v}" >>"$STATE/watch.env"
+  done
+  return 0
+}
+
+start_watch() {
+  port_open "$WATCH_PORT" && { log "port $WATCH_PORT is busy; stop what holds it"; exit 1; }
+  write_env
+  PATH="$VENV/bin:$PATH" start_bg watch cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" --env-file "$STATE/watch.env" --timeout 900
+  wait_port "$WATCH_PORT" watch 120
+}
+
+api() { # method path [body]
+  curl -sS -X "$1" -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+    ${3:+--data "$3"} "http://127.0.0.1:$WATCH_PORT$2"
+}
+
+case "${1:-}" in
+  run)
+    cargo build --workspace --quiet
+    start_moto
+    start_sim
+    "$ROOT/target/debug/devstack" bootstrap tests/fixtures/hotel_ids.txt
+    start_watch
+    log "waiting for the API (first request compiles nothing: the workspace is built)"
+    for _ in $(seq 1 300); do
+      curl -sf "http://127.0.0.1:$WATCH_PORT/api/v1/health" >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+    log "first sync: $(api POST /api/v1/admin/sync)"
+    cat <<MSG
+
+cupid-sync is running locally (Ctrl-C stops everything):
+  API          http://localhost:$WATCH_PORT/api/v1/health
+  status       curl -H 'Authorization: Bearer $ADMIN_TOKEN' http://localhost:$WATCH_PORT/api/v1/admin/sync/status
+  docs         http://localhost:$WATCH_PORT/docs
+  admin token  $ADMIN_TOKEN
+  Cupid        $CUPID_BASE_URL
+  AWS (moto)   $AWS_ENDPOINT_URL
+  logs         $STATE/*.log   (make logs)
+MSG
+    wait
+    ;;
+  test)
+    start_moto
+    shift
+    "$@"
+    ;;
+  *)
+    echo "usage: tests/stack.sh run | test <command...>" >&2
+    exit 2
+    ;;
+esac
