@@ -137,10 +137,7 @@ impl Events for EventBus {
             .entries(entry)
             .send()
             .await
-            .map_err(|e| {
-                let pe = port_err(&format!("PutEvents {}", self.bus), e);
-                pe
-            })?;
+            .map_err(|e| port_err(&format!("PutEvents {}", self.bus), e))?;
         if out.failed_entry_count() > 0 {
             let reason = out
                 .entries()

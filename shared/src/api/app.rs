@@ -252,25 +252,22 @@ impl App {
         let now_ms = self.clock.now_ms();
         let sync_id = new_sync_id(now_ms);
         match self.lease.acquire(&sync_id, self.lease_ttl).await? {
-            Acquired::Held { owner, .. } => {
-                return Err(ApiError::Conflict {
-                    code: "sync_in_progress",
-                    message: format!("a sync is already running ({owner})"),
-                    details: serde_json::json!({ "sync_id": owner }),
-                });
-            }
+            Acquired::Held { owner, .. } => Err(ApiError::Conflict {
+                code: "sync_in_progress",
+                message: format!("a sync is already running ({owner})"),
+                details: serde_json::json!({ "sync_id": owner }),
+            }),
             Acquired::Granted { fence, took_over } => {
-                if let Some(prev) = took_over {
-                    if let Ok(Some(mut r)) = self.runs.get(&prev).await {
-                        if r.status.is_active() {
-                            r.status = RunStatus::Abandoned;
-                            r.completed_at = Some(self.clock.now());
-                            r.error_message = Some(format!(
-                                "lease expired without completion; taken over by sync {sync_id}"
-                            ));
-                            let _ = self.runs.save(&r).await;
-                        }
-                    }
+                if let Some(prev) = took_over
+                    && let Ok(Some(mut r)) = self.runs.get(&prev).await
+                    && r.status.is_active()
+                {
+                    r.status = RunStatus::Abandoned;
+                    r.completed_at = Some(self.clock.now());
+                    r.error_message = Some(format!(
+                        "lease expired without completion; taken over by sync {sync_id}"
+                    ));
+                    let _ = self.runs.save(&r).await;
                 }
                 let (settings, _) = self.effective_settings().await?;
                 let total = match &hotel_ids {

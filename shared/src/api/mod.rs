@@ -255,44 +255,50 @@ pub async fn serve(
     }
 }
 
+/// Converts an API Gateway (HTTP API, payload v2) event as lambda_http parsed it.
+pub fn from_lambda(event: &lambda_http::Request) -> ApiRequest {
+    use lambda_http::{Body, RequestExt};
+    let query = event
+        .query_string_parameters()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let header = |name: &str| {
+        event
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    ApiRequest {
+        method: event.method().as_str().to_string(),
+        path: event.uri().path().to_string(),
+        params: BTreeMap::new(),
+        query,
+        authorization: header("authorization"),
+        content_type: header("content-type"),
+        body: match event.body() {
+            Body::Empty => Vec::new(),
+            Body::Text(t) => t.as_bytes().to_vec(),
+            Body::Binary(b) => b.clone(),
+            _ => Vec::new(),
+        },
+    }
+}
+
 /// Runs an HTTP function under the Lambda runtime (API Gateway HTTP API, payload v2).
 pub async fn run_lambda(
     function: &'static str,
     token: Option<Secret>,
     handler: std::sync::Arc<dyn Handler>,
 ) -> Result<(), lambda_http::Error> {
-    use lambda_http::{Body, RequestExt, Response, service_fn};
+    use lambda_http::{Body, Response, service_fn};
     let token = std::sync::Arc::new(token);
     lambda_http::run(service_fn(move |event: lambda_http::Request| {
         let handler = handler.clone();
         let token = token.clone();
         async move {
-            let query = event
-                .query_string_parameters()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            let header = |name: &str| {
-                event
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            };
-            let req = ApiRequest {
-                method: event.method().as_str().to_string(),
-                path: event.uri().path().to_string(),
-                params: BTreeMap::new(),
-                query,
-                authorization: header("authorization"),
-                content_type: header("content-type"),
-                body: match event.body() {
-                    Body::Empty => Vec::new(),
-                    Body::Text(t) => t.as_bytes().to_vec(),
-                    Body::Binary(b) => b.clone(),
-                    _ => Vec::new(),
-                },
-            };
+            let req = from_lambda(&event);
             let resp = serve(function, token.as_ref().as_ref(), handler.as_ref(), req).await;
             Response::builder()
                 .status(resp.status)

@@ -50,10 +50,10 @@ pub fn normalize(v: &mut Value) {
         Value::Object(m) => {
             for (k, child) in m.iter_mut() {
                 normalize(child);
-                if k == "photos" {
-                    if let Value::Array(items) = child {
-                        items.sort_by(photo_order);
-                    }
+                if k == "photos"
+                    && let Value::Array(items) = child
+                {
+                    items.sort_by(photo_order);
                 }
             }
         }

@@ -46,7 +46,7 @@ impl Interval {
         if d > MAX_INTERVAL {
             return Err(IntervalError::TooLong(shown));
         }
-        if d.as_secs() % 60 != 0 || d.subsec_nanos() != 0 {
+        if !d.as_secs().is_multiple_of(60) || d.subsec_nanos() != 0 {
             return Err(IntervalError::NotWholeMinutes(shown));
         }
         Ok(Interval(d))
@@ -59,9 +59,9 @@ impl Interval {
     /// The EventBridge Scheduler expression: `rate(N unit)` in the largest exact unit.
     pub fn rate_expression(self) -> String {
         let mins = self.0.as_secs() / 60;
-        let (n, unit) = if mins % 1440 == 0 {
+        let (n, unit) = if mins.is_multiple_of(1440) {
             (mins / 1440, "day")
-        } else if mins % 60 == 0 {
+        } else if mins.is_multiple_of(60) {
             (mins / 60, "hour")
         } else {
             (mins, "minute")

@@ -301,10 +301,10 @@ impl Sim {
 
     fn fault_for(&self, id: i64, path: &str, attempt: u64) -> Option<String> {
         let f = self.faults.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(pf) = f.per_id.get(&id) {
-            if pf.times == 0 || attempt <= pf.times {
-                return Some(pf.kind.clone());
-            }
+        if let Some(pf) = f.per_id.get(&id)
+            && (pf.times == 0 || attempt <= pf.times)
+        {
+            return Some(pf.kind.clone());
         }
         if f.path_filter.as_deref().is_some_and(|p| !path.contains(p)) {
             return None;

@@ -167,11 +167,13 @@ impl Stack {
         .await
         .unwrap();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let mut defaults = Settings::default();
-        defaults.rate_limit = o.rate_limit;
-        defaults.max_concurrent = o.max_concurrent;
-        defaults.batch_size = o.batch_size;
-        defaults.retry_attempts = o.retries;
+        let defaults = Settings {
+            rate_limit: o.rate_limit,
+            max_concurrent: o.max_concurrent,
+            batch_size: o.batch_size,
+            retry_attempts: o.retries,
+            ..Default::default()
+        };
         let upstream: Arc<dyn Upstream> = Arc::new(
             CupidHttp::new(&sim.url(), Secret::new(o.key), Duration::from_secs(2)).unwrap(),
         );
