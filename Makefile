@@ -28,7 +28,8 @@ lint: tools
 	@if [ -f infra/template.yaml ]; then $(VENV)/bin/cfn-lint infra/template.yaml; fi
 
 test: tools
-	tests/stack.sh test cargo test --workspace --all-targets
+	tests/stack.sh test cargo test --workspace --all-targets --no-fail-fast
+	SIM_PORT=19100 WATCH_PORT=18080 tests/stack.sh e2e
 	$(MAKE) lint
 
 sync-now:

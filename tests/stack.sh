@@ -83,6 +83,12 @@ start_sim() {
 
 write_env() {
   cat >"$STATE/watch.env" <<ENV
+PROPERTIES_TABLE=${PROPERTIES_TABLE:-cupid-properties}
+DOCUMENTS_TABLE=${DOCUMENTS_TABLE:-cupid-property-documents}
+SYNC_LOGS_TABLE=${SYNC_LOGS_TABLE:-cupid-sync-logs}
+SETTINGS_TABLE=${SETTINGS_TABLE:-cupid-sync-settings}
+SCHEDULE_NAME=${SCHEDULE_NAME:-cupid-sync}
+EVENT_BUS_NAME=${EVENT_BUS_NAME:-cupid-sync}
 AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
 AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$WATCH_PORT
 AWS_REGION=$AWS_REGION
@@ -144,8 +150,30 @@ MSG
     shift
     "$@"
     ;;
+  e2e)
+    # A stack of its own (other ports, fresh table names) so it never touches `make run`'s data.
+    tag="e2e$$"
+    export PROPERTIES_TABLE=$tag-properties DOCUMENTS_TABLE=$tag-documents SYNC_LOGS_TABLE=$tag-logs SETTINGS_TABLE=$tag-settings
+    export SCHEDULE_NAME=$tag-schedule EVENT_BUS_NAME=$tag-bus SYNC_RATE_LIMIT=${SYNC_RATE_LIMIT:-50}
+    cargo build --workspace --quiet
+    start_moto
+    start_sim
+    "$ROOT/target/debug/devstack" bootstrap tests/fixtures/hotel_ids.txt
+    start_watch
+    for _ in $(seq 1 300); do
+      curl -sf "http://127.0.0.1:$WATCH_PORT/api/v1/health" >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+    status=0
+    "$ROOT/target/debug/e2e" "http://127.0.0.1:$WATCH_PORT" "$ADMIN_TOKEN" || status=$?
+    stop_all
+    for port in "$SIM_PORT" "$WATCH_PORT"; do
+      if port_open "$port"; then log "port $port still open after stop"; status=1; fi
+    done
+    exit $status
+    ;;
   *)
-    echo "usage: tests/stack.sh run | test <command...>" >&2
+    echo "usage: tests/stack.sh run | test <command...> | e2e" >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,192 @@
+//! End-to-end check through `cargo lambda watch`: `e2e http://127.0.0.1:18080 TOKEN`.
+//! Started by `tests/stack.sh e2e` (part of `make test`) against a fresh local stack.
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+struct Ctx {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    passed: u32,
+    failed: u32,
+}
+
+impl Ctx {
+    async fn call(&self, method: &str, path: &str, auth: bool) -> (u16, Value, Duration) {
+        let started = Instant::now();
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{}", self.base, path));
+        if auth {
+            req = req.bearer_auth(&self.token);
+        }
+        match req.send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap_or_default();
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                    started.elapsed(),
+                )
+            }
+            Err(e) => (0, Value::String(e.to_string()), started.elapsed()),
+        }
+    }
+
+    fn check(&mut self, name: &str, ok: bool, detail: impl std::fmt::Display) {
+        if ok {
+            self.passed += 1;
+            println!("ok   {name}");
+        } else {
+            self.failed += 1;
+            println!("FAIL {name}: {detail}");
+        }
+    }
+
+    async fn wait_idle(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while Instant::now() < deadline {
+            let (_, b, _) = self.call("GET", "/api/v1/admin/sync/status", true).await;
+            let cur = &b["data"]["current_run"];
+            if cur.is_null() && b["success"] == true {
+                return true;
+            }
+            println!("     progress {}/{}", cur["processed"], cur["total"]);
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        }
+        false
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let base = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:18080".into());
+    let token = args.next().unwrap_or_else(|| "local-admin-token".into());
+    let mut c = Ctx {
+        base,
+        token,
+        http: reqwest::Client::new(),
+        passed: 0,
+        failed: 0,
+    };
+
+    let (s, b, _) = c.call("GET", "/api/v1/health", false).await;
+    c.check(
+        "GET /api/v1/health answers 200 with the envelope",
+        s == 200 && b["success"] == true,
+        &b,
+    );
+    let (s, b, _) = c.call("GET", "/api/v1/admin/sync/status", false).await;
+    c.check(
+        "admin routes refuse a missing token",
+        s == 401 && b["error"]["code"] == "unauthorized",
+        &b,
+    );
+
+    let (s, b, took) = c.call("POST", "/api/v1/admin/sync", true).await;
+    c.check(
+        "POST /admin/sync answers 202 within 1 s",
+        s == 202 && took < Duration::from_secs(1),
+        format!("{s} in {took:?}: {b}"),
+    );
+    let first = b["data"]["sync_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (s, b, _) = c.call("POST", "/api/v1/admin/sync", true).await;
+    c.check(
+        "a second trigger while running is 409",
+        s == 409 && b["error"]["details"]["sync_id"] == first.as_str(),
+        &b,
+    );
+    let idle = c.wait_idle().await;
+    c.check("the first sync finishes", idle, "still running after 180 s");
+    let (_, b, _) = c
+        .call("GET", &format!("/api/v1/admin/sync/logs/{first}"), true)
+        .await;
+    let d = &b["data"];
+    c.check(
+        "first sync: 100 properties synced",
+        d["status"] == "completed" && d["updated_properties"] == 100,
+        d,
+    );
+    let (_, b, _) = c.call("GET", "/api/v1/properties/1641879", true).await;
+    c.check(
+        "a synced property reads back",
+        b["data"]["document"]["hotel_name"] == "The Z Hotel Covent Garden",
+        &b["data"]["sync_status"],
+    );
+
+    let (s, b, _) = c.call("POST", "/api/v1/admin/sync", true).await;
+    let second = b["data"]["sync_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    c.check("a second sync starts", s == 202, &b);
+    c.wait_idle().await;
+    let (_, b, _) = c
+        .call("GET", &format!("/api/v1/admin/sync/logs/{second}"), true)
+        .await;
+    let d = &b["data"];
+    c.check(
+        "an unchanged re-sync writes no document",
+        d["unchanged_properties"] == 100 && d["document_writes"] == 0,
+        d,
+    );
+
+    let (s, b, _) = c.call("GET", "/api/v1/admin/sync/status", true).await;
+    c.check(
+        "status has the seed's fields",
+        s == 200 && b["data"]["total_properties"] == 100 && b["data"]["last_sync"].is_string(),
+        &b,
+    );
+    let (s, b, _) = c
+        .call("POST", "/api/v1/admin/sync/start?interval=24h", true)
+        .await;
+    c.check(
+        "start?interval=24h enables the schedule",
+        s == 200 && b["data"]["schedule_expression"] == "rate(1 day)",
+        &b,
+    );
+    let (s, b, _) = c.call("GET", "/api/v1/admin/sync/health", true).await;
+    c.check(
+        "health is healthy",
+        s == 200 && b["data"]["status"] == "healthy",
+        &b,
+    );
+    let (s, b, _) = c.call("POST", "/api/v1/admin/sync/stop", true).await;
+    c.check(
+        "stop disables the schedule",
+        s == 200 && b["data"]["enabled"] == false,
+        &b,
+    );
+    let (s, b, _) = c
+        .call("GET", "/api/v1/admin/sync/logs?limit=10&offset=0", true)
+        .await;
+    c.check(
+        "logs list both runs newest first",
+        s == 200 && b["data"]["total"] == 2 && b["data"]["items"][0]["sync_id"] == second.as_str(),
+        &b["data"]["total"],
+    );
+    let (s, b, _) = c.call("GET", "/docs/swagger.json", false).await;
+    let n = b["paths"].as_object().map(|p| p.len()).unwrap_or(0);
+    c.check(
+        "the OpenAPI document is served",
+        s == 200 && n >= 10,
+        format!("{s}, {n} paths"),
+    );
+    let (s, b, _) = c.call("GET", "/docs", false).await;
+    c.check(
+        "the Swagger UI page is served",
+        s == 200 && b.as_str().is_some_and(|h| h.contains("SwaggerUIBundle")),
+        s,
+    );
+
+    println!("e2e: {} passed, {} failed", c.passed, c.failed);
+    std::process::exit(if c.failed == 0 { 0 } else { 1 });
+}
