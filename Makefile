@@ -25,7 +25,8 @@ run: tools
 lint: tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	@if [ -f infra/template.yaml ]; then $(VENV)/bin/cfn-lint infra/template.yaml; fi
+	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(VENV)/bin/python infra/check_template.py infra/template.yaml
 
 test: tools
 	tests/stack.sh test cargo test --workspace --all-targets --no-fail-fast

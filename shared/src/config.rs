@@ -72,6 +72,8 @@ pub struct Config {
     pub schedule_group: String,
     pub schedule_target_arn: String,
     pub schedule_role_arn: String,
+    /// Dead-letter queue for schedule deliveries that fail; kept when the schedule is replaced.
+    pub schedule_dlq_arn: Option<String>,
 }
 
 fn secs(
@@ -185,6 +187,7 @@ impl Config {
                 "SCHEDULE_ROLE_ARN",
                 "arn:aws:iam::123456789012:role/cupid-sync-scheduler",
             )?,
+            schedule_dlq_arn: get("SCHEDULE_DLQ_ARN").filter(|s| !s.is_empty()),
         })
     }
 

@@ -6,7 +6,6 @@ use crate::domain::time::Timestamp;
 use crate::ports::*;
 use async_trait::async_trait;
 use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use std::time::SystemTime;
 
 /// The SDK config from the environment (region, credentials, AWS_ENDPOINT_URL[_SERVICE]).
 pub async fn sdk_config() -> aws_config::SdkConfig {
@@ -163,6 +162,7 @@ pub struct Scheduler {
     group: String,
     target_arn: String,
     role_arn: String,
+    dlq_arn: Option<String>,
 }
 
 impl Scheduler {
@@ -173,6 +173,7 @@ impl Scheduler {
             group: c.schedule_group.clone(),
             target_arn: c.schedule_target_arn.clone(),
             role_arn: c.schedule_role_arn.clone(),
+            dlq_arn: c.schedule_dlq_arn.clone(),
         }
     }
 }
@@ -243,6 +244,11 @@ impl Schedule for Scheduler {
                     .maximum_event_age_in_seconds(3600)
                     .build(),
             )
+            .set_dead_letter_config(self.dlq_arn.as_ref().map(|arn| {
+                aws_sdk_scheduler::types::DeadLetterConfig::builder()
+                    .arn(arn)
+                    .build()
+            }))
             .build()
             .map_err(|e| {
                 PortError::new("Scheduler target", PortErrorKind::Invalid, e.to_string())
@@ -255,7 +261,6 @@ impl Schedule for Scheduler {
             })?;
         let state = if enabled { St::Enabled } else { St::Disabled };
         let exists = self.get().await?.is_some();
-        let _ = SystemTime::now();
         if exists {
             self.client
                 .update_schedule()

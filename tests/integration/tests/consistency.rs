@@ -1,5 +1,5 @@
-//! One route table: the watch router in Cargo.toml (and, once infra/ lands, the template)
-//! must agree with shared/src/api/routes.rs.
+//! One route table: the watch router in Cargo.toml and the SAM template
+//! must agree with shared/src/api/routes.rs; the template's tables with shared/src/adapters/tables.rs.
 
 use cupid_sync::api::routes::ROUTES;
 use std::collections::BTreeSet;
@@ -62,6 +62,207 @@ fn every_function_crate_serves_at_least_one_route_or_is_the_sync() {
             r.method,
             r.path,
             r.function
+        );
+    }
+}
+
+fn template() -> serde_yaml::Value {
+    let text = std::fs::read_to_string(root().join("infra/template.yaml")).unwrap();
+    serde_yaml::from_str(&text).expect("template parses")
+}
+
+fn untag(v: &serde_yaml::Value) -> &serde_yaml::Value {
+    match v {
+        serde_yaml::Value::Tagged(t) => &t.value,
+        other => other,
+    }
+}
+
+fn s<'a>(v: &'a serde_yaml::Value, path: &[&str]) -> Option<&'a serde_yaml::Value> {
+    let mut cur = v;
+    for p in path {
+        cur = untag(cur).get(*p)?;
+    }
+    Some(untag(cur))
+}
+
+#[test]
+fn the_template_routes_and_functions_match_the_route_table() {
+    let t = template();
+    let resources = s(&t, &["Resources"]).unwrap().as_mapping().unwrap();
+    let mut routes = BTreeSet::new();
+    let mut binaries = BTreeSet::new();
+    for (_, r) in resources {
+        if s(r, &["Type"]).and_then(|x| x.as_str()) != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let bin = s(r, &["Metadata", "BuildProperties", "Binary"])
+            .and_then(|x| x.as_str())
+            .expect("Binary named")
+            .to_string();
+        assert_eq!(
+            s(r, &["Metadata", "BuildMethod"]).and_then(|x| x.as_str()),
+            Some("rust-cargolambda")
+        );
+        assert_eq!(
+            s(r, &["Properties", "CodeUri"]).and_then(|x| x.as_str()),
+            Some(format!("../functions/{bin}").as_str())
+        );
+        if let Some(events) = s(r, &["Properties", "Events"]).and_then(|e| e.as_mapping()) {
+            for (_, e) in events {
+                assert_eq!(s(e, &["Type"]).and_then(|x| x.as_str()), Some("HttpApi"));
+                let m = s(e, &["Properties", "Method"])
+                    .and_then(|x| x.as_str())
+                    .unwrap();
+                let p = s(e, &["Properties", "Path"])
+                    .and_then(|x| x.as_str())
+                    .unwrap();
+                routes.insert(format!("{m} {p} -> {bin}"));
+            }
+        }
+        binaries.insert(bin);
+    }
+    let in_code: BTreeSet<String> = ROUTES
+        .iter()
+        .map(|r| format!("{} {} -> {}", r.method, r.path, r.function))
+        .collect();
+    assert_eq!(routes, in_code);
+    let crates: BTreeSet<String> = std::fs::read_dir(root().join("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(binaries, crates, "one template function per function crate");
+}
+
+#[test]
+fn the_template_tables_match_the_code_table_definitions() {
+    use cupid_sync::adapters::tables::{ALL, Key};
+    let t = template();
+    let key_schema = |v: &serde_yaml::Value| -> Vec<(String, String)> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    s(k, &["AttributeName"])
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    s(k, &["KeyType"]).unwrap().as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let expect = |pk: Key, sk: Option<Key>| -> Vec<(String, String)> {
+        let mut v = vec![(pk.name.to_string(), "HASH".to_string())];
+        v.extend(sk.map(|k| (k.name.to_string(), "RANGE".to_string())));
+        v
+    };
+    for def in ALL {
+        let table = s(&t, &["Resources", def.logical_id])
+            .unwrap_or_else(|| panic!("template lacks {}", def.logical_id));
+        assert_eq!(
+            s(table, &["Type"]).and_then(|x| x.as_str()),
+            Some("AWS::DynamoDB::Table")
+        );
+        assert_eq!(
+            s(table, &["Properties", "BillingMode"]).and_then(|x| x.as_str()),
+            Some("PAY_PER_REQUEST")
+        );
+        assert_eq!(
+            key_schema(s(table, &["Properties", "KeySchema"]).unwrap()),
+            expect(def.pk, def.sk),
+            "{}",
+            def.logical_id
+        );
+        let attrs: BTreeSet<(String, String)> = s(table, &["Properties", "AttributeDefinitions"])
+            .unwrap()
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    s(a, &["AttributeName"])
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    s(a, &["AttributeType"])
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+            .collect();
+        let mut want = BTreeSet::new();
+        for k in [
+            Some(def.pk),
+            def.sk,
+            def.gsi.map(|g| g.pk),
+            def.gsi.and_then(|g| g.sk),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            want.insert((k.name.to_string(), k.kind.as_str().to_string()));
+        }
+        assert_eq!(attrs, want, "{} attribute definitions", def.logical_id);
+        match def.gsi {
+            None => assert!(s(table, &["Properties", "GlobalSecondaryIndexes"]).is_none()),
+            Some(g) => {
+                let idx = &s(table, &["Properties", "GlobalSecondaryIndexes"])
+                    .unwrap()
+                    .as_sequence()
+                    .unwrap()[0];
+                assert_eq!(
+                    s(idx, &["IndexName"]).and_then(|x| x.as_str()),
+                    Some(g.name)
+                );
+                assert_eq!(
+                    key_schema(s(idx, &["KeySchema"]).unwrap()),
+                    expect(g.pk, g.sk)
+                );
+            }
+        }
+        assert_eq!(
+            s(
+                table,
+                &["Properties", "TimeToLiveSpecification", "AttributeName"]
+            )
+            .and_then(|x| x.as_str()),
+            def.ttl_attribute
+        );
+        assert!(
+            s(
+                table,
+                &[
+                    "Properties",
+                    "PointInTimeRecoverySpecification",
+                    "PointInTimeRecoveryEnabled"
+                ]
+            )
+            .and_then(|x| x.as_bool())
+            .unwrap_or(false)
+        );
+        let env_ref = s(
+            &t,
+            &[
+                "Globals",
+                "Function",
+                "Environment",
+                "Variables",
+                def.env_var,
+            ],
+        )
+        .and_then(|x| x.as_str());
+        assert_eq!(
+            env_ref,
+            Some(def.logical_id),
+            "{} must be given to the functions as !Ref {}",
+            def.env_var,
+            def.logical_id
         );
     }
 }
