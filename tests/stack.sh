@@ -119,6 +119,22 @@ api() { # method path [body]
     ${3:+--data "$3"} "http://127.0.0.1:$WATCH_PORT$2"
 }
 
+# A stack on its own ports and fresh table names, so it never touches `make run`'s data.
+isolated_stack() {
+  local tag="t$$"
+  export PROPERTIES_TABLE=$tag-properties DOCUMENTS_TABLE=$tag-documents SYNC_LOGS_TABLE=$tag-logs SETTINGS_TABLE=$tag-settings
+  export SCHEDULE_NAME=$tag-schedule EVENT_BUS_NAME=$tag-bus SYNC_RATE_LIMIT=${SYNC_RATE_LIMIT:-50}
+  cargo build --workspace --quiet
+  start_moto
+  start_sim
+  "$ROOT/target/debug/devstack" bootstrap tests/fixtures/hotel_ids.txt
+  start_watch
+  for _ in $(seq 1 300); do
+    curl -sf "http://127.0.0.1:$WATCH_PORT/api/v1/health" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+}
+
 case "${1:-}" in
   run)
     cargo build --workspace --quiet
@@ -151,19 +167,13 @@ MSG
     "$@"
     ;;
   e2e)
-    # A stack of its own (other ports, fresh table names) so it never touches `make run`'s data.
-    tag="e2e$$"
-    export PROPERTIES_TABLE=$tag-properties DOCUMENTS_TABLE=$tag-documents SYNC_LOGS_TABLE=$tag-logs SETTINGS_TABLE=$tag-settings
-    export SCHEDULE_NAME=$tag-schedule EVENT_BUS_NAME=$tag-bus SYNC_RATE_LIMIT=${SYNC_RATE_LIMIT:-50}
-    cargo build --workspace --quiet
-    start_moto
-    start_sim
-    "$ROOT/target/debug/devstack" bootstrap tests/fixtures/hotel_ids.txt
-    start_watch
-    for _ in $(seq 1 300); do
-      curl -sf "http://127.0.0.1:$WATCH_PORT/api/v1/health" >/dev/null 2>&1 && break
-      sleep 0.5
-    done
+    isolated_stack
+    if ! command -v chromium >/dev/null; then
+      if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        log "installing Debian's chromium for the Swagger UI check"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >"$STATE/apt.log" 2>&1 || log "chromium install failed: $STATE/apt.log"
+      fi
+    fi
     status=0
     "$ROOT/target/debug/e2e" "http://127.0.0.1:$WATCH_PORT" "$ADMIN_TOKEN" || status=$?
     stop_all
@@ -172,8 +182,46 @@ MSG
     done
     exit $status
     ;;
+  fuzz)
+    # schemathesis against the OpenAPI document, on a stack of its own. Requests go through
+    # `apigw` (an API Gateway stand-in in front of the same handler; see its doc comment);
+    # syncs the fuzzer starts still run in the real sync function under watch.
+    isolated_stack
+    FUZZ_VENV=$ROOT/.local/fuzz-venv
+    if [[ ! -x $FUZZ_VENV/bin/schemathesis ]]; then
+      python3 -m venv "$FUZZ_VENV"
+      "$FUZZ_VENV/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
+    fi
+    APIGW_PORT=${APIGW_PORT:-18280}
+    rm -rf "$STATE/fuzz"
+    write_env
+    AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$WATCH_PORT SYNC_DISPATCH=detached \
+      start_bg apigw "$ROOT/target/debug/apigw" --port "$APIGW_PORT"
+    wait_port "$APIGW_PORT" apigw 30
+    status=0
+    "$FUZZ_VENV/bin/schemathesis" run "http://127.0.0.1:$APIGW_PORT/docs/swagger.json" \
+      --url "http://127.0.0.1:$APIGW_PORT" -H "Authorization: Bearer $ADMIN_TOKEN" \
+      --checks not_a_server_error --max-examples "${FUZZ_EXAMPLES:-200}" --workers 1 \
+      --request-timeout 30 --seed 42 --report junit --report-dir "$STATE/fuzz" || status=$?
+    python3 - "$STATE"/fuzz/junit*.xml <<'PY' || true
+import sys, xml.etree.ElementTree as ET
+for path in sys.argv[1:]:
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root)
+    tests = sum(int(s.attrib.get("tests", 0)) for s in suites)
+    failures = sum(int(s.attrib.get("failures", 0)) for s in suites)
+    print(f"fuzz report {path}: {tests} operations, {failures} failing")
+PY
+    total=$(grep -c '^request ' "$STATE/apigw.log" || true)
+    server_errors=$(grep -cE '^request .* 5[0-9][0-9]$' "$STATE/apigw.log" || true)
+    log "api-fuzz: $total requests reached the API, $server_errors answered 5xx"
+    grep -E '^request .* 5[0-9][0-9]$' "$STATE/apigw.log" | sort | uniq -c | head -20 >&2 || true
+    [[ $server_errors == 0 ]] || status=1
+    stop_all
+    exit $status
+    ;;
   *)
-    echo "usage: tests/stack.sh run | test <command...> | e2e" >&2
+    echo "usage: tests/stack.sh run | test <command...> | e2e | fuzz" >&2
     exit 2
     ;;
 esac

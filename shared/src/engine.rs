@@ -233,6 +233,46 @@ impl Engine {
             }
         }
 
+        match self
+            .run_locked(&mut run, fence, &settings, budget_end, first_invocation)
+            .await
+        {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => {
+                // 7. Finish.
+                let status = run.final_status();
+                if run.counters.failed > 0 && run.error_message.is_none() {
+                    run.error_message = Some(format!(
+                        "{} of {} properties failed; see failures",
+                        run.counters.failed, run.total
+                    ));
+                }
+                Ok(Outcome::Finished(Box::new(
+                    self.finish(&mut run, status, fence).await,
+                )))
+            }
+            Err(source) => {
+                // A dependency failed mid-run: close the run with the reason and free the lease
+                // rather than leave it `running` until the lease expires.
+                error!(error = %source, "sync stopped by a failed dependency call");
+                run.error_message = Some(format!("stopped by a failed dependency call: {source}"));
+                Ok(Outcome::Finished(Box::new(
+                    self.finish(&mut run, RunStatus::Failed, fence).await,
+                )))
+            }
+        }
+    }
+
+    /// Steps 2-6 under the lease. `Ok(None)`: all done, finish normally.
+    async fn run_locked(
+        &self,
+        run: &mut SyncRun,
+        fence: u64,
+        settings: &Settings,
+        budget_end: Instant,
+        first_invocation: bool,
+    ) -> Result<Option<Outcome>, PortError> {
+        let sync_id = run.sync_id.clone();
         // 2. What to sync, in ascending id order after the cursor.
         let (mut todo, usage) = match &run.hotel_ids {
             None => self.deps.props.list_tracked().await,
@@ -249,8 +289,7 @@ impl Engine {
                 }
                 (all, u)
             }),
-        }
-        .map_err(port(&sync_id))?;
+        }?;
         run.counters.consumed_rcu += usage.rcu;
         todo.sort_by_key(|t| t.hotel_id);
         todo.dedup_by_key(|t| t.hotel_id);
@@ -268,7 +307,7 @@ impl Engine {
         if let Some(c) = run.cursor {
             todo.retain(|t| t.hotel_id > c);
         }
-        self.deps.runs.save(&run).await.map_err(port(&sync_id))?;
+        self.deps.runs.save(&run).await?;
 
         let limiter = {
             let period = Duration::from_secs_f64(1.0 / settings.rate_limit);
@@ -285,18 +324,17 @@ impl Engine {
             // Every invocation does at least one batch, so a continuation always makes progress.
             if offset > 0 && Instant::now() + self.cfg.margin >= budget_end {
                 run.counters.upstream_requests += requests.swap(0, Ordering::Relaxed);
-                self.deps.runs.save(&run).await.map_err(port(&sync_id))?;
+                self.deps.runs.save(&run).await?;
                 let alive = self
                     .deps
                     .lease
                     .heartbeat(&sync_id, fence, self.cfg.lease_ttl)
-                    .await
-                    .map_err(port(&sync_id))?;
+                    .await?;
                 if !alive {
                     warn!("lease lost before hand-over; stopping");
-                    return Ok(Outcome::Skipped {
+                    return Ok(Some(Outcome::Skipped {
                         reason: "lease lost".into(),
-                    });
+                    }));
                 }
                 info!(
                     processed = run.counters.processed,
@@ -308,20 +346,17 @@ impl Engine {
                     .dispatch(&SyncRequest::Resume {
                         sync_id: sync_id.clone(),
                     })
-                    .await
-                    .map_err(port(&sync_id))?;
-                return Ok(Outcome::Continued {
+                    .await?;
+                return Ok(Some(Outcome::Continued {
                     sync_id,
                     processed: run.counters.processed,
-                });
+                }));
             }
             let end = (offset + batch_size).min(todo.len());
             let batch = &todo[offset..end];
             offset = end;
 
-            let fetched = self
-                .fetch_batch(batch, &settings, &limiter, &requests)
-                .await;
+            let fetched = self.fetch_batch(batch, settings, &limiter, &requests).await;
             if let Some(reason) = fetched.iter().find_map(|(_, f)| match f {
                 Fetched::Unauthorized(r) => Some(r.clone()),
                 _ => None,
@@ -329,28 +364,25 @@ impl Engine {
                 error!(error = %reason, "upstream refused our credentials; aborting the run without writing");
                 run.counters.upstream_requests += requests.swap(0, Ordering::Relaxed);
                 run.error_message = Some(reason);
-                return Ok(Outcome::Finished(Box::new(
+                return Ok(Some(Outcome::Finished(Box::new(
                     self.finish(run, RunStatus::Failed, fence).await,
-                )));
+                ))));
             }
-            self.apply_batch(&mut run, fetched)
-                .await
-                .map_err(port(&sync_id))?;
+            self.apply_batch(run, fetched).await?;
             run.cursor = batch.last().map(|t| t.hotel_id);
             run.counters.upstream_requests += requests.swap(0, Ordering::Relaxed);
-            let u = self.deps.runs.save(&run).await.map_err(port(&sync_id))?;
+            let u = self.deps.runs.save(&run).await?;
             run.counters.consumed_wcu += u.wcu;
             let alive = self
                 .deps
                 .lease
                 .heartbeat(&sync_id, fence, self.cfg.lease_ttl)
-                .await
-                .map_err(port(&sync_id))?;
+                .await?;
             if !alive {
                 warn!("lease lost (another run took over); stopping without finishing");
-                return Ok(Outcome::Skipped {
+                return Ok(Some(Outcome::Skipped {
                     reason: "lease lost".into(),
-                });
+                }));
             }
             info!(
                 processed = run.counters.processed,
@@ -361,17 +393,7 @@ impl Engine {
             );
         }
 
-        // 7. Finish.
-        let status = run.final_status();
-        if run.counters.failed > 0 && run.error_message.is_none() {
-            run.error_message = Some(format!(
-                "{} of {} properties failed; see failures",
-                run.counters.failed, run.total
-            ));
-        }
-        Ok(Outcome::Finished(Box::new(
-            self.finish(run, status, fence).await,
-        )))
+        Ok(None)
     }
 
     async fn fetch_batch(
@@ -640,7 +662,7 @@ impl Engine {
         }
     }
 
-    async fn finish(&self, mut run: SyncRun, status: RunStatus, fence: u64) -> SyncRun {
+    async fn finish(&self, run: &mut SyncRun, status: RunStatus, fence: u64) -> SyncRun {
         run.status = status;
         run.completed_at = Some(self.deps.clock.now());
         if let Err(e) = self.deps.runs.save(&run).await {
@@ -670,7 +692,7 @@ impl Engine {
         info!(status = %status, total = run.total, updated = run.counters.updated, unchanged = run.counters.unchanged,
               failed = run.counters.failed, not_found = run.counters.not_found, document_writes = run.counters.document_writes,
               duration_s = run.duration_secs().unwrap_or(0), "sync finished");
-        run
+        run.clone()
     }
 }
 

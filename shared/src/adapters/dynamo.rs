@@ -80,6 +80,12 @@ fn get_s(item: &HashMap<String, AV>, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
 
+/// BatchGetItem refuses duplicate keys: ask for each id once, in order.
+fn unique(ids: &[i64]) -> Vec<i64> {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter().copied().filter(|id| seen.insert(*id)).collect()
+}
+
 /// Creates the tables (and TTL) if they do not exist; used by the local bootstrap and tests.
 pub async fn ensure_tables(client: &Client, names: &Tables) -> PortResult<()> {
     use aws_sdk_dynamodb::types::{
@@ -361,6 +367,7 @@ impl PropertyStore for DynamoProperties {
     }
 
     async fn get_tracked(&self, ids: &[i64]) -> PortResult<(Vec<Tracked>, Usage)> {
+        let ids = unique(ids);
         let keys = ids
             .iter()
             .map(|id| HashMap::from([("hotel_id".to_string(), n(id))]))
@@ -376,6 +383,7 @@ impl PropertyStore for DynamoProperties {
         ids: &[i64],
         facet: &str,
     ) -> PortResult<(HashMap<i64, StoredDoc>, Usage)> {
+        let ids = unique(ids);
         let keys = ids
             .iter()
             .map(|id| {

@@ -112,7 +112,8 @@ fn parse_ids(raw: &[serde_json::Value], field: &str) -> Result<Vec<i64>, ApiErro
             field,
         ));
     }
-    raw.iter()
+    let ids: Vec<i64> = raw
+        .iter()
         .enumerate()
         .map(|(i, v)| match v.as_i64() {
             Some(id) if id > 0 && id < (1 << 53) => Ok(id),
@@ -122,7 +123,10 @@ fn parse_ids(raw: &[serde_json::Value], field: &str) -> Result<Vec<i64>, ApiErro
                 format!("{field}[{i}]"),
             )),
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // Duplicates are harmless to the caller and would make BatchGetItem refuse the request.
+    let mut seen = std::collections::HashSet::new();
+    Ok(ids.into_iter().filter(|id| seen.insert(*id)).collect())
 }
 
 impl App {

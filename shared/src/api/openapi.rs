@@ -16,7 +16,14 @@ fn schema_of<T: ToSchema + PartialSchema>() -> (String, Value) {
 fn params_of(path: &str) -> Vec<Value> {
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .map(|name| {
+            let schema = if name == "id" {
+                json!({"type": "integer", "minimum": 1, "maximum": 9007199254740991i64})
+            } else {
+                json!({"type": "string", "minLength": 1, "maxLength": 64})
+            };
+            json!({"name": name, "in": "path", "required": true, "schema": schema})
+        })
         .collect()
 }
 

@@ -206,9 +206,17 @@ impl Stack {
     }
 
     pub fn engine_with(&self, upstream: Arc<dyn Upstream>) -> Engine {
+        self.engine_with_parts(upstream, self.props.clone())
+    }
+
+    pub fn engine_with_parts(
+        &self,
+        upstream: Arc<dyn Upstream>,
+        props: Arc<dyn PropertyStore>,
+    ) -> Engine {
         Engine::new(
             EngineDeps {
-                props: self.props.clone(),
+                props,
                 runs: self.runs.clone(),
                 lease: self.lease.clone(),
                 upstream,

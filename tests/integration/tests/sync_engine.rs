@@ -389,3 +389,135 @@ async fn an_oversized_document_fails_clearly_and_keeps_the_previous_version() {
     let r = s.props.get_record(ids[0]).await.unwrap().unwrap();
     assert_eq!((r.data_version, r.sync_status), (1, SyncStatus::Failed));
 }
+
+#[tokio::test]
+async fn duplicate_requested_ids_are_synced_once() {
+    let s = Stack::new(Options::default()).await;
+    let ids = s.track_exercise_ids().await;
+    let sync_id = cupid_sync::domain::run::new_sync_id(1_800_000_000_000);
+    let run = s
+        .run_to_end(SyncRequest::Manual {
+            sync_id,
+            hotel_ids: Some(vec![ids[0], ids[1], ids[0], ids[0]]),
+            dry_run: false,
+        })
+        .await;
+    assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error_message);
+    assert_eq!((run.total, run.counters.updated), (2, 2));
+}
+
+/// A store whose unchanged-property write fails as if DynamoDB were unreachable.
+struct FailingTouch(std::sync::Arc<cupid_sync::adapters::dynamo::DynamoProperties>);
+
+#[async_trait::async_trait]
+impl PropertyStore for FailingTouch {
+    async fn list_tracked(
+        &self,
+    ) -> cupid_sync::ports::PortResult<(
+        Vec<cupid_sync::domain::run::Tracked>,
+        cupid_sync::ports::Usage,
+    )> {
+        self.0.list_tracked().await
+    }
+    async fn get_tracked(
+        &self,
+        ids: &[i64],
+    ) -> cupid_sync::ports::PortResult<(
+        Vec<cupid_sync::domain::run::Tracked>,
+        cupid_sync::ports::Usage,
+    )> {
+        self.0.get_tracked(ids).await
+    }
+    async fn get_documents(
+        &self,
+        ids: &[i64],
+        facet: &str,
+    ) -> cupid_sync::ports::PortResult<(
+        HashMap<i64, cupid_sync::ports::StoredDoc>,
+        cupid_sync::ports::Usage,
+    )> {
+        self.0.get_documents(ids, facet).await
+    }
+    async fn write_document(
+        &self,
+        w: &cupid_sync::ports::DocumentWrite,
+    ) -> cupid_sync::ports::PortResult<cupid_sync::ports::Usage> {
+        self.0.write_document(w).await
+    }
+    async fn touch(
+        &self,
+        hotel_id: i64,
+        _: &str,
+        _: Timestamp,
+    ) -> cupid_sync::ports::PortResult<cupid_sync::ports::Usage> {
+        Err(cupid_sync::ports::PortError::new(
+            format!("UpdateItem touch hotel {hotel_id}"),
+            cupid_sync::ports::PortErrorKind::Unavailable,
+            "connection refused",
+        ))
+    }
+    async fn mark(
+        &self,
+        m: &cupid_sync::ports::RecordMark,
+    ) -> cupid_sync::ports::PortResult<cupid_sync::ports::Usage> {
+        self.0.mark(m).await
+    }
+    async fn track(&self, ids: &[i64]) -> cupid_sync::ports::PortResult<usize> {
+        self.0.track(ids).await
+    }
+    async fn untrack(&self, hotel_id: i64) -> cupid_sync::ports::PortResult<()> {
+        self.0.untrack(hotel_id).await
+    }
+    async fn get_record(
+        &self,
+        hotel_id: i64,
+    ) -> cupid_sync::ports::PortResult<Option<cupid_sync::domain::run::SyncRecord>> {
+        self.0.get_record(hotel_id).await
+    }
+    async fn count_tracked(&self) -> cupid_sync::ports::PortResult<u64> {
+        self.0.count_tracked().await
+    }
+}
+
+#[tokio::test]
+async fn a_dependency_failure_mid_run_closes_the_run_and_frees_the_lease() {
+    let s = Stack::new(Options::default()).await;
+    s.track_exercise_ids().await;
+    s.sync().await;
+    let engine = s.engine_with_parts(
+        s.upstream.clone(),
+        std::sync::Arc::new(FailingTouch(s.props.clone())),
+    );
+    let Outcome::Finished(run) = engine
+        .handle(SyncRequest::Scheduled {}, None)
+        .await
+        .unwrap()
+    else {
+        panic!("not finished")
+    };
+    assert_eq!(run.status, RunStatus::Failed);
+    let msg = run.error_message.clone().unwrap();
+    assert!(
+        msg.contains("UpdateItem touch hotel") && msg.contains("connection refused"),
+        "{msg}"
+    );
+    assert_eq!(
+        s.runs.get(&run.sync_id).await.unwrap().unwrap().status,
+        RunStatus::Failed,
+        "stored as failed"
+    );
+    assert!(
+        matches!(
+            s.lease
+                .acquire("next", Duration::from_secs(5))
+                .await
+                .unwrap(),
+            cupid_sync::domain::lease::Acquired::Granted { .. }
+        ),
+        "lease released"
+    );
+    assert_eq!(
+        s.events.events.lock().unwrap().last().unwrap().detail_type,
+        "SyncFailed"
+    );
+}

@@ -187,6 +187,52 @@ async fn main() {
         s,
     );
 
+    // Swagger UI, rendered by a real browser, lists every route of the table.
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let profile = std::env::temp_dir().join(format!("e2e-chromium-{}", std::process::id()));
+    let out = std::process::Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=15000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("{}/docs", c.base))
+        .output();
+    let _ = std::fs::remove_dir_all(&profile);
+    match out {
+        Ok(o) if o.status.success() => {
+            let dom = String::from_utf8_lossy(&o.stdout);
+            let missing: Vec<String> = cupid_sync::api::routes::ROUTES
+                .iter()
+                .filter(|r| !dom.contains(&format!("data-path=\"{}\"", r.path)))
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect();
+            c.check(
+                "headless Chromium renders /docs with every route listed",
+                missing.is_empty(),
+                format!("missing: {missing:?}"),
+            );
+        }
+        Ok(o) => c.check(
+            "headless Chromium renders /docs",
+            false,
+            String::from_utf8_lossy(&o.stderr),
+        ),
+        Err(e) => c.check(
+            "headless Chromium renders /docs",
+            false,
+            format!("cannot run {chromium}: {e} (apt-get install chromium)"),
+        ),
+    }
+
     println!("e2e: {} passed, {} failed", c.passed, c.failed);
     std::process::exit(if c.failed == 0 { 0 } else { 1 });
 }
