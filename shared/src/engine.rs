@@ -307,7 +307,7 @@ impl Engine {
         if let Some(c) = run.cursor {
             todo.retain(|t| t.hotel_id > c);
         }
-        self.deps.runs.save(&run).await?;
+        self.deps.runs.save(run).await?;
 
         let limiter = {
             let period = Duration::from_secs_f64(1.0 / settings.rate_limit);
@@ -324,7 +324,7 @@ impl Engine {
             // Every invocation does at least one batch, so a continuation always makes progress.
             if offset > 0 && Instant::now() + self.cfg.margin >= budget_end {
                 run.counters.upstream_requests += requests.swap(0, Ordering::Relaxed);
-                self.deps.runs.save(&run).await?;
+                self.deps.runs.save(run).await?;
                 let alive = self
                     .deps
                     .lease
@@ -371,7 +371,7 @@ impl Engine {
             self.apply_batch(run, fetched).await?;
             run.cursor = batch.last().map(|t| t.hotel_id);
             run.counters.upstream_requests += requests.swap(0, Ordering::Relaxed);
-            let u = self.deps.runs.save(&run).await?;
+            let u = self.deps.runs.save(run).await?;
             run.counters.consumed_wcu += u.wcu;
             let alive = self
                 .deps
@@ -665,7 +665,7 @@ impl Engine {
     async fn finish(&self, run: &mut SyncRun, status: RunStatus, fence: u64) -> SyncRun {
         run.status = status;
         run.completed_at = Some(self.deps.clock.now());
-        if let Err(e) = self.deps.runs.save(&run).await {
+        if let Err(e) = self.deps.runs.save(run).await {
             error!(error = %e, "could not save the finished run");
         }
         if let Err(e) = self.deps.lease.release(&run.sync_id, fence).await {
@@ -676,7 +676,7 @@ impl Engine {
         } else {
             "SyncCompleted"
         };
-        let detail = run_summary(&run);
+        let detail = run_summary(run);
         if let Err(e) = self
             .deps
             .events
@@ -688,7 +688,7 @@ impl Engine {
         {
             warn!(error = %e, "could not publish {detail_type}");
         }
-        emit_metrics(&run);
+        emit_metrics(run);
         info!(status = %status, total = run.total, updated = run.counters.updated, unchanged = run.counters.unchanged,
               failed = run.counters.failed, not_found = run.counters.not_found, document_writes = run.counters.document_writes,
               duration_s = run.duration_secs().unwrap_or(0), "sync finished");
