@@ -67,7 +67,7 @@ start_moto() {
     log "moto_server already answers on $MOTO_PORT; using it"
     return
   fi
-  start_bg moto "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+  start_bg moto "$VENV/bin/python" "$ROOT/tests/moto_serial.py" 127.0.0.1 "$MOTO_PORT"
   wait_port "$MOTO_PORT" moto 60
 }
 

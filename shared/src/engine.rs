@@ -3,16 +3,19 @@
 //! after every batch, hand over to a fresh invocation before the deadline, finish.
 
 use crate::domain::document::{self, CanonicalDoc, Summary};
+use crate::domain::facet::{self, Facet, facets_for};
 use crate::domain::lease::Acquired;
 use crate::domain::run::{
-    Change, MAX_PATHS, RunStatus, SyncRequest, SyncRun, SyncStatus, SyncType, Tracked,
+    Change, FacetState, MAX_PATHS, RunStatus, SyncRequest, SyncRun, SyncStatus, SyncType, Tracked,
 };
 use crate::domain::settings::Settings;
 use crate::ports::*;
 use backon::{ExponentialBuilder, Retryable};
 use futures::stream::{self, StreamExt};
 use governor::{Quota, RateLimiter};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::ops::Not;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -51,7 +54,7 @@ pub struct EngineConfig {
 impl EngineConfig {
     pub fn from_config(c: &crate::config::Config) -> Self {
         EngineConfig {
-            defaults: c.settings,
+            defaults: c.settings.clone(),
             max_run: c.max_run,
             margin: c.deadline_margin,
             lease_ttl: c.lease_ttl,
@@ -79,12 +82,16 @@ pub enum EngineError {
     UnknownRun(String),
 }
 
-enum Fetched {
-    Doc(CanonicalDoc),
-    NotFound,
-    Failed(String),
-    Unauthorized(String),
+struct PropertyFetch {
+    tracked: Tracked,
+    results: Vec<(Facet, Result<serde_json::Value, FetchError>)>,
 }
+
+type Limiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    governor::clock::DefaultClock,
+>;
 
 pub struct Engine {
     deps: EngineDeps,
@@ -97,7 +104,7 @@ impl Engine {
     }
 
     async fn effective_settings(&self) -> Settings {
-        let mut s = self.cfg.defaults;
+        let mut s = self.cfg.defaults.clone();
         match self.deps.settings.load().await {
             Ok(stored) => {
                 let raw = stored.into_iter().map(|(k, v)| (k, v.value)).collect();
@@ -280,11 +287,7 @@ impl Engine {
                 let mut all = found;
                 for id in ids {
                     if !all.iter().any(|t| t.hotel_id == *id) {
-                        all.push(Tracked {
-                            hotel_id: *id,
-                            data_version: 0,
-                            content_hash: None,
-                        });
+                        all.push(Tracked::new(*id));
                     }
                 }
                 (all, u)
@@ -317,6 +320,7 @@ impl Engine {
         };
         let requests = Arc::new(AtomicU64::new(0));
         let batch_size = settings.batch_size.max(1) as usize;
+        let facets = facets_for(settings);
 
         // 3-5. Batches.
         let mut offset = 0;
@@ -356,11 +360,18 @@ impl Engine {
             let batch = &todo[offset..end];
             offset = end;
 
-            let fetched = self.fetch_batch(batch, settings, &limiter, &requests).await;
-            if let Some(reason) = fetched.iter().find_map(|(_, f)| match f {
-                Fetched::Unauthorized(r) => Some(r.clone()),
-                _ => None,
-            }) {
+            let fetched = self
+                .fetch_batch(batch, &facets, settings, &limiter, &requests)
+                .await;
+            if let Some(reason) =
+                fetched
+                    .iter()
+                    .flat_map(|p| p.results.iter())
+                    .find_map(|(_, r)| match r {
+                        Err(e @ FetchError::Unauthorized(_)) => Some(e.to_string()),
+                        _ => None,
+                    })
+            {
                 error!(error = %reason, "upstream refused our credentials; aborting the run without writing");
                 run.counters.upstream_requests += requests.swap(0, Ordering::Relaxed);
                 run.error_message = Some(reason);
@@ -399,237 +410,355 @@ impl Engine {
     async fn fetch_batch(
         &self,
         batch: &[Tracked],
+        facets: &[Facet],
         settings: &Settings,
-        limiter: &Arc<
-            RateLimiter<
-                governor::state::NotKeyed,
-                governor::state::InMemoryState,
-                governor::clock::DefaultClock,
-            >,
-        >,
+        limiter: &Arc<Limiter>,
         requests: &Arc<AtomicU64>,
-    ) -> Vec<(Tracked, Fetched)> {
+    ) -> Vec<PropertyFetch> {
         let retries = settings.retry_attempts as usize;
         let base = self.cfg.retry_base;
-        stream::iter(batch.iter().cloned())
-            .map(|t| {
+        // Every facet request of the batch shares the rate limit and the concurrency budget.
+        let jobs = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| facets.iter().map(move |f| (i, t.hotel_id, f.clone())));
+        let results: Vec<(usize, Facet, Result<serde_json::Value, FetchError>)> = stream::iter(jobs)
+            .map(|(i, id, facet)| {
                 let upstream = self.deps.upstream.clone();
                 let limiter = limiter.clone();
                 let requests = requests.clone();
                 async move {
-                    let id = t.hotel_id;
                     let backoff = ExponentialBuilder::default()
                         .with_min_delay(base)
                         .with_max_delay(Duration::from_secs(30))
                         .with_max_times(retries)
                         .with_jitter();
+                    let key = facet.key();
                     let result = (|| async {
                         limiter.until_ready().await;
                         requests.fetch_add(1, Ordering::Relaxed);
-                        upstream.fetch_property(id).await
+                        upstream.fetch(id, &facet).await
                     })
                     .retry(backoff)
                     .sleep(tokio::time::sleep)
                     .when(|e: &FetchError| e.is_retryable())
                     .adjust(|e: &FetchError, d| e.retry_after().map(Some).unwrap_or(d))
-                    .notify(|e: &FetchError, d| warn!(hotel_id = id, error = %e, retry_in_ms = d.as_millis() as u64, "retrying upstream call"))
+                    .notify(|e: &FetchError, d| {
+                        warn!(hotel_id = id, facet = %key, error = %e, retry_in_ms = d.as_millis() as u64, "retrying upstream call")
+                    })
                     .await;
-                    let f = match result {
-                        Ok(v) => {
-                            if v.is_object() {
-                                Fetched::Doc(CanonicalDoc::new(v))
-                            } else {
-                                Fetched::Failed("malformed upstream body: expected a JSON object".into())
-                            }
-                        }
-                        Err(FetchError::NotFound) => Fetched::NotFound,
-                        Err(e @ FetchError::Unauthorized(_)) => Fetched::Unauthorized(e.to_string()),
-                        Err(e) if e.is_retryable() => Fetched::Failed(format!("{e} (after {} retries)", retries)),
-                        Err(e) => Fetched::Failed(e.to_string()),
-                    };
-                    (t, f)
+                    (i, facet, result)
                 }
             })
             .buffer_unordered(settings.max_concurrent.max(1) as usize)
             .collect()
-            .await
+            .await;
+        let mut out: Vec<PropertyFetch> = batch
+            .iter()
+            .map(|t| PropertyFetch {
+                tracked: t.clone(),
+                results: Vec::new(),
+            })
+            .collect();
+        for (i, facet, r) in results {
+            let r = r.map_err(|e| {
+                if e.is_retryable() && retries > 0 {
+                    FetchError::Transport(format!("{e} (after {retries} retries)"))
+                } else {
+                    e
+                }
+            });
+            out[i].results.push((facet, r));
+        }
+        for p in &mut out {
+            p.results
+                .sort_by_key(|(f, _)| facets.iter().position(|x| x == f));
+        }
+        out
     }
 
-    async fn apply_batch(
-        &self,
-        run: &mut SyncRun,
-        fetched: Vec<(Tracked, Fetched)>,
-    ) -> PortResult<()> {
+    async fn apply_batch(&self, run: &mut SyncRun, fetched: Vec<PropertyFetch>) -> PortResult<()> {
         let now = self.deps.clock.now();
         let sync_id = run.sync_id.clone();
         let dry = run.dry_run;
-        let changed_ids: Vec<i64> = fetched
-            .iter()
-            .filter_map(|(t, f)| match f {
-                Fetched::Doc(d)
-                    if t.content_hash.as_deref() != Some(d.hash.as_str()) && t.data_version > 0 =>
-                {
-                    Some(t.hotel_id)
-                }
-                _ => None,
-            })
-            .collect();
-        let (old_docs, usage) = if changed_ids.is_empty() {
-            Default::default()
-        } else {
-            self.deps
-                .props
-                .get_documents(&changed_ids, FACET_PROPERTY)
-                .await?
-        };
-        run.counters.consumed_rcu += usage.rcu;
 
-        enum Op {
-            Write(DocumentWrite),
-            Touch(i64),
-            Mark(RecordMark),
+        // 1. Decide per property and facet.
+        struct Decided {
+            tracked: Tracked,
+            changed: Vec<(Facet, CanonicalDoc)>,
+            facet_failures: Vec<(String, String)>,
+            summary: Option<Summary>,
         }
-        let mut ops = Vec::new();
-        for (t, f) in fetched {
+        let mut decided: Vec<Decided> = Vec::new();
+        let mut marks: Vec<RecordMark> = Vec::new();
+        for pf in fetched {
             run.counters.processed += 1;
-            let id = t.hotel_id;
-            match f {
-                Fetched::Doc(doc) => {
-                    if t.content_hash.as_deref() == Some(doc.hash.as_str()) {
-                        run.counters.unchanged += 1;
-                        if !dry && self.cfg.touch_unchanged {
-                            ops.push(Op::Touch(id));
-                        }
-                        continue;
-                    }
-                    let (paths, truncated) = match old_docs
-                        .get(&id)
-                        .map(|d| document::decompress(&d.compressed))
-                    {
-                        Some(Ok(bytes)) => {
-                            match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                                Ok(old) => document::changed_paths(&old, &doc.value, MAX_PATHS),
-                                Err(_) => (vec!["$".into()], false),
+            let id = pf.tracked.hotel_id;
+            let mut changed = Vec::new();
+            let mut facet_failures = Vec::new();
+            let mut property_failed: Option<String> = None;
+            let mut not_found = false;
+            let mut summary = None;
+            for (facet, result) in pf.results {
+                let key = facet.key();
+                match result {
+                    Ok(v) => match facet.canonical(v) {
+                        Ok(doc) => {
+                            if facet == Facet::Property {
+                                summary = Some(Summary::of(&doc.value));
+                            }
+                            if pf.tracked.hash(&key) != Some(doc.hash.as_str()) {
+                                changed.push((facet, doc));
                             }
                         }
-                        _ => (vec!["$".into()], false),
-                    };
-                    info!(
-                        hotel_id = id,
-                        changed = paths.len(),
-                        first_sync = t.data_version == 0,
-                        "content changed"
-                    );
-                    if dry {
-                        run.counters.updated += 1;
-                        run.record_change(Change {
-                            hotel_id: id,
-                            paths,
-                            paths_truncated: truncated,
-                        });
-                        continue;
-                    }
-                    let compressed = match document::compress(&doc.bytes) {
-                        Ok(z) => z,
-                        Err(e) => {
-                            run.counters.failed += 1;
-                            run.record_failure(id, format!("could not compress the document: {e}"));
-                            continue;
-                        }
-                    };
-                    if compressed.len() > document::MAX_COMPRESSED_BYTES {
-                        let reason = format!(
-                            "document is {} bytes after compression, over DynamoDB's 400 KB item limit; previous version kept",
-                            compressed.len()
-                        );
-                        warn!(hotel_id = id, "{reason}");
-                        run.counters.failed += 1;
-                        run.record_failure(id, reason.clone());
-                        ops.push(Op::Mark(RecordMark {
-                            hotel_id: id,
-                            status: SyncStatus::Failed,
-                            error: Some(reason),
-                            sync_id: sync_id.clone(),
-                            now,
-                        }));
-                        continue;
-                    }
-                    run.record_change(Change {
-                        hotel_id: id,
-                        paths,
-                        paths_truncated: truncated,
-                    });
-                    ops.push(Op::Write(DocumentWrite {
-                        hotel_id: id,
-                        facet: FACET_PROPERTY.into(),
-                        expected_version: t.data_version,
-                        compressed,
-                        content_hash: doc.hash.clone(),
-                        summary: Summary::of(&doc.value),
-                        sync_id: sync_id.clone(),
-                        now,
-                    }));
+                        Err(reason) if facet == Facet::Property => property_failed = Some(reason),
+                        Err(reason) => facet_failures.push((key, reason)),
+                    },
+                    Err(FetchError::NotFound) if facet == Facet::Property => not_found = true,
+                    // A translation or review list upstream does not have: nothing to store.
+                    Err(FetchError::NotFound) => {}
+                    Err(e) if facet == Facet::Property => property_failed = Some(e.to_string()),
+                    Err(e) => facet_failures.push((key, e.to_string())),
                 }
-                Fetched::NotFound => {
-                    run.counters.not_found += 1;
-                    info!(hotel_id = id, "not found upstream; data kept");
-                    if !dry {
-                        ops.push(Op::Mark(RecordMark {
-                            hotel_id: id,
-                            status: SyncStatus::NotFound,
-                            error: Some("not found upstream (404)".into()),
-                            sync_id: sync_id.clone(),
-                            now,
-                        }));
-                    }
+            }
+            if not_found {
+                run.counters.not_found += 1;
+                info!(hotel_id = id, "not found upstream; data kept");
+                marks.push(RecordMark {
+                    hotel_id: id,
+                    status: SyncStatus::NotFound,
+                    error: Some("not found upstream (404)".into()),
+                    sync_id: sync_id.clone(),
+                    now,
+                });
+                continue;
+            }
+            if let Some(reason) = property_failed {
+                warn!(hotel_id = id, error = %reason, "property failed; previous data kept");
+                run.counters.failed += 1;
+                run.record_failure(id, reason.clone());
+                marks.push(RecordMark {
+                    hotel_id: id,
+                    status: SyncStatus::Failed,
+                    error: Some(reason),
+                    sync_id: sync_id.clone(),
+                    now,
+                });
+                continue;
+            }
+            decided.push(Decided {
+                tracked: pf.tracked,
+                changed,
+                facet_failures,
+                summary,
+            });
+        }
+
+        // 2. Previous versions of the changed facets, for the diff (BatchGetItem per facet).
+        let mut old: HashMap<(i64, String), serde_json::Value> = HashMap::new();
+        let mut by_facet: HashMap<String, Vec<i64>> = HashMap::new();
+        for d in &decided {
+            for (f, _) in &d.changed {
+                if d.tracked.facets.contains_key(&f.key()) {
+                    by_facet
+                        .entry(f.key())
+                        .or_default()
+                        .push(d.tracked.hotel_id);
                 }
-                Fetched::Failed(reason) | Fetched::Unauthorized(reason) => {
-                    warn!(hotel_id = id, error = %reason, "property failed; previous data kept");
-                    run.counters.failed += 1;
-                    run.record_failure(id, reason.clone());
-                    if !dry {
-                        ops.push(Op::Mark(RecordMark {
-                            hotel_id: id,
-                            status: SyncStatus::Failed,
-                            error: Some(reason),
-                            sync_id: sync_id.clone(),
-                            now,
-                        }));
-                    }
+            }
+        }
+        for (key, ids) in by_facet {
+            let (docs, usage) = self.deps.props.get_documents(&ids, &key).await?;
+            run.counters.consumed_rcu += usage.rcu;
+            for (id, doc) in docs {
+                if let Some(v) = document::decompress(&doc.compressed)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                {
+                    old.insert((id, key.clone()), v);
                 }
             }
         }
 
+        // 3. Writes.
+        enum Op {
+            Write(PropertyWrite),
+            Touch(Touch),
+            Mark(RecordMark),
+        }
+        let mut ops: Vec<Op> = marks.into_iter().filter(|_| !dry).map(Op::Mark).collect();
+        for d in decided {
+            let id = d.tracked.hotel_id;
+            let mut facet_failures = d.facet_failures;
+            let mut docs = Vec::new();
+            let mut changes = Vec::new();
+            let mut property_oversized = None;
+            for (facet, doc) in &d.changed {
+                let key = facet.key();
+                let (paths, truncated) = match old.get(&(id, key.clone())) {
+                    Some(prev) => facet.diff(prev, &doc.value, MAX_PATHS),
+                    None => (vec!["$".into()], false),
+                };
+                info!(hotel_id = id, facet = %key, changed = paths.len(), "content changed");
+                if !dry {
+                    let compressed = match document::compress(&doc.bytes) {
+                        Ok(z) if z.len() <= document::MAX_COMPRESSED_BYTES => z,
+                        Ok(z) => {
+                            let reason = format!(
+                                "document is {} bytes after compression, over DynamoDB's 400 KB item limit; previous version kept",
+                                z.len()
+                            );
+                            if *facet == Facet::Property {
+                                property_oversized = Some(reason);
+                                break;
+                            }
+                            facet_failures.push((key, reason));
+                            continue;
+                        }
+                        Err(e) => {
+                            facet_failures
+                                .push((key, format!("could not compress the document: {e}")));
+                            continue;
+                        }
+                    };
+                    docs.push(FacetDoc {
+                        facet: key.clone(),
+                        expected_version: d.tracked.facets.get(&key).map(|f| f.version),
+                        compressed,
+                        content_hash: doc.hash.clone(),
+                    });
+                }
+                changes.push(Change {
+                    hotel_id: id,
+                    facet: key,
+                    paths,
+                    paths_truncated: truncated,
+                });
+            }
+            if let Some(reason) = property_oversized {
+                warn!(hotel_id = id, "{reason}");
+                run.counters.failed += 1;
+                run.record_failure(id, reason.clone());
+                if !dry {
+                    ops.push(Op::Mark(RecordMark {
+                        hotel_id: id,
+                        status: SyncStatus::Failed,
+                        error: Some(reason),
+                        sync_id: sync_id.clone(),
+                        now,
+                    }));
+                }
+                continue;
+            }
+            let (status, error) = if facet_failures.is_empty() {
+                (SyncStatus::Synced, None)
+            } else {
+                run.counters.partial += 1;
+                for (key, reason) in &facet_failures {
+                    warn!(hotel_id = id, facet = %key, error = %reason, "facet failed; its previous version kept");
+                    run.record_failure(id, format!("{key}: {reason}"));
+                }
+                let joined = facet_failures
+                    .iter()
+                    .map(|(k, r)| format!("{k}: {r}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (SyncStatus::Partial, Some(joined))
+            };
+            if changes.is_empty() {
+                run.counters.unchanged += 1;
+                let skip = self.cfg.touch_unchanged.not()
+                    && status == SyncStatus::Synced
+                    && d.tracked.synced;
+                if !dry && !skip {
+                    ops.push(Op::Touch(Touch {
+                        hotel_id: id,
+                        status,
+                        error,
+                        sync_id: sync_id.clone(),
+                        now,
+                    }));
+                }
+                continue;
+            }
+            for c in changes {
+                run.record_change(c);
+            }
+            if dry {
+                run.counters.updated += 1;
+                continue;
+            }
+            if docs.is_empty() {
+                // Every changed facet failed to encode: record the partial state only.
+                run.counters.unchanged += 1;
+                ops.push(Op::Touch(Touch {
+                    hotel_id: id,
+                    status,
+                    error,
+                    sync_id: sync_id.clone(),
+                    now,
+                }));
+                continue;
+            }
+            let new_version = d.tracked.data_version + 1;
+            let mut facets = d.tracked.facets.clone();
+            for doc in &docs {
+                facets.insert(
+                    doc.facet.clone(),
+                    FacetState {
+                        hash: doc.content_hash.clone(),
+                        version: new_version,
+                    },
+                );
+            }
+            let property_changed = docs.iter().any(|doc| doc.facet == facet::PROPERTY);
+            ops.push(Op::Write(PropertyWrite {
+                hotel_id: id,
+                expected_version: d.tracked.data_version,
+                docs,
+                facets,
+                summary: if property_changed { d.summary } else { None },
+                status,
+                error,
+                sync_id: sync_id.clone(),
+                now,
+            }));
+        }
+
         let props = self.deps.props.clone();
-        let results: Vec<(i64, bool, PortResult<Usage>)> = stream::iter(ops)
+        let results: Vec<(i64, usize, PortResult<Usage>)> = stream::iter(ops)
             .map(|op| {
                 let props = props.clone();
-                let sync_id = sync_id.clone();
                 async move {
                     match op {
-                        Op::Write(w) => (w.hotel_id, true, props.write_document(&w).await),
-                        Op::Touch(id) => (id, false, props.touch(id, &sync_id, now).await),
-                        Op::Mark(m) => (m.hotel_id, false, props.mark(&m).await),
+                        Op::Write(w) => (w.hotel_id, w.docs.len(), props.write_property(&w).await),
+                        Op::Touch(t) => (t.hotel_id, 0, props.touch(&t).await),
+                        Op::Mark(m) => (m.hotel_id, 0, props.mark(&m).await),
                     }
                 }
             })
             .buffer_unordered(16)
             .collect()
             .await;
-        for (id, is_write, r) in results {
+        for (id, docs, r) in results {
             match r {
                 Ok(u) => {
                     run.counters.consumed_rcu += u.rcu;
                     run.counters.consumed_wcu += u.wcu;
-                    if is_write {
+                    if docs > 0 {
                         run.counters.updated += 1;
-                        run.counters.document_writes += 1;
+                        run.counters.document_writes += docs as u64;
                     }
                 }
                 Err(e) if e.kind == PortErrorKind::Conflict => {
                     run.counters.failed += 1;
                     run.changes.retain(|c| c.hotel_id != id);
-                    run.record_failure(id, format!("document changed concurrently (data_version moved); will retry next sync: {e}"));
+                    run.record_failure(
+                        id,
+                        format!(
+                            "changed concurrently (data_version moved); will retry next sync: {e}"
+                        ),
+                    );
                 }
                 Err(e) if e.kind == PortErrorKind::Unavailable => return Err(e),
                 Err(e) => {

@@ -1,9 +1,10 @@
 //! What the domain needs from the outside world, one small trait per capability.
 //! Implementations live in `adapters` (AWS, HTTP) and in tests (in-memory fakes).
 
+use crate::domain::facet::Facet;
 use crate::domain::interval::Interval;
 use crate::domain::lease::{Acquired, LeaseState};
-use crate::domain::run::{SyncRecord, SyncRequest, SyncRun, SyncStatus, Tracked};
+use crate::domain::run::{FacetState, SyncRecord, SyncRequest, SyncRun, SyncStatus, Tracked};
 use crate::domain::settings::{SettingKey, SettingValue};
 use crate::domain::time::Timestamp;
 use async_trait::async_trait;
@@ -84,15 +85,39 @@ pub struct StoredDoc {
     pub compressed: Vec<u8>,
 }
 
-/// A changed document to write, conditional on the version we read.
+/// One changed facet document, written only if it is still at the version we read.
 #[derive(Debug, Clone)]
-pub struct DocumentWrite {
-    pub hotel_id: i64,
+pub struct FacetDoc {
     pub facet: String,
-    pub expected_version: u64,
+    /// None: the facet has never been stored.
+    pub expected_version: Option<u64>,
     pub compressed: Vec<u8>,
     pub content_hash: String,
-    pub summary: crate::domain::document::Summary,
+}
+
+/// The changed facets of one property and its record update, written atomically: the record's
+/// data_version goes up by exactly one.
+#[derive(Debug, Clone)]
+pub struct PropertyWrite {
+    pub hotel_id: i64,
+    pub expected_version: u64,
+    pub docs: Vec<FacetDoc>,
+    /// Every facet's state after this write.
+    pub facets: BTreeMap<String, FacetState>,
+    /// Set when the property facet changed.
+    pub summary: Option<crate::domain::document::Summary>,
+    pub status: SyncStatus,
+    pub error: Option<String>,
+    pub sync_id: String,
+    pub now: Timestamp,
+}
+
+/// Nothing changed: the small record's `last_synced` (and status) only.
+#[derive(Debug, Clone)]
+pub struct Touch {
+    pub hotel_id: i64,
+    pub status: SyncStatus,
+    pub error: Option<String>,
     pub sync_id: String,
     pub now: Timestamp,
 }
@@ -119,11 +144,11 @@ pub trait PropertyStore: Send + Sync {
         ids: &[i64],
         facet: &str,
     ) -> PortResult<(HashMap<i64, StoredDoc>, Usage)>;
-    /// Writes a changed document and bumps the record's data_version, atomically and only if
-    /// both are still at `expected_version` (Conflict otherwise).
-    async fn write_document(&self, w: &DocumentWrite) -> PortResult<Usage>;
+    /// Writes the changed facet documents and bumps the record's data_version in one
+    /// transaction, only if everything is still at the versions read (Conflict otherwise).
+    async fn write_property(&self, w: &PropertyWrite) -> PortResult<Usage>;
     /// Unchanged content: touch `last_synced` (and status) on the small record only.
-    async fn touch(&self, hotel_id: i64, sync_id: &str, now: Timestamp) -> PortResult<Usage>;
+    async fn touch(&self, t: &Touch) -> PortResult<Usage>;
     /// Records a not-found / failed outcome on the small record; data is kept.
     async fn mark(&self, m: &RecordMark) -> PortResult<Usage>;
     /// Starts tracking ids (new ones `pending`, untracked ones tracked again); returns how many
@@ -197,8 +222,9 @@ impl FetchError {
 
 #[async_trait]
 pub trait Upstream: Send + Sync {
-    /// One attempt at `GET /v3.0/property/{id}`: the parsed JSON body.
-    async fn fetch_property(&self, hotel_id: i64) -> Result<serde_json::Value, FetchError>;
+    /// One attempt at one facet of one hotel (`GET /v3.0/property/{id}`, `.../lang/{lang}`,
+    /// `/v3.0/property/reviews/{id}/{count}`): the parsed JSON body.
+    async fn fetch(&self, hotel_id: i64, facet: &Facet) -> Result<serde_json::Value, FetchError>;
 }
 
 #[async_trait]

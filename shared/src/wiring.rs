@@ -41,7 +41,7 @@ pub async fn admin_app(cfg: &Config) -> App {
             cfg.dispatch_mode == DispatchMode::Detached,
         )),
         clock,
-        defaults: cfg.settings,
+        defaults: cfg.settings.clone(),
         lease_ttl: cfg.lease_ttl,
     }
 }

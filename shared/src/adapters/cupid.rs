@@ -2,6 +2,7 @@
 //! retries, rate limiting and concurrency.
 
 use crate::config::Secret;
+use crate::domain::facet::Facet;
 use crate::ports::{FetchError, Upstream};
 use async_trait::async_trait;
 use std::time::Duration;
@@ -74,7 +75,7 @@ impl CupidHttp {
 
 #[async_trait]
 impl Upstream for CupidHttp {
-    async fn fetch_property(&self, hotel_id: i64) -> Result<serde_json::Value, FetchError> {
-        self.get_json(&format!("/v3.0/property/{hotel_id}")).await
+    async fn fetch(&self, hotel_id: i64, facet: &Facet) -> Result<serde_json::Value, FetchError> {
+        self.get_json(&facet.path(hotel_id)).await
     }
 }

@@ -2,9 +2,11 @@
 
 use super::tables::{self, TableDef};
 use crate::config::Tables;
+use crate::domain::facet;
 use crate::domain::lease::{self, Acquired, LeaseState};
 use crate::domain::run::{
-    Change, Counters, Failure, RunStatus, SyncRecord, SyncRun, SyncStatus, SyncType, Tracked,
+    Change, Counters, FacetState, Failure, RunStatus, SyncRecord, SyncRun, SyncStatus, SyncType,
+    Tracked,
 };
 use crate::domain::settings::{SettingKey, SettingValue};
 use crate::domain::time::Timestamp;
@@ -327,15 +329,38 @@ impl DynamoProperties {
     }
 
     fn tracked_of(item: &HashMap<String, AV>) -> Option<Tracked> {
+        let hotel_id = get_n(item, "hotel_id")?;
+        let data_version = get_n(item, "data_version").unwrap_or(0);
+        let mut facets = BTreeMap::new();
+        if let Some(AV::M(m)) = item.get("facets") {
+            for (k, v) in m {
+                if let AV::M(f) = v {
+                    if let (Some(hash), Some(version)) = (get_s(f, "hash"), get_n(f, "version")) {
+                        facets.insert(k.clone(), FacetState { hash, version });
+                    }
+                }
+            }
+        } else if let Some(hash) = get_s(item, "content_hash") {
+            // Records written before facets existed: the property facet only.
+            facets.insert(
+                facet::PROPERTY.to_string(),
+                FacetState {
+                    hash,
+                    version: data_version,
+                },
+            );
+        }
+        let synced = get_s(item, "sync_status").as_deref() == Some(SyncStatus::Synced.as_str());
         Some(Tracked {
-            hotel_id: get_n(item, "hotel_id")?,
-            data_version: get_n(item, "data_version").unwrap_or(0),
-            content_hash: get_s(item, "content_hash"),
+            hotel_id,
+            data_version,
+            facets,
+            synced,
         })
     }
 }
 
-const TRACKED_PROJECTION: &str = "hotel_id, data_version, content_hash, sync_status";
+const TRACKED_PROJECTION: &str = "hotel_id, data_version, content_hash, sync_status, facets";
 
 #[async_trait]
 impl PropertyStore for DynamoProperties {
@@ -418,72 +443,117 @@ impl PropertyStore for DynamoProperties {
         Ok((out, usage))
     }
 
-    async fn write_document(&self, w: &DocumentWrite) -> PortResult<Usage> {
-        let call = format!("TransactWriteItems hotel {} facet {}", w.hotel_id, w.facet);
+    async fn write_property(&self, w: &PropertyWrite) -> PortResult<Usage> {
+        let facets_named: Vec<&str> = w.docs.iter().map(|d| d.facet.as_str()).collect();
+        let call = format!(
+            "TransactWriteItems hotel {} facets {}",
+            w.hotel_id,
+            facets_named.join(",")
+        );
+        let invalid = |e: aws_sdk_dynamodb::error::BuildError| {
+            PortError::new(&call, PortErrorKind::Invalid, e.to_string())
+        };
         let new_version = w.expected_version + 1;
-        let put = Put::builder()
-            .table_name(&self.documents)
-            .item("hotel_id", n(w.hotel_id))
-            .item("facet", s(&w.facet))
-            .item("doc", AV::B(Blob::new(w.compressed.clone())))
-            .item("encoding", s("zstd+json"))
-            .item("data_version", n(new_version))
-            .item("content_hash", s(&w.content_hash))
-            .item("updated_at", s(w.now.rfc3339()))
-            .item("sync_id", s(&w.sync_id))
-            .condition_expression("attribute_not_exists(hotel_id) OR data_version = :expected")
-            .expression_attribute_values(":expected", n(w.expected_version))
-            .build()
-            .map_err(|e| PortError::new(&call, PortErrorKind::Invalid, e.to_string()))?;
+        let mut tx = self
+            .client
+            .transact_write_items()
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        for d in &w.docs {
+            let mut put = Put::builder()
+                .table_name(&self.documents)
+                .item("hotel_id", n(w.hotel_id))
+                .item("facet", s(&d.facet))
+                .item("doc", AV::B(Blob::new(d.compressed.clone())))
+                .item("encoding", s("zstd+json"))
+                .item("data_version", n(new_version))
+                .item("content_hash", s(&d.content_hash))
+                .item("updated_at", s(w.now.rfc3339()))
+                .item("sync_id", s(&w.sync_id));
+            put = match d.expected_version {
+                Some(v) => put
+                    .condition_expression(
+                        "attribute_not_exists(hotel_id) OR data_version = :expected",
+                    )
+                    .expression_attribute_values(":expected", n(v)),
+                None => put.condition_expression("attribute_not_exists(hotel_id)"),
+            };
+            tx = tx.transact_items(
+                TransactWriteItem::builder()
+                    .put(put.build().map_err(invalid)?)
+                    .build(),
+            );
+        }
+        let facets_av = AV::M(
+            w.facets
+                .iter()
+                .map(|(k, f)| {
+                    (
+                        k.clone(),
+                        AV::M(HashMap::from([
+                            ("hash".to_string(), s(&f.hash)),
+                            ("version".to_string(), n(f.version)),
+                        ])),
+                    )
+                })
+                .collect(),
+        );
         let mut set = vec![
-            "data_version = :new",
-            "content_hash = :h",
-            "last_updated = :now",
-            "last_synced = :now",
-            "sync_status = :synced",
-            "last_sync_id = :sid",
+            "data_version = :new".to_string(),
+            "facets = :facets".to_string(),
+            "last_updated = :now".to_string(),
+            "last_synced = :now".to_string(),
+            "sync_status = :st".to_string(),
+            "last_sync_id = :sid".to_string(),
         ];
         let mut values = HashMap::from([
             (":new".to_string(), n(new_version)),
             (":expected".to_string(), n(w.expected_version)),
-            (":h".to_string(), s(&w.content_hash)),
+            (":facets".to_string(), facets_av),
             (":now".to_string(), n(w.now.secs())),
-            (":synced".to_string(), s(SyncStatus::Synced.as_str())),
+            (":st".to_string(), s(w.status.as_str())),
             (":sid".to_string(), s(&w.sync_id)),
         ]);
-        let summary = [
-            ("name", w.summary.name.clone().map(s)),
-            ("city", w.summary.city.clone().map(s)),
-            ("country", w.summary.country.clone().map(s)),
-            ("stars", w.summary.stars.map(n)),
-            ("rating", w.summary.rating.map(n)),
-        ];
+        if let Some(p) = w.facets.get(facet::PROPERTY) {
+            set.push("content_hash = :h".into());
+            values.insert(":h".into(), s(&p.hash));
+        }
         // Summary fields go through #names: `name` (and others) are DynamoDB reserved words.
-        let mut exprs = Vec::new();
         let mut names = HashMap::new();
-        for (k, v) in summary {
-            if let Some(v) = v {
-                exprs.push(format!("#{k} = :{k}"));
-                names.insert(format!("#{k}"), k.to_string());
-                values.insert(format!(":{k}"), v);
+        if let Some(sum) = &w.summary {
+            let fields = [
+                ("name", sum.name.clone().map(s)),
+                ("city", sum.city.clone().map(s)),
+                ("country", sum.country.clone().map(s)),
+                ("stars", sum.stars.map(n)),
+                ("rating", sum.rating.map(n)),
+            ];
+            for (k, v) in fields {
+                if let Some(v) = v {
+                    set.push(format!("#{k} = :{k}"));
+                    names.insert(format!("#{k}"), k.to_string());
+                    values.insert(format!(":{k}"), v);
+                }
             }
         }
-        set.extend(exprs.iter().map(String::as_str));
+        let mut expr = format!("SET {}", set.join(", "));
+        match &w.error {
+            Some(e) => {
+                expr = format!("{expr}, last_error = :err");
+                values.insert(":err".into(), s(e));
+            }
+            None => expr.push_str(" REMOVE last_error"),
+        }
         let update = Update::builder()
             .table_name(&self.properties)
             .key("hotel_id", n(w.hotel_id))
-            .update_expression(format!("SET {} REMOVE last_error", set.join(", ")))
+            .update_expression(expr)
             .condition_expression("attribute_not_exists(data_version) OR data_version = :expected")
             .set_expression_attribute_names((!names.is_empty()).then_some(names))
             .set_expression_attribute_values(Some(values))
             .build()
-            .map_err(|e| PortError::new(&call, PortErrorKind::Invalid, e.to_string()))?;
-        let resp = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
+            .map_err(invalid)?;
+        let resp = tx
             .transact_items(TransactWriteItem::builder().update(update).build())
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match resp {
@@ -512,21 +582,27 @@ impl PropertyStore for DynamoProperties {
         }
     }
 
-    async fn touch(&self, hotel_id: i64, sync_id: &str, now: Timestamp) -> PortResult<Usage> {
-        let r = self
+    async fn touch(&self, t: &Touch) -> PortResult<Usage> {
+        let mut req = self
             .client
             .update_item()
             .table_name(&self.properties)
-            .key("hotel_id", n(hotel_id))
-            .update_expression("SET last_synced = :now, last_sync_id = :sid, sync_status = :synced REMOVE last_error")
+            .key("hotel_id", n(t.hotel_id))
             .condition_expression("attribute_exists(hotel_id)")
-            .expression_attribute_values(":now", n(now.secs()))
-            .expression_attribute_values(":sid", s(sync_id))
-            .expression_attribute_values(":synced", s(SyncStatus::Synced.as_str()))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .expression_attribute_values(":now", n(t.now.secs()))
+            .expression_attribute_values(":sid", s(&t.sync_id))
+            .expression_attribute_values(":st", s(t.status.as_str()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        req = match &t.error {
+            Some(e) => req
+                .update_expression("SET last_synced = :now, last_sync_id = :sid, sync_status = :st, last_error = :err")
+                .expression_attribute_values(":err", s(e)),
+            None => req.update_expression("SET last_synced = :now, last_sync_id = :sid, sync_status = :st REMOVE last_error"),
+        };
+        let r = req
             .send()
             .await
-            .map_err(|e| port_err(&format!("UpdateItem touch hotel {hotel_id}"), e))?;
+            .map_err(|e| port_err(&format!("UpdateItem touch hotel {}", t.hotel_id), e))?;
         Ok(Usage {
             rcu: 0.0,
             wcu: units(r.consumed_capacity()),
@@ -694,6 +770,8 @@ struct RunItem {
     unchanged_properties: u64,
     not_found_properties: u64,
     #[serde(default)]
+    partial_properties: u64,
+    #[serde(default)]
     processed_properties: u64,
     #[serde(default)]
     document_writes: u64,
@@ -734,6 +812,7 @@ impl RunItem {
             failed_properties: r.counters.failed,
             unchanged_properties: r.counters.unchanged,
             not_found_properties: r.counters.not_found,
+            partial_properties: r.counters.partial,
             processed_properties: r.counters.processed,
             document_writes: r.counters.document_writes,
             upstream_requests: r.counters.upstream_requests,
@@ -767,6 +846,7 @@ impl RunItem {
                 unchanged: self.unchanged_properties,
                 failed: self.failed_properties,
                 not_found: self.not_found_properties,
+                partial: self.partial_properties,
                 document_writes: self.document_writes,
                 consumed_rcu: self.consumed_rcu,
                 consumed_wcu: self.consumed_wcu,

@@ -134,7 +134,7 @@ impl App {
         &self,
     ) -> Result<(Settings, std::collections::BTreeMap<String, StoredSetting>), ApiError> {
         let stored = self.settings.load().await?;
-        let mut s = self.defaults;
+        let mut s = self.defaults.clone();
         s.overlay(
             &stored
                 .iter()
@@ -412,9 +412,9 @@ impl App {
         let values = validate_changes(&changes)
             .map_err(|e| ApiError::bad_request("invalid_setting", e.to_string(), e.key()))?;
         let (before, _) = self.effective_settings().await?;
-        let mut after = before;
+        let mut after = before.clone();
         for (k, v) in &values {
-            after.apply(*k, *v);
+            after.apply(*k, v.clone());
         }
         let now = self.clock.now();
         self.settings.put_all(&values, now).await?;

@@ -1,5 +1,6 @@
 //! Pure types and rules. No AWS or HTTP types here.
 pub mod document;
+pub mod facet;
 pub mod health;
 pub mod interval;
 pub mod lease;

@@ -79,10 +79,17 @@ pub struct Failure {
     pub reason: String,
 }
 
-/// What changed for one property in a run.
+fn property_facet() -> String {
+    "property".into()
+}
+
+/// What changed for one property facet in a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     pub hotel_id: i64,
+    /// `property`, `lang#fr`, `reviews`, ...
+    #[serde(default = "property_facet")]
+    pub facet: String,
     /// Changed JSON paths; `["$"]` for a first sync.
     pub paths: Vec<String>,
     #[serde(default)]
@@ -102,6 +109,9 @@ pub struct Counters {
     pub unchanged: u64,
     pub failed: u64,
     pub not_found: u64,
+    /// Properties whose property facet synced but some other facet failed.
+    #[serde(default)]
+    pub partial: u64,
     pub document_writes: u64,
     pub consumed_rcu: f64,
     pub consumed_wcu: f64,
@@ -170,7 +180,7 @@ impl SyncRun {
 
     /// The final status from the counters.
     pub fn final_status(&self) -> RunStatus {
-        if self.counters.failed > 0 {
+        if self.counters.failed > 0 || self.counters.partial > 0 {
             RunStatus::CompletedWithErrors
         } else {
             RunStatus::Completed
@@ -255,12 +265,34 @@ impl SyncRecord {
     }
 }
 
+/// The stored state of one facet: its content hash and the record version it was written at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FacetState {
+    pub hash: String,
+    pub version: u64,
+}
+
 /// What the engine needs of a tracked record to decide (kept compact in memory).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Tracked {
     pub hotel_id: i64,
     pub data_version: u64,
-    pub content_hash: Option<String>,
+    /// Facet key → state.
+    pub facets: std::collections::BTreeMap<String, FacetState>,
+    /// The stored sync_status is `synced` (an unchanged property needs no status write).
+    pub synced: bool,
+}
+
+impl Tracked {
+    pub fn new(hotel_id: i64) -> Self {
+        Tracked {
+            hotel_id,
+            ..Default::default()
+        }
+    }
+    pub fn hash(&self, facet: &str) -> Option<&str> {
+        self.facets.get(facet).map(|f| f.hash.as_str())
+    }
 }
 
 /// A new time-sortable run id (ULID).

@@ -15,16 +15,20 @@ pub enum SettingKey {
     SyncRetryAttempts,
     SyncEnableAuto,
     SyncRateLimit,
+    SyncLanguages,
+    SyncReviewCount,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 6] = [
+    pub const ALL: [SettingKey; 8] = [
         SettingKey::SyncInterval,
         SettingKey::SyncBatchSize,
         SettingKey::SyncMaxConcurrent,
         SettingKey::SyncRetryAttempts,
         SettingKey::SyncEnableAuto,
         SettingKey::SyncRateLimit,
+        SettingKey::SyncLanguages,
+        SettingKey::SyncReviewCount,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +39,8 @@ impl SettingKey {
             SettingKey::SyncRetryAttempts => "sync_retry_attempts",
             SettingKey::SyncEnableAuto => "sync_enable_auto",
             SettingKey::SyncRateLimit => "sync_rate_limit",
+            SettingKey::SyncLanguages => "sync_languages",
+            SettingKey::SyncReviewCount => "sync_review_count",
         }
     }
 
@@ -47,6 +53,8 @@ impl SettingKey {
             SettingKey::SyncRetryAttempts => "SYNC_RETRY_ATTEMPTS",
             SettingKey::SyncEnableAuto => "SYNC_ENABLE_AUTO",
             SettingKey::SyncRateLimit => "SYNC_RATE_LIMIT",
+            SettingKey::SyncLanguages => "SYNC_LANGUAGES",
+            SettingKey::SyncReviewCount => "SYNC_REVIEW_COUNT",
         }
     }
 
@@ -66,6 +74,12 @@ impl SettingKey {
                 "Whether the schedule runs syncs automatically (true or false)"
             }
             SettingKey::SyncRateLimit => "Upstream requests per second at most (>0..1000)",
+            SettingKey::SyncLanguages => {
+                "Translations synced per property, ISO 639-1 codes separated by commas (e.g. fr,es); empty for none"
+            }
+            SettingKey::SyncReviewCount => {
+                "Newest reviews synced per property (0..1000); 0 syncs no reviews"
+            }
         }
     }
 
@@ -77,6 +91,8 @@ impl SettingKey {
             SettingKey::SyncRetryAttempts => "3",
             SettingKey::SyncEnableAuto => "true",
             SettingKey::SyncRateLimit => "10",
+            SettingKey::SyncLanguages => "fr,es",
+            SettingKey::SyncReviewCount => "100",
         }
     }
 }
@@ -100,7 +116,7 @@ impl FromStr for SettingKey {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SettingError {
     #[error(
-        "unknown setting `{0}` (known: sync_interval, sync_batch_size, sync_max_concurrent, sync_retry_attempts, sync_enable_auto, sync_rate_limit)"
+        "unknown setting `{0}` (known: sync_interval, sync_batch_size, sync_max_concurrent, sync_retry_attempts, sync_enable_auto, sync_rate_limit, sync_languages, sync_review_count)"
     )]
     UnknownKey(String),
     #[error("invalid value `{value}` for {key}: {reason}")]
@@ -122,12 +138,13 @@ impl SettingError {
 }
 
 /// A validated value for one key.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SettingValue {
     Interval(Interval),
     Count(u32),
     Flag(bool),
     Rate(f64),
+    Languages(Vec<String>),
 }
 
 impl SettingValue {
@@ -137,6 +154,7 @@ impl SettingValue {
             SettingValue::Interval(i) => i.to_string(),
             SettingValue::Count(n) => n.to_string(),
             SettingValue::Flag(b) => b.to_string(),
+            SettingValue::Languages(l) => l.join(","),
             SettingValue::Rate(r) => {
                 if r.fract() == 0.0 {
                     format!("{}", *r as u64)
@@ -164,6 +182,38 @@ fn int_in(key: SettingKey, raw: &str, lo: u32, hi: u32) -> Result<SettingValue, 
     Ok(SettingValue::Count(n as u32))
 }
 
+/// ISO 639-1 language codes this system accepts (the 29 the Cupid catalogue translates to,
+/// plus English).
+pub const LANGUAGES: [&str; 30] = [
+    "en", "it", "fr", "es", "de", "tr", "ar", "nl", "pl", "cs", "hu", "pt", "ro", "ru", "el", "bg",
+    "sv", "hr", "sk", "lt", "nb", "da", "ja", "lv", "uk", "zh", "sl", "fi", "ca", "et",
+];
+
+fn languages(key: SettingKey, raw: &str) -> Result<SettingValue, SettingError> {
+    let mut out: Vec<String> = Vec::new();
+    for code in raw.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        let code_l = code.to_ascii_lowercase();
+        if !LANGUAGES.contains(&code_l.as_str()) {
+            return Err(SettingError::InvalidValue {
+                key,
+                value: raw.to_string(),
+                reason: format!(
+                    "`{code}` is not a supported ISO 639-1 code ({})",
+                    LANGUAGES.join(", ")
+                ),
+            });
+        }
+        if code_l == "en" {
+            // English is the property facet itself.
+            continue;
+        }
+        if !out.contains(&code_l) {
+            out.push(code_l);
+        }
+    }
+    Ok(SettingValue::Languages(out))
+}
+
 /// Validates `raw` for `key`.
 pub fn parse_value(key: SettingKey, raw: &str) -> Result<SettingValue, SettingError> {
     let bad = |reason: String| SettingError::InvalidValue {
@@ -183,6 +233,8 @@ pub fn parse_value(key: SettingKey, raw: &str) -> Result<SettingValue, SettingEr
             "false" => Ok(SettingValue::Flag(false)),
             _ => Err(bad("must be true or false".into())),
         },
+        SettingKey::SyncLanguages => languages(key, raw),
+        SettingKey::SyncReviewCount => int_in(key, raw, 0, 1000),
         SettingKey::SyncRateLimit => {
             let r: f64 = raw
                 .trim()
@@ -199,7 +251,7 @@ pub fn parse_value(key: SettingKey, raw: &str) -> Result<SettingValue, SettingEr
 }
 
 /// The effective settings of a run.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub interval: Interval,
     pub batch_size: u32,
@@ -207,6 +259,10 @@ pub struct Settings {
     pub retry_attempts: u32,
     pub enable_auto: bool,
     pub rate_limit: f64,
+    /// Translations to sync (never "en").
+    pub languages: Vec<String>,
+    /// Newest reviews to sync; 0 = none.
+    pub review_count: u32,
 }
 
 impl Default for Settings {
@@ -218,6 +274,8 @@ impl Default for Settings {
             retry_attempts: 3,
             enable_auto: true,
             rate_limit: 10.0,
+            languages: vec!["fr".into(), "es".into()],
+            review_count: 100,
         };
         for k in SettingKey::ALL {
             let v = parse_value(k, k.default_raw()).expect("defaults are valid");
@@ -253,6 +311,8 @@ impl Settings {
             (SettingKey::SyncRetryAttempts, SettingValue::Count(n)) => self.retry_attempts = n,
             (SettingKey::SyncEnableAuto, SettingValue::Flag(b)) => self.enable_auto = b,
             (SettingKey::SyncRateLimit, SettingValue::Rate(r)) => self.rate_limit = r,
+            (SettingKey::SyncLanguages, SettingValue::Languages(l)) => self.languages = l,
+            (SettingKey::SyncReviewCount, SettingValue::Count(n)) => self.review_count = n,
             _ => {}
         }
     }
@@ -265,7 +325,14 @@ impl Settings {
             SettingKey::SyncRetryAttempts => SettingValue::Count(self.retry_attempts),
             SettingKey::SyncEnableAuto => SettingValue::Flag(self.enable_auto),
             SettingKey::SyncRateLimit => SettingValue::Rate(self.rate_limit),
+            SettingKey::SyncLanguages => SettingValue::Languages(self.languages.clone()),
+            SettingKey::SyncReviewCount => SettingValue::Count(self.review_count),
         }
+    }
+
+    /// Upstream requests one property costs: the property, each translation, the reviews.
+    pub fn requests_per_property(&self) -> u64 {
+        1 + self.languages.len() as u64 + u64::from(self.review_count > 0)
     }
 
     /// Overlays stored values (key → raw text). A stored value that no longer validates is
@@ -356,6 +423,10 @@ mod tests {
             ("sync_rate_limit", "0"),
             ("sync_rate_limit", "1001"),
             ("sync_rate_limit", "NaN"),
+            ("sync_languages", "fr,xx"),
+            ("sync_languages", "french"),
+            ("sync_review_count", "-1"),
+            ("sync_review_count", "1001"),
         ] {
             let key: SettingKey = k.parse().unwrap();
             let err = parse_value(key, v).unwrap_err();
@@ -378,6 +449,22 @@ mod tests {
         let bad = |k: &str| (k == "SYNC_BATCH_SIZE").then(|| "lots".to_string());
         let err = Settings::from_env(&bad).unwrap_err();
         assert!(err.to_string().contains("SYNC_BATCH_SIZE"), "{err}");
+    }
+
+    #[test]
+    fn languages_are_normalised_and_english_is_implicit() {
+        let v = parse_value(SettingKey::SyncLanguages, " FR, es,fr,en ").unwrap();
+        assert_eq!(v, SettingValue::Languages(vec!["fr".into(), "es".into()]));
+        assert_eq!(v.render(), "fr,es");
+        assert_eq!(
+            parse_value(SettingKey::SyncLanguages, "").unwrap(),
+            SettingValue::Languages(vec![])
+        );
+        let mut s = Settings::default();
+        assert_eq!(s.requests_per_property(), 4);
+        s.apply(SettingKey::SyncReviewCount, SettingValue::Count(0));
+        s.apply(SettingKey::SyncLanguages, SettingValue::Languages(vec![]));
+        assert_eq!(s.requests_per_property(), 1);
     }
 
     #[test]

@@ -71,12 +71,15 @@ pub struct Faults {
     pub per_id: HashMap<i64, IdFault>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct IdFault {
     pub kind: String,
     /// How many requests it applies to; 0 = all.
     #[serde(default)]
     pub times: u64,
+    /// Only requests whose path contains this (e.g. "/lang/fr"); all of the id's when absent.
+    #[serde(default)]
+    pub path_contains: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -86,12 +89,16 @@ pub struct ChangeRequest {
     /// Changes `fraction` of all ids, chosen by hash with `seed`.
     pub fraction: Option<f64>,
     pub seed: u64,
+    /// "reviews": the ids gain a new review and nothing else changes. Otherwise the content
+    /// changes (`hotel_name`, `rating`, in the property and every translation).
+    pub facet: Option<String>,
 }
 
 #[derive(Default)]
 struct Changes {
     rules: Vec<(u64, f64)>,
     ids: HashMap<i64, u64>,
+    review_ids: HashMap<i64, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -171,6 +178,12 @@ impl Sim {
     /// Changes the content of these ids (or a fraction of all ids) from now on.
     pub fn change(&self, req: &ChangeRequest) {
         let mut c = self.changes.write().unwrap_or_else(|e| e.into_inner());
+        if req.facet.as_deref() == Some("reviews") {
+            for id in &req.hotel_ids {
+                *c.review_ids.entry(*id).or_insert(0) += 1;
+            }
+            return;
+        }
         for id in &req.hotel_ids {
             *c.ids.entry(*id).or_insert(0) += 1;
         }
@@ -281,13 +294,24 @@ impl Sim {
         doc
     }
 
+    fn review_generation(&self, id: i64) -> u64 {
+        self.changes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .review_ids
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn reviews_for(&self, id: i64, count: usize) -> Value {
-        let g = self.generation(id);
+        let g = self.review_generation(id);
         let mut out: Vec<Value> = Vec::new();
-        for k in 0..g.min(5) {
+        for k in (0..g.min(50)).rev() {
             let mut r = self.reviews[0].clone();
             r["review_id"] = json!(id * 10_000 + 9_000 + k as i64);
             r["headline"] = json!(format!("New review {k}"));
+            r["date"] = json!(format!("2026-{:02}-01T00:00:00Z", 1 + k % 12));
             out.push(r);
         }
         for (i, r) in self.reviews.iter().enumerate() {
@@ -303,6 +327,7 @@ impl Sim {
         let f = self.faults.read().unwrap_or_else(|e| e.into_inner());
         if let Some(pf) = f.per_id.get(&id)
             && (pf.times == 0 || attempt <= pf.times)
+            && pf.path_contains.as_deref().is_none_or(|p| path.contains(p))
         {
             return Some(pf.kind.clone());
         }

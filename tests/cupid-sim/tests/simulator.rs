@@ -138,6 +138,7 @@ async fn faults_changes_and_counters() {
                 IdFault {
                     kind: "500".into(),
                     times: 2,
+                    ..Default::default()
                 },
             ),
             (
@@ -145,6 +146,7 @@ async fn faults_changes_and_counters() {
                 IdFault {
                     kind: "429".into(),
                     times: 1,
+                    ..Default::default()
                 },
             ),
             (
@@ -152,6 +154,7 @@ async fn faults_changes_and_counters() {
                 IdFault {
                     kind: "malformed".into(),
                     times: 0,
+                    ..Default::default()
                 },
             ),
             (
@@ -159,6 +162,7 @@ async fn faults_changes_and_counters() {
                 IdFault {
                     kind: "truncated".into(),
                     times: 0,
+                    ..Default::default()
                 },
             ),
         ]),

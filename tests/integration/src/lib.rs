@@ -134,6 +134,9 @@ pub struct Options {
     pub max_run: Duration,
     pub margin: Duration,
     pub lease_ttl: Duration,
+    /// Facets beyond the property: none by default, so per-id request counts stay simple.
+    pub languages: Vec<String>,
+    pub review_count: u32,
 }
 
 impl Default for Options {
@@ -148,6 +151,8 @@ impl Default for Options {
             max_run: Duration::from_secs(600),
             margin: Duration::ZERO,
             lease_ttl: Duration::from_secs(60),
+            languages: vec![],
+            review_count: 0,
         }
     }
 }
@@ -172,6 +177,8 @@ impl Stack {
             max_concurrent: o.max_concurrent,
             batch_size: o.batch_size,
             retry_attempts: o.retries,
+            languages: o.languages.clone(),
+            review_count: o.review_count,
             ..Default::default()
         };
         let upstream: Arc<dyn Upstream> = Arc::new(
@@ -186,7 +193,7 @@ impl Stack {
             events: Arc::new(RecordingEvents::default()),
             schedule: Arc::new(MemSchedule::default()),
             cfg: EngineConfig {
-                defaults,
+                defaults: defaults.clone(),
                 max_run: o.max_run,
                 margin: o.margin,
                 lease_ttl: o.lease_ttl,
@@ -238,7 +245,7 @@ impl Stack {
             schedule: self.schedule.clone(),
             dispatch: self.dispatch.clone(),
             clock: Arc::new(SystemClock),
-            defaults: self.defaults,
+            defaults: self.defaults.clone(),
             lease_ttl: self.cfg.lease_ttl,
         }
     }

@@ -269,7 +269,7 @@ async fn settings_apply_all_or_nothing_and_reconcile_the_schedule() {
     let (st, b) = call(&s, "GET", "/api/v1/admin/sync/settings", None).await;
     assert_eq!(st, 200);
     let rows = b["data"].as_array().unwrap();
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 8);
     assert!(
         rows.iter()
             .all(|r| r["description"].as_str().is_some_and(|d| !d.is_empty()))
@@ -420,7 +420,7 @@ async fn logs_page_newest_first_and_show_one_run_in_detail() {
     assert_eq!(st, 200);
     assert_eq!(
         b["data"]["changes"],
-        json!([{"hotel_id": ids[7], "paths": ["hotel_name", "rating"], "paths_truncated": false}])
+        json!([{"hotel_id": ids[7], "facet": "property", "paths": ["hotel_name", "rating"], "paths_truncated": false}])
     );
     assert_eq!(b["data"]["updated_properties"], 1);
     let (st, b) = call(&s, "GET", "/api/v1/admin/sync/logs/01NOPE", None).await;

@@ -118,6 +118,7 @@ async fn fault_matrix_gives_the_designed_outcome() {
     let f = |kind: &str, times: u64| IdFault {
         kind: kind.into(),
         times,
+        ..Default::default()
     };
     s.sim.sim.set_faults(Faults {
         retry_after_secs: 1,
@@ -347,7 +348,11 @@ async fn an_oversized_document_fails_clearly_and_keeps_the_previous_version() {
     struct Huge;
     #[async_trait]
     impl Upstream for Huge {
-        async fn fetch_property(&self, hotel_id: i64) -> Result<serde_json::Value, FetchError> {
+        async fn fetch(
+            &self,
+            hotel_id: i64,
+            _: &cupid_sync::domain::facet::Facet,
+        ) -> Result<serde_json::Value, FetchError> {
             // ~1 MB of random letters: ~600 KB after compression.
             let mut x: u64 = hotel_id as u64;
             let noise: String = (0..1_000_000)
@@ -438,20 +443,18 @@ impl PropertyStore for FailingTouch {
     )> {
         self.0.get_documents(ids, facet).await
     }
-    async fn write_document(
+    async fn write_property(
         &self,
-        w: &cupid_sync::ports::DocumentWrite,
+        w: &cupid_sync::ports::PropertyWrite,
     ) -> cupid_sync::ports::PortResult<cupid_sync::ports::Usage> {
-        self.0.write_document(w).await
+        self.0.write_property(w).await
     }
     async fn touch(
         &self,
-        hotel_id: i64,
-        _: &str,
-        _: Timestamp,
+        t: &cupid_sync::ports::Touch,
     ) -> cupid_sync::ports::PortResult<cupid_sync::ports::Usage> {
         Err(cupid_sync::ports::PortError::new(
-            format!("UpdateItem touch hotel {hotel_id}"),
+            format!("UpdateItem touch hotel {}", t.hotel_id),
             cupid_sync::ports::PortErrorKind::Unavailable,
             "connection refused",
         ))
