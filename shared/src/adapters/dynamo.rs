@@ -334,10 +334,10 @@ impl DynamoProperties {
         let mut facets = BTreeMap::new();
         if let Some(AV::M(m)) = item.get("facets") {
             for (k, v) in m {
-                if let AV::M(f) = v {
-                    if let (Some(hash), Some(version)) = (get_s(f, "hash"), get_n(f, "version")) {
-                        facets.insert(k.clone(), FacetState { hash, version });
-                    }
+                if let AV::M(f) = v
+                    && let (Some(hash), Some(version)) = (get_s(f, "hash"), get_n(f, "version"))
+                {
+                    facets.insert(k.clone(), FacetState { hash, version });
                 }
             }
         } else if let Some(hash) = get_s(item, "content_hash") {

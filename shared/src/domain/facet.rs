@@ -100,12 +100,13 @@ pub fn canonical_reviews(raw: Value) -> Result<Value, String> {
             let n = normalize_review_date(d);
             m.insert("date".into(), Value::String(n));
         }
-        if let Some(id) = m.get("review_id") {
-            if !id.is_null() && !id.is_i64() {
-                return Err(format!(
-                    "malformed upstream body: review_id {id} is not a 64-bit integer"
-                ));
-            }
+        if let Some(id) = m.get("review_id")
+            && !id.is_null()
+            && !id.is_i64()
+        {
+            return Err(format!(
+                "malformed upstream body: review_id {id} is not a 64-bit integer"
+            ));
         }
     }
     items.sort_by(|a, b| {
