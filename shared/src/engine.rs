@@ -298,6 +298,7 @@ impl Engine {
         todo.dedup_by_key(|t| t.hotel_id);
         if first_invocation {
             run.total = todo.len() as u64;
+            run.requests_per_property = settings.requests_per_property();
             info!(
                 total = run.total,
                 dry_run = run.dry_run,

@@ -752,6 +752,10 @@ impl PropertyStore for DynamoProperties {
 // ---------------------------------------------------------------------------------------------
 // Run log
 
+fn one() -> u64 {
+    1
+}
+
 /// The stored shape of a run (mirrors the seed's sync_logs columns plus ours).
 #[derive(Debug, Serialize, Deserialize)]
 struct RunItem {
@@ -794,6 +798,8 @@ struct RunItem {
     changes: Vec<Change>,
     #[serde(default)]
     details_dropped: u64,
+    #[serde(default = "one")]
+    requests_per_property: u64,
     expires_at: i64,
 }
 
@@ -826,6 +832,7 @@ impl RunItem {
             failures: r.failures.clone(),
             changes: r.changes.clone(),
             details_dropped: r.details_dropped,
+            requests_per_property: r.requests_per_property,
             expires_at: r.started_at.plus(RUN_RETENTION).secs(),
         }
     }
@@ -859,6 +866,7 @@ impl RunItem {
             failures: self.failures,
             changes: self.changes,
             details_dropped: self.details_dropped,
+            requests_per_property: self.requests_per_property,
         }
     }
 }

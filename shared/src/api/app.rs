@@ -3,6 +3,7 @@
 
 use super::routes::Op;
 use super::{ApiError, ApiRequest, ApiResponse, Handler};
+use crate::domain::facet;
 use crate::domain::health::{self, HealthInput};
 use crate::domain::interval::Interval;
 use crate::domain::lease::Acquired;
@@ -205,16 +206,14 @@ impl App {
             _ => None,
         };
         let current_run = current.map(|r| {
-            let elapsed = input.now.since(r.started_at).as_secs_f64();
-            let done = r.counters.processed as f64;
-            let eta = if done > 0.0 && r.total > 0 {
-                let remaining = (r.total as f64 - done).max(0.0) * elapsed / done;
-                Some(input.now.plus(Duration::from_secs_f64(remaining)).rfc3339())
-            } else {
-                Some(input.now.plus(Duration::from_secs_f64(r.total as f64 / settings.rate_limit)).rfc3339())
-            };
+            // Progress and ETA count upstream requests (a property costs one per facet).
+            let requests_total = r.total * r.requests_per_property.max(1);
+            let requests_done = r.counters.upstream_requests;
+            let remaining = requests_total.saturating_sub(requests_done) as f64;
+            let eta = input.now.plus(Duration::from_secs_f64(remaining / settings.rate_limit)).rfc3339();
             serde_json::json!({
                 "sync_id": r.sync_id, "status": r.status.as_str(), "processed": r.counters.processed, "total": r.total,
+                "requests_done": requests_done, "requests_total": requests_total,
                 "started_at": r.started_at.rfc3339(), "eta": eta,
             })
         });
@@ -300,7 +299,9 @@ impl App {
                     return Err(e.into());
                 }
                 tracing::info!(sync_id = %sync_id, total, dry_run = run.dry_run, "manual sync dispatched");
-                let estimate = Duration::from_secs_f64((total as f64 / settings.rate_limit).ceil());
+                let requests = total * settings.requests_per_property();
+                let estimate =
+                    Duration::from_secs_f64((requests as f64 / settings.rate_limit).ceil());
                 Ok(ApiResponse::ok(
                     202,
                     &serde_json::json!({
@@ -316,6 +317,10 @@ impl App {
     }
 
     fn paging(req: &ApiRequest) -> Result<(usize, usize), ApiError> {
+        Self::paging_with(req, 10)
+    }
+
+    fn paging_with(req: &ApiRequest, default_limit: usize) -> Result<(usize, usize), ApiError> {
         let num = |name: &str, default: usize, lo: usize, hi: usize| -> Result<usize, ApiError> {
             match req.query.get(name) {
                 None => Ok(default),
@@ -333,7 +338,10 @@ impl App {
                 },
             }
         };
-        Ok((num("limit", 10, 1, 100)?, num("offset", 0, 0, 1_000_000)?))
+        Ok((
+            num("limit", default_limit, 1, 100)?,
+            num("offset", 0, 0, 1_000_000)?,
+        ))
     }
 
     async fn logs(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
@@ -532,27 +540,60 @@ impl App {
         }
     }
 
+    /// A stored facet document, decompressed.
+    async fn facet_doc(&self, id: i64, facet: &str) -> Result<Option<serde_json::Value>, ApiError> {
+        let (docs, _) = self.props.get_documents(&[id], facet).await?;
+        match docs.get(&id) {
+            None => Ok(None),
+            Some(d) => crate::domain::document::decompress(&d.compressed)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::Internal(format!(
+                        "stored {facet} document of hotel {id} could not be decoded"
+                    ))
+                }),
+        }
+    }
+
     async fn property(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         let id = Self::id_param(req)?;
+        let lang = match req.query.get("lang").map(|l| l.trim().to_ascii_lowercase()) {
+            None => None,
+            Some(l) if crate::domain::settings::LANGUAGES.contains(&l.as_str()) => Some(l),
+            Some(l) => {
+                return Err(ApiError::bad_request(
+                    "invalid_lang",
+                    format!(
+                        "lang `{l}` is not a supported ISO 639-1 code ({})",
+                        crate::domain::settings::LANGUAGES.join(", ")
+                    ),
+                    "lang",
+                ));
+            }
+        };
         let record = self
             .props
             .get_record(id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("hotel {id} is not known")))?;
-        let (docs, _) = self
-            .props
-            .get_documents(&[id], crate::engine::FACET_PROPERTY)
-            .await?;
-        let document = match docs.get(&id) {
-            None => serde_json::Value::Null,
-            Some(d) => crate::domain::document::decompress(&d.compressed)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| {
-                    ApiError::Internal(format!(
-                        "stored document of hotel {id} could not be decoded"
-                    ))
-                })?,
+        let (language, document, note) = match lang.as_deref() {
+            None | Some("en") => (
+                "en".to_string(),
+                self.facet_doc(id, facet::PROPERTY).await?,
+                None,
+            ),
+            Some(l) => match self.facet_doc(id, &format!("lang#{l}")).await? {
+                Some(doc) => (l.to_string(), Some(doc), None),
+                None => (
+                    "en".to_string(),
+                    self.facet_doc(id, facet::PROPERTY).await?,
+                    Some(format!(
+                        "no `{l}` translation has been synced for this property; showing English"
+                    )),
+                ),
+            },
         };
         let ts = |t: Option<i64>| t.map(|s| Timestamp(s).rfc3339());
         Ok(ApiResponse::ok(
@@ -566,8 +607,30 @@ impl App {
                 "last_updated": ts(record.last_updated),
                 "last_error": record.last_error,
                 "last_sync_id": record.last_sync_id,
+                "language": language,
+                "note": note,
                 "document": document,
             }),
+        ))
+    }
+
+    async fn reviews(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let id = Self::id_param(req)?;
+        let (limit, offset) = Self::paging_with(req, 20)?;
+        if self.props.get_record(id).await?.is_none() {
+            return Err(ApiError::NotFound(format!("hotel {id} is not known")));
+        }
+        let all = self.facet_doc(id, facet::REVIEWS).await?;
+        let items: Vec<serde_json::Value> = all
+            .as_ref()
+            .and_then(|v| v.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let total = items.len();
+        let page: Vec<serde_json::Value> = items.into_iter().skip(offset).take(limit).collect();
+        Ok(ApiResponse::ok(
+            200,
+            &serde_json::json!({ "hotel_id": id, "items": page, "limit": limit, "offset": offset, "total": total, "synced": all.is_some() }),
         ))
     }
 }
@@ -592,6 +655,7 @@ impl Handler for App {
             Op::Track => self.track(req).await,
             Op::Untrack => self.untrack(req).await,
             Op::PropertyGet => self.property(req).await,
+            Op::PropertyReviews => self.reviews(req).await,
             Op::DocsPage | Op::DocsSpec => super::openapi::serve(op),
         }
     }

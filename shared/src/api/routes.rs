@@ -16,6 +16,7 @@ pub enum Op {
     Track,
     Untrack,
     PropertyGet,
+    PropertyReviews,
     DocsPage,
     DocsSpec,
 }
@@ -153,7 +154,15 @@ pub const ROUTES: &[Route] = &[
         "properties",
         true,
         Op::PropertyGet,
-        "One property: sync record and document",
+        "One property: sync record and document (?lang=fr for a translation)",
+    ),
+    r(
+        "GET",
+        "/api/v1/properties/{id}/reviews",
+        "properties",
+        true,
+        Op::PropertyReviews,
+        "A property's synced reviews, newest first (?limit=&offset=)",
     ),
     r("GET", "/docs", "docs", false, Op::DocsPage, "Swagger UI"),
     r(

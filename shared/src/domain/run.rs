@@ -139,6 +139,8 @@ pub struct SyncRun {
     pub changes: Vec<Change>,
     /// How many failures / changes did not fit on the item.
     pub details_dropped: u64,
+    /// Upstream requests one property costs in this run (property + translations + reviews).
+    pub requests_per_property: u64,
 }
 
 impl SyncRun {
@@ -159,6 +161,7 @@ impl SyncRun {
             failures: Vec::new(),
             changes: Vec::new(),
             details_dropped: 0,
+            requests_per_property: 1,
         }
     }
 

@@ -282,3 +282,46 @@ impl Stack {
         panic!("sync did not finish");
     }
 }
+
+/// The admin token the harness's API calls use.
+pub const ADMIN_TOKEN: &str = "admin-test-token";
+
+/// Calls the API through the shared HTTP edge (routing, auth, envelope) as the function that
+/// serves the route would.
+pub async fn api_call(
+    s: &Stack,
+    method: &str,
+    path_and_query: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use cupid_sync::api::routes::{Resolved, resolve};
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let req = cupid_sync::api::ApiRequest {
+        method: method.into(),
+        path: path.into(),
+        query: query
+            .split('&')
+            .filter(|q| !q.is_empty())
+            .filter_map(|q| q.split_once('='))
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+        authorization: Some(format!("Bearer {ADMIN_TOKEN}")),
+        content_type: body.as_ref().map(|_| "application/json".to_string()),
+        body: body
+            .map(|b| serde_json::to_vec(&b).unwrap())
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    let function = match resolve(method, path) {
+        Resolved::Found(r, _) => r.function,
+        _ => "health",
+    };
+    let app = s.app();
+    let resp = cupid_sync::api::serve(function, Some(&Secret::new(ADMIN_TOKEN)), &app, req).await;
+    (
+        resp.status,
+        serde_json::from_slice(&resp.body).unwrap_or(serde_json::Value::Null),
+    )
+}

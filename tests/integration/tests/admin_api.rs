@@ -1,53 +1,14 @@
 //! The admin API through the shared HTTP edge (routing, auth, envelope) with DynamoDB on moto.
 
-use cupid_sync::api::{ApiRequest, serve};
+use cupid_sync::api::serve;
 use cupid_sync::config::Secret;
 use cupid_sync::domain::run::SyncRequest;
 use cupid_sync::ports::Schedule;
 use integration::{Options, Stack};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "admin-test-token";
-
-fn function_of(method: &str, path: &str) -> &'static str {
-    match cupid_sync::api::routes::resolve(method, path) {
-        cupid_sync::api::routes::Resolved::Found(r, _) => r.function,
-        _ => "health",
-    }
-}
-
 async fn call(s: &Stack, method: &str, path_and_query: &str, body: Option<Value>) -> (u16, Value) {
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
-    let req = ApiRequest {
-        method: method.into(),
-        path: path.into(),
-        query: query
-            .split('&')
-            .filter(|q| !q.is_empty())
-            .filter_map(|q| q.split_once('='))
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect(),
-        authorization: Some(format!("Bearer {TOKEN}")),
-        content_type: body.as_ref().map(|_| "application/json".to_string()),
-        body: body
-            .map(|b| serde_json::to_vec(&b).unwrap())
-            .unwrap_or_default(),
-        ..Default::default()
-    };
-    let app = s.app();
-    let resp = serve(
-        function_of(method, path),
-        Some(&Secret::new(TOKEN)),
-        &app,
-        req,
-    )
-    .await;
-    (
-        resp.status,
-        serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
-    )
+    integration::api_call(s, method, path_and_query, body).await
 }
 
 #[tokio::test]
