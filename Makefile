@@ -7,7 +7,7 @@ API ?= http://localhost:8080
 AUTH := -H 'Authorization: Bearer $(ADMIN_TOKEN)' -H 'Content-Type: application/json'
 export ADMIN_TOKEN
 
-.PHONY: run test tools build lint api-fuzz sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings logs clean
+.PHONY: run test tools build lint api-fuzz bench sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings logs clean
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
@@ -32,6 +32,15 @@ test: tools
 	tests/stack.sh test cargo test --workspace --all-targets --no-fail-fast
 	SIM_PORT=19100 WATCH_PORT=18080 tests/stack.sh e2e
 	$(MAKE) lint
+
+# Benchmarks (not part of `make test`): release build, then every scenario against moto and
+# the simulator; BENCH_ARGS=--full adds N=10,000 at 10/s (~17 min) and N=100,000 through
+# continuation. Results: the printed table (and BENCH_OUT, default .local/bench.md).
+BENCH_ARGS ?=
+BENCH_OUT ?= $(CURDIR)/.local/bench.md
+bench: tools
+	cargo build --release --workspace --bins
+	tests/stack.sh test target/release/bench $(BENCH_ARGS) --markdown $(BENCH_OUT)
 
 # schemathesis against the OpenAPI document on a stack of its own (not part of `make test`).
 # FUZZ_EXAMPLES per operation (15 operations; 200 -> ~3,000 requests).

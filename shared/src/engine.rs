@@ -82,10 +82,47 @@ pub enum EngineError {
     UnknownRun(String),
 }
 
+/// What one batch did: counter deltas, failures and changes, merged into the run in order.
+#[derive(Default)]
+struct BatchOutcome {
+    counters: crate::domain::run::Counters,
+    failures: Vec<(i64, String)>,
+    changes: Vec<Change>,
+}
+
+impl BatchOutcome {
+    fn failure(&mut self, hotel_id: i64, reason: String) {
+        self.failures.push((hotel_id, reason));
+    }
+
+    fn merge_into(self, run: &mut SyncRun) {
+        let c = &mut run.counters;
+        let d = self.counters;
+        c.processed += d.processed;
+        c.updated += d.updated;
+        c.unchanged += d.unchanged;
+        c.failed += d.failed;
+        c.not_found += d.not_found;
+        c.partial += d.partial;
+        c.document_writes += d.document_writes;
+        c.consumed_rcu += d.consumed_rcu;
+        c.consumed_wcu += d.consumed_wcu;
+        for (id, reason) in self.failures {
+            run.record_failure(id, reason);
+        }
+        for change in self.changes {
+            run.record_change(change);
+        }
+    }
+}
+
 struct PropertyFetch {
     tracked: Tracked,
     results: Vec<(Facet, Result<serde_json::Value, FetchError>)>,
 }
+
+type PendingWrites<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = PortResult<BatchOutcome>> + Send + 'a>>;
 
 type Limiter = RateLimiter<
     governor::state::NotKeyed,
@@ -323,24 +360,30 @@ impl Engine {
         let batch_size = settings.batch_size.max(1) as usize;
         let facets = facets_for(settings);
 
-        // 3-5. Batches.
+        // 3-5. Batches, pipelined: the writes of batch k overlap the fetching of batch k+1, so
+        // the rate limiter never idles while DynamoDB works. Batch k's checkpoint (cursor,
+        // counters) is saved only after its writes are done.
+        let mut pending: Option<(i64, PendingWrites<'_>)> = None;
         let mut offset = 0;
-        while offset < todo.len() {
+        loop {
+            let more = offset < todo.len();
             // Every invocation does at least one batch, so a continuation always makes progress.
-            if offset > 0 && Instant::now() + self.cfg.margin >= budget_end {
+            let out_of_time = offset > 0 && Instant::now() + self.cfg.margin >= budget_end;
+            if !more || out_of_time {
+                if let Some((last, writes)) = pending.take() {
+                    let outcome = writes.await?;
+                    if let Some(stop) = self
+                        .checkpoint(run, outcome, last, fence, &requests)
+                        .await?
+                    {
+                        return Ok(Some(stop));
+                    }
+                }
+                if !more {
+                    break;
+                }
                 run.counters.upstream_requests += requests.swap(0, Ordering::Relaxed);
                 self.deps.runs.save(run).await?;
-                let alive = self
-                    .deps
-                    .lease
-                    .heartbeat(&sync_id, fence, self.cfg.lease_ttl)
-                    .await?;
-                if !alive {
-                    warn!("lease lost before hand-over; stopping");
-                    return Ok(Some(Outcome::Skipped {
-                        reason: "lease lost".into(),
-                    }));
-                }
                 info!(
                     processed = run.counters.processed,
                     remaining = todo.len() - offset,
@@ -361,9 +404,20 @@ impl Engine {
             let batch = &todo[offset..end];
             offset = end;
 
-            let fetched = self
-                .fetch_batch(batch, &facets, settings, &limiter, &requests)
-                .await;
+            let fetch = self.fetch_batch(batch, &facets, settings, &limiter, &requests);
+            let fetched = match pending.take() {
+                Some((last, writes)) => {
+                    let (fetched, outcome) = tokio::join!(fetch, writes);
+                    if let Some(stop) = self
+                        .checkpoint(run, outcome?, last, fence, &requests)
+                        .await?
+                    {
+                        return Ok(Some(stop));
+                    }
+                    fetched
+                }
+                None => fetch.await,
+            };
             if let Some(reason) =
                 fetched
                     .iter()
@@ -380,31 +434,49 @@ impl Engine {
                     self.finish(run, RunStatus::Failed, fence).await,
                 ))));
             }
-            self.apply_batch(run, fetched).await?;
-            run.cursor = batch.last().map(|t| t.hotel_id);
-            run.counters.upstream_requests += requests.swap(0, Ordering::Relaxed);
-            let u = self.deps.runs.save(run).await?;
-            run.counters.consumed_wcu += u.wcu;
-            let alive = self
-                .deps
-                .lease
-                .heartbeat(&sync_id, fence, self.cfg.lease_ttl)
-                .await?;
-            if !alive {
-                warn!("lease lost (another run took over); stopping without finishing");
-                return Ok(Some(Outcome::Skipped {
-                    reason: "lease lost".into(),
-                }));
-            }
-            info!(
-                processed = run.counters.processed,
-                total = run.total,
-                updated = run.counters.updated,
-                failed = run.counters.failed,
-                "batch done"
-            );
+            let last = batch.last().map(|t| t.hotel_id).unwrap_or_default();
+            pending = Some((
+                last,
+                Box::pin(self.apply_batch(sync_id.clone(), run.dry_run, fetched)),
+            ));
         }
 
+        Ok(None)
+    }
+
+    /// Merges a finished batch into the run, saves the checkpoint and heartbeats the lease.
+    /// `Some` when the run must stop (the lease was taken over).
+    async fn checkpoint(
+        &self,
+        run: &mut SyncRun,
+        outcome: BatchOutcome,
+        last: i64,
+        fence: u64,
+        requests: &AtomicU64,
+    ) -> PortResult<Option<Outcome>> {
+        outcome.merge_into(run);
+        run.cursor = Some(last);
+        run.counters.upstream_requests += requests.swap(0, Ordering::Relaxed);
+        let u = self.deps.runs.save(run).await?;
+        run.counters.consumed_wcu += u.wcu;
+        if !self
+            .deps
+            .lease
+            .heartbeat(&run.sync_id, fence, self.cfg.lease_ttl)
+            .await?
+        {
+            warn!("lease lost (another run took over); stopping without finishing");
+            return Ok(Some(Outcome::Skipped {
+                reason: "lease lost".into(),
+            }));
+        }
+        info!(
+            processed = run.counters.processed,
+            total = run.total,
+            updated = run.counters.updated,
+            failed = run.counters.failed,
+            "batch done"
+        );
         Ok(None)
     }
 
@@ -478,10 +550,16 @@ impl Engine {
         out
     }
 
-    async fn apply_batch(&self, run: &mut SyncRun, fetched: Vec<PropertyFetch>) -> PortResult<()> {
+    /// Decides and writes one batch. Returns what happened instead of touching the run, so the
+    /// writes of one batch can overlap the fetching of the next.
+    async fn apply_batch(
+        &self,
+        sync_id: String,
+        dry: bool,
+        fetched: Vec<PropertyFetch>,
+    ) -> PortResult<BatchOutcome> {
         let now = self.deps.clock.now();
-        let sync_id = run.sync_id.clone();
-        let dry = run.dry_run;
+        let mut run = BatchOutcome::default();
 
         // 1. Decide per property and facet.
         struct Decided {
@@ -537,7 +615,7 @@ impl Engine {
             if let Some(reason) = property_failed {
                 warn!(hotel_id = id, error = %reason, "property failed; previous data kept");
                 run.counters.failed += 1;
-                run.record_failure(id, reason.clone());
+                run.failure(id, reason.clone());
                 marks.push(RecordMark {
                     hotel_id: id,
                     status: SyncStatus::Failed,
@@ -639,7 +717,7 @@ impl Engine {
             if let Some(reason) = property_oversized {
                 warn!(hotel_id = id, "{reason}");
                 run.counters.failed += 1;
-                run.record_failure(id, reason.clone());
+                run.failure(id, reason.clone());
                 if !dry {
                     ops.push(Op::Mark(RecordMark {
                         hotel_id: id,
@@ -657,7 +735,7 @@ impl Engine {
                 run.counters.partial += 1;
                 for (key, reason) in &facet_failures {
                     warn!(hotel_id = id, facet = %key, error = %reason, "facet failed; its previous version kept");
-                    run.record_failure(id, format!("{key}: {reason}"));
+                    run.failure(id, format!("{key}: {reason}"));
                 }
                 let joined = facet_failures
                     .iter()
@@ -683,7 +761,7 @@ impl Engine {
                 continue;
             }
             for c in changes {
-                run.record_change(c);
+                run.changes.push(c);
             }
             if dry {
                 run.counters.updated += 1;
@@ -754,7 +832,7 @@ impl Engine {
                 Err(e) if e.kind == PortErrorKind::Conflict => {
                     run.counters.failed += 1;
                     run.changes.retain(|c| c.hotel_id != id);
-                    run.record_failure(
+                    run.failure(
                         id,
                         format!(
                             "changed concurrently (data_version moved); will retry next sync: {e}"
@@ -765,11 +843,11 @@ impl Engine {
                 Err(e) => {
                     run.counters.failed += 1;
                     run.changes.retain(|c| c.hotel_id != id);
-                    run.record_failure(id, format!("store write failed: {e}"));
+                    run.failure(id, format!("store write failed: {e}"));
                 }
             }
         }
-        Ok(())
+        Ok(run)
     }
 
     async fn abandon(&self, prev: &str, by: &str) {
