@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub touch_unchanged: bool,
     /// First retry delay; doubles each attempt (with jitter).
     pub retry_base: Duration,
+    /// Print CloudWatch EMF metrics on stdout when a run ends (off in tests and benchmarks).
+    pub emit_metrics: bool,
 }
 
 impl EngineConfig {
@@ -60,6 +62,7 @@ impl EngineConfig {
             lease_ttl: c.lease_ttl,
             touch_unchanged: c.touch_unchanged,
             retry_base: Duration::from_millis(200),
+            emit_metrics: true,
         }
     }
 }
@@ -896,7 +899,9 @@ impl Engine {
         {
             warn!(error = %e, "could not publish {detail_type}");
         }
-        emit_metrics(run);
+        if self.cfg.emit_metrics {
+            emit_metrics(run);
+        }
         info!(status = %status, total = run.total, updated = run.counters.updated, unchanged = run.counters.unchanged,
               failed = run.counters.failed, not_found = run.counters.not_found, document_writes = run.counters.document_writes,
               duration_s = run.duration_secs().unwrap_or(0), "sync finished");
@@ -964,4 +969,46 @@ fn emit_metrics(run: &SyncRun) {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     println!("{}", emf_line(run, ms));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::time::Timestamp;
+
+    #[test]
+    fn emf_lines_carry_the_metrics_cloudwatch_extracts() {
+        let mut run = SyncRun::new("01TEST".into(), SyncType::Scheduled, Timestamp(1_000));
+        run.status = RunStatus::CompletedWithErrors;
+        run.completed_at = Some(Timestamp(1_042));
+        run.total = 10;
+        run.counters.processed = 10;
+        run.counters.updated = 3;
+        run.counters.unchanged = 6;
+        run.counters.failed = 1;
+        let v: serde_json::Value = serde_json::from_str(&emf_line(&run, 5)).unwrap();
+        let meta = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(meta["Namespace"], "CupidSync");
+        let names: Vec<&str> = meta["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        for n in &names {
+            assert!(v.get(*n).is_some(), "metric {n} has a value");
+        }
+        assert_eq!(
+            (v["UpdatedProperties"].as_u64(), v["SyncDuration"].as_i64()),
+            (Some(3), Some(42))
+        );
+        assert_eq!(v["SuccessRate"].as_f64(), Some(90.0));
+        assert_eq!(v["SyncFailed"], 0);
+        run.status = RunStatus::Failed;
+        let v: serde_json::Value = serde_json::from_str(&emf_line(&run, 5)).unwrap();
+        assert_eq!(
+            (v["SyncFailed"].as_u64(), v["SuccessRate"].as_f64()),
+            (Some(1), Some(0.0))
+        );
+    }
 }

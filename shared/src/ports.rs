@@ -95,8 +95,8 @@ pub struct FacetDoc {
     pub content_hash: String,
 }
 
-/// The changed facets of one property and its record update, written atomically: the record's
-/// data_version goes up by exactly one.
+/// The changed facets of one property and its record update: the record's data_version goes up
+/// by exactly one.
 #[derive(Debug, Clone)]
 pub struct PropertyWrite {
     pub hotel_id: i64,
@@ -144,8 +144,9 @@ pub trait PropertyStore: Send + Sync {
         ids: &[i64],
         facet: &str,
     ) -> PortResult<(HashMap<i64, StoredDoc>, Usage)>;
-    /// Writes the changed facet documents and bumps the record's data_version in one
-    /// transaction, only if everything is still at the versions read (Conflict otherwise).
+    /// Writes the changed facet documents, then bumps the record's data_version by one, each
+    /// conditional on the version read (Conflict otherwise); rewriting identical content is
+    /// always allowed, so a write interrupted between document and record heals on the next run.
     async fn write_property(&self, w: &PropertyWrite) -> PortResult<Usage>;
     /// Unchanged content: touch `last_synced` (and status) on the small record only.
     async fn touch(&self, t: &Touch) -> PortResult<Usage>;

@@ -1,49 +1,15 @@
 //! AWS SDK clients: Lambda dispatch, EventBridge events, EventBridge Scheduler; shared config.
 
+use super::port_err;
 use crate::domain::interval::Interval;
 use crate::domain::run::SyncRequest;
 use crate::domain::time::Timestamp;
 use crate::ports::*;
 use async_trait::async_trait;
-use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// The SDK config from the environment (region, credentials, AWS_ENDPOINT_URL[_SERVICE]).
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
-}
-
-/// `Code: message` for service errors; the error chain (bounded) for transport errors.
-fn concise<E, R>(e: &SdkError<E, R>) -> String
-where
-    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    match e.as_service_error() {
-        Some(se) => format!(
-            "{}: {}",
-            se.code().unwrap_or("ServiceError"),
-            se.message().unwrap_or("no message")
-        ),
-        None => {
-            let mut m = DisplayErrorContext(e).to_string();
-            m.truncate(300);
-            m
-        }
-    }
-}
-
-fn port_err<E, R>(call: &str, e: SdkError<E, R>) -> PortError
-where
-    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let kind = match e.as_service_error().and_then(|s| s.code()) {
-        Some("ResourceNotFoundException") => PortErrorKind::NotFound,
-        Some("ConflictException") => PortErrorKind::Conflict,
-        Some("ValidationException") => PortErrorKind::Invalid,
-        _ => PortErrorKind::Unavailable,
-    };
-    PortError::new(call, kind, concise(&e))
 }
 
 /// Starts the sync function with Lambda `Invoke` (InvocationType Event).

@@ -1,5 +1,6 @@
 //! DynamoDB adapters: properties + documents, run log + lease, settings; and table creation.
 
+use super::port_err;
 use super::tables::{self, TableDef};
 use crate::config::Tables;
 use crate::domain::facet;
@@ -13,11 +14,10 @@ use crate::domain::time::Timestamp;
 use crate::ports::*;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeValue as AV, ConsumedCapacity, KeysAndAttributes, Put, PutRequest,
-    ReturnConsumedCapacity, ReturnValue, Select, TransactWriteItem, Update, WriteRequest,
+    ReturnConsumedCapacity, ReturnValue, Select, TransactWriteItem, WriteRequest,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -26,41 +26,6 @@ use std::time::Duration;
 
 /// How long finished runs stay in the log (TTL).
 pub const RUN_RETENTION: Duration = Duration::from_secs(90 * 86_400);
-
-/// `Code: message` for service errors; the error chain (bounded) for transport errors.
-fn concise<E, R>(e: &SdkError<E, R>) -> String
-where
-    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    match e.as_service_error() {
-        Some(se) => format!(
-            "{}: {}",
-            se.code().unwrap_or("ServiceError"),
-            se.message().unwrap_or("no message")
-        ),
-        None => {
-            let mut m = DisplayErrorContext(e).to_string();
-            m.truncate(300);
-            m
-        }
-    }
-}
-
-fn port_err<E, R>(call: &str, e: SdkError<E, R>) -> PortError
-where
-    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
-    let kind = match code {
-        "ConditionalCheckFailedException" => PortErrorKind::Conflict,
-        "ResourceNotFoundException" => PortErrorKind::NotFound,
-        "ValidationException" => PortErrorKind::Invalid,
-        _ => PortErrorKind::Unavailable,
-    };
-    PortError::new(call, kind, concise(&e))
-}
 
 fn units(c: Option<&ConsumedCapacity>) -> f64 {
     c.and_then(|c| c.capacity_units()).unwrap_or(0.0)
@@ -80,6 +45,20 @@ fn get_n<T: std::str::FromStr>(item: &HashMap<String, AV>, k: &str) -> Option<T>
 }
 fn get_s(item: &HashMap<String, AV>, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// Waits before retrying unprocessed batch items (throttling), at most 8 times.
+async fn backoff_unprocessed(attempt: &mut u32, call: &str) -> PortResult<()> {
+    *attempt += 1;
+    if *attempt > 8 {
+        return Err(PortError::new(
+            call,
+            PortErrorKind::Unavailable,
+            "unprocessed items after 8 retries",
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(50 << (*attempt).min(6))).await;
+    Ok(())
 }
 
 /// BatchGetItem refuses duplicate keys: ask for each id once, in order.
@@ -259,15 +238,7 @@ impl DynamoProperties {
                     .map(|k| k.keys().to_vec())
                     .unwrap_or_default();
                 if !pending.is_empty() {
-                    attempt += 1;
-                    if attempt > 8 {
-                        return Err(PortError::new(
-                            format!("BatchGetItem {table}"),
-                            PortErrorKind::Unavailable,
-                            "unprocessed keys after 8 retries",
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                    backoff_unprocessed(&mut attempt, &format!("BatchGetItem {table}")).await?;
                 }
             }
         }
@@ -313,15 +284,7 @@ impl DynamoProperties {
                     .cloned()
                     .unwrap_or_default();
                 if !pending.is_empty() {
-                    attempt += 1;
-                    if attempt > 8 {
-                        return Err(PortError::new(
-                            format!("BatchWriteItem {table}"),
-                            PortErrorKind::Unavailable,
-                            "unprocessed items after 8 retries",
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                    backoff_unprocessed(&mut attempt, &format!("BatchWriteItem {table}")).await?;
                 }
             }
         }
@@ -443,23 +406,20 @@ impl PropertyStore for DynamoProperties {
         Ok((out, usage))
     }
 
+    /// Documents first (each conditional on its stored version, or on already holding this very
+    /// content, so a retry after a crash is idempotent), then the record (conditional on its
+    /// data_version). No transaction: DynamoDB bills transactional writes double, and the lease
+    /// already makes this the only writer. A crash between the two leaves a document newer than
+    /// its record; the next run sees the record's old hash, rewrites the same content (allowed by
+    /// the hash condition) and completes the record.
     async fn write_property(&self, w: &PropertyWrite) -> PortResult<Usage> {
-        let facets_named: Vec<&str> = w.docs.iter().map(|d| d.facet.as_str()).collect();
-        let call = format!(
-            "TransactWriteItems hotel {} facets {}",
-            w.hotel_id,
-            facets_named.join(",")
-        );
-        let invalid = |e: aws_sdk_dynamodb::error::BuildError| {
-            PortError::new(&call, PortErrorKind::Invalid, e.to_string())
-        };
         let new_version = w.expected_version + 1;
-        let mut tx = self
-            .client
-            .transact_write_items()
-            .return_consumed_capacity(ReturnConsumedCapacity::Total);
-        for d in &w.docs {
-            let mut put = Put::builder()
+        let mut usage = Usage::default();
+        let puts = w.docs.iter().map(|d| {
+            let call = format!("PutItem document hotel {} facet {}", w.hotel_id, d.facet);
+            let mut put = self
+                .client
+                .put_item()
                 .table_name(&self.documents)
                 .item("hotel_id", n(w.hotel_id))
                 .item("facet", s(&d.facet))
@@ -468,21 +428,21 @@ impl PropertyStore for DynamoProperties {
                 .item("data_version", n(new_version))
                 .item("content_hash", s(&d.content_hash))
                 .item("updated_at", s(w.now.rfc3339()))
-                .item("sync_id", s(&w.sync_id));
+                .item("sync_id", s(&w.sync_id))
+                .expression_attribute_values(":h", s(&d.content_hash))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total);
             put = match d.expected_version {
                 Some(v) => put
-                    .condition_expression(
-                        "attribute_not_exists(hotel_id) OR data_version = :expected",
-                    )
+                    .condition_expression("attribute_not_exists(hotel_id) OR data_version = :expected OR content_hash = :h")
                     .expression_attribute_values(":expected", n(v)),
-                None => put.condition_expression("attribute_not_exists(hotel_id)"),
+                None => put.condition_expression("attribute_not_exists(hotel_id) OR content_hash = :h"),
             };
-            tx = tx.transact_items(
-                TransactWriteItem::builder()
-                    .put(put.build().map_err(invalid)?)
-                    .build(),
-            );
+            async move { put.send().await.map_err(|e| port_err(&call, e)) }
+        });
+        for r in futures::future::join_all(puts).await {
+            usage.wcu += units(r?.consumed_capacity());
         }
+
         let facets_av = AV::M(
             w.facets
                 .iter()
@@ -543,43 +503,29 @@ impl PropertyStore for DynamoProperties {
             }
             None => expr.push_str(" REMOVE last_error"),
         }
-        let update = Update::builder()
+        let r = self
+            .client
+            .update_item()
             .table_name(&self.properties)
             .key("hotel_id", n(w.hotel_id))
             .update_expression(expr)
             .condition_expression("attribute_not_exists(data_version) OR data_version = :expected")
             .set_expression_attribute_names((!names.is_empty()).then_some(names))
             .set_expression_attribute_values(Some(values))
-            .build()
-            .map_err(invalid)?;
-        let resp = tx
-            .transact_items(TransactWriteItem::builder().update(update).build())
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
-            .await;
-        match resp {
-            Ok(r) => Ok(Usage {
-                rcu: 0.0,
-                wcu: r
-                    .consumed_capacity()
-                    .iter()
-                    .map(|c| c.capacity_units().unwrap_or(0.0))
-                    .sum(),
-            }),
-            Err(e) => {
-                let conflict = e
-                    .as_service_error()
-                    .and_then(|se| match se {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(tc) => Some(tc),
-                        _ => None,
-                    })
-                    .is_some_and(|tc| tc.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")));
-                let mut pe = port_err(&call, e);
-                if conflict {
-                    pe.kind = PortErrorKind::Conflict;
-                }
-                Err(pe)
-            }
-        }
+            .await
+            .map_err(|e| {
+                port_err(
+                    &format!(
+                        "UpdateItem record hotel {} to data_version {new_version}",
+                        w.hotel_id
+                    ),
+                    e,
+                )
+            })?;
+        usage.wcu += units(r.consumed_capacity());
+        Ok(usage)
     }
 
     async fn touch(&self, t: &Touch) -> PortResult<Usage> {

@@ -199,6 +199,7 @@ impl Stack {
                 lease_ttl: o.lease_ttl,
                 touch_unchanged: true,
                 retry_base: Duration::from_millis(20),
+                emit_metrics: false,
             },
             defaults,
             upstream,

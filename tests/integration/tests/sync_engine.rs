@@ -524,3 +524,73 @@ async fn a_dependency_failure_mid_run_closes_the_run_and_frees_the_lease() {
         "SyncFailed"
     );
 }
+
+/// Writes a property document the way the engine does, at `version`, with `doc`'s content.
+async fn put_document(s: &Stack, id: i64, version: u64, doc: serde_json::Value) {
+    use aws_sdk_dynamodb::types::AttributeValue as AV;
+    let c = cupid_sync::domain::facet::Facet::Property
+        .canonical(doc)
+        .unwrap();
+    let z = cupid_sync::domain::document::compress(&c.bytes).unwrap();
+    s.client
+        .put_item()
+        .table_name(&s.tables.documents)
+        .item("hotel_id", AV::N(id.to_string()))
+        .item("facet", AV::S("property".into()))
+        .item("doc", AV::B(aws_sdk_dynamodb::primitives::Blob::new(z)))
+        .item("data_version", AV::N(version.to_string()))
+        .item("content_hash", AV::S(c.hash))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_write_interrupted_between_document_and_record_heals_and_a_foreign_write_is_refused() {
+    let s = Stack::new(Options::default()).await;
+    let ids = s.track_exercise_ids().await;
+    s.sync().await;
+    let (healed, foreign) = (ids[1], ids[2]);
+    s.sim.sim.change(&ChangeRequest {
+        hotel_ids: vec![healed, foreign],
+        ..Default::default()
+    });
+    // `healed`: a previous run wrote the new document (v2) and died before the record update.
+    put_document(&s, healed, 2, s.sim.sim.property(healed)).await;
+    // `foreign`: someone else wrote different content at v2 behind our back.
+    put_document(
+        &s,
+        foreign,
+        2,
+        serde_json::json!({"hotel_id": foreign, "hotel_name": "not ours"}),
+    )
+    .await;
+
+    let run = s.sync().await;
+    let r = s.props.get_record(healed).await.unwrap().unwrap();
+    assert_eq!(
+        (r.data_version, r.sync_status),
+        (2, SyncStatus::Synced),
+        "the interrupted write completed"
+    );
+    assert!(
+        !run.failures.iter().any(|f| f.hotel_id == healed),
+        "{:?}",
+        run.failures
+    );
+    let f = run
+        .failures
+        .iter()
+        .find(|f| f.hotel_id == foreign)
+        .expect("the foreign write is a conflict");
+    assert!(f.reason.contains("concurrently"), "{}", f.reason);
+    assert_eq!(
+        s.props
+            .get_record(foreign)
+            .await
+            .unwrap()
+            .unwrap()
+            .data_version,
+        1
+    );
+}

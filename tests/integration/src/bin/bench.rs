@@ -3,7 +3,7 @@
 //! Runs the real engine code against moto_server and the Cupid simulator. Not a test: it
 //! prints figures and writes them to BENCHMARKS.md's table when asked (`--markdown FILE`).
 //!
-//! `bench [--full] [--markdown FILE]`; `--full` adds the long scenarios (N = 10,000 at 10/s:
+//! `bench [--full] [--only GROUP] [--markdown FILE]`; `--full` adds the long scenarios (N = 10,000 at 10/s:
 //! ~17 min; N = 100,000 through continuation).
 //! `bench invoke <sync-request-json> <options-json>`: one invocation in its own process (the
 //! parent reads its peak RSS).
@@ -128,7 +128,11 @@ async fn rate_bound(rows: &mut Vec<Row>, n: u64, rate: f64, facets: bool) {
     };
     let (s, ids) = tracked_stack(o, n).await;
     let (run, took) = timed_sync(&s).await;
-    assert_eq!(run.counters.processed, n);
+    assert_eq!(
+        run.counters.processed, n,
+        "{}: {:?}",
+        run.status, run.error_message
+    );
     let per = run.requests_per_property as f64;
     let floor = per * n as f64 / rate;
     let (naive_t, _, _) = if facets {
@@ -163,7 +167,11 @@ async fn latency_bound(rows: &mut Vec<Row>, n: u64, latency_ms: u64, c: u32) {
         ..Default::default()
     });
     let (run, took) = timed_sync(&s).await;
-    assert_eq!(run.counters.processed, n);
+    assert_eq!(
+        run.counters.processed, n,
+        "{}: {:?}",
+        run.status, run.error_message
+    );
     let floor = n as f64 * latency_ms as f64 / 1000.0 / c as f64;
     let sample: Vec<i64> = ids.iter().copied().take(200).collect();
     let (naive_t, _, _) = naive(&s, &sample).await;
@@ -373,6 +381,7 @@ async fn child_invoke(req: &str, opts: &str) {
             lease_ttl: Duration::from_secs(120),
             touch_unchanged: true,
             retry_base: Duration::from_millis(50),
+            emit_metrics: false,
         },
     );
     match engine.handle(req, None).await.expect("engine") {
@@ -537,24 +546,39 @@ async fn main() {
         .position(|a| a == "--markdown")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    // `--only rate|latency|writes|continuation|binaries` runs one group.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let mut rows = Vec::new();
-    eprintln!("bench: rate-bound scenarios");
-    rate_bound(&mut rows, 100, 10.0, false).await;
-    rate_bound(&mut rows, 100, 10.0, true).await;
-    if full {
-        rate_bound(&mut rows, 10_000, 10.0, false).await;
+    if run("rate") {
+        eprintln!("bench: rate-bound scenarios");
+        rate_bound(&mut rows, 100, 10.0, false).await;
+        rate_bound(&mut rows, 100, 10.0, true).await;
+        if full {
+            rate_bound(&mut rows, 10_000, 10.0, false).await;
+        }
     }
-    eprintln!("bench: latency-bound scenarios");
-    latency_bound(&mut rows, 10_000, 50, 5).await;
-    latency_bound(&mut rows, 10_000, 50, 32).await;
-    eprintln!("bench: writes");
-    writes(&mut rows, 10_000).await;
-    if full {
+    if run("latency") {
+        eprintln!("bench: latency-bound scenarios");
+        latency_bound(&mut rows, 10_000, 50, 5).await;
+        latency_bound(&mut rows, 10_000, 50, 32).await;
+    }
+    if run("writes") {
+        eprintln!("bench: writes");
+        writes(&mut rows, 10_000).await;
+    }
+    if full && run("continuation") {
         eprintln!("bench: continuation");
         continuation(&mut rows, 100_000).await;
     }
-    eprintln!("bench: binaries");
-    binaries(&mut rows).await;
+    if run("binaries") {
+        eprintln!("bench: binaries");
+        binaries(&mut rows).await;
+    }
 
     let mut table = String::from(
         "| scenario | measured | floor / goal value | ratio | goal | baseline |\n|---|---|---|---|---|---|\n",
