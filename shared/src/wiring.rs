@@ -4,10 +4,15 @@ use crate::adapters::aws::{EventBus, LambdaDispatch, Scheduler, sdk_config};
 use crate::adapters::cupid::CupidHttp;
 use crate::adapters::dynamo::{DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings};
 use crate::api::app::App;
+use crate::config::Secret;
 use crate::config::{Config, DispatchMode};
+use crate::domain::interval::Interval;
 use crate::domain::run::SyncRequest;
+use crate::domain::time::Timestamp;
 use crate::engine::{Engine, EngineConfig, EngineDeps, Outcome};
-use crate::ports::{Clock, SystemClock};
+use crate::ports::{
+    Clock, Dispatch, PortError, PortErrorKind, PortResult, Schedule, ScheduleState, SystemClock,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,36 +30,125 @@ pub fn start() -> Result<Config, BoxError> {
     })
 }
 
-pub async fn admin_app(cfg: &Config) -> App {
-    let conf = sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+/// A port this function never uses (it serves no route that needs it). Wiring only what each
+/// function uses keeps the other AWS SDK clients out of its binary.
+struct Unwired(&'static str);
+
+impl Unwired {
+    fn err(&self) -> PortError {
+        PortError::new(
+            self.0,
+            PortErrorKind::Unavailable,
+            "not wired in this function",
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl Schedule for Unwired {
+    async fn get(&self) -> PortResult<Option<ScheduleState>> {
+        Err(self.err())
+    }
+    async fn put(&self, _: bool, _: Interval, _: Timestamp) -> PortResult<ScheduleState> {
+        Err(self.err())
+    }
+}
+
+#[async_trait::async_trait]
+impl Dispatch for Unwired {
+    async fn dispatch(&self, _: &SyncRequest) -> PortResult<()> {
+        Err(self.err())
+    }
+}
+
+/// The admin handler over DynamoDB, with the schedule and dispatch adapters the caller wires.
+fn app(
+    cfg: &Config,
+    conf: &aws_config::SdkConfig,
+    schedule: Arc<dyn Schedule>,
+    dispatch: Arc<dyn Dispatch>,
+) -> App {
+    let ddb = aws_sdk_dynamodb::Client::new(conf);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     App {
         props: Arc::new(DynamoProperties::new(ddb.clone(), &cfg.tables)),
         runs: Arc::new(DynamoRunLog::new(ddb.clone(), &cfg.tables)),
         lease: Arc::new(DynamoLease::new(ddb.clone(), &cfg.tables, clock.clone())),
         settings: Arc::new(DynamoSettings::new(ddb, &cfg.tables)),
-        schedule: Arc::new(Scheduler::new(&conf, cfg)),
-        dispatch: Arc::new(LambdaDispatch::new(
-            &conf,
-            &cfg.sync_function,
-            cfg.dispatch_mode == DispatchMode::Detached,
-        )),
+        schedule,
+        dispatch,
         clock,
         defaults: cfg.settings.clone(),
         lease_ttl: cfg.lease_ttl,
     }
 }
 
-/// An HTTP function: serves its routes of the route table.
-pub async fn run_http(function: &'static str) -> Result<(), BoxError> {
-    let cfg = start()?;
-    let token = cfg.require_admin_token().map_err(|e| {
+/// Every adapter wired (local tools: the API Gateway stand-in serves all routes).
+pub async fn admin_app(cfg: &Config) -> App {
+    let conf = sdk_config().await;
+    let schedule = Arc::new(Scheduler::new(&conf, cfg));
+    let dispatch = Arc::new(LambdaDispatch::new(
+        &conf,
+        &cfg.sync_function,
+        cfg.dispatch_mode == DispatchMode::Detached,
+    ));
+    app(cfg, &conf, schedule, dispatch)
+}
+
+fn token(cfg: &Config) -> Result<Secret, BoxError> {
+    cfg.require_admin_token().map_err(|e| {
         tracing::error!(error = %e, "startup failed: {e}");
         Box::new(e) as BoxError
-    })?;
-    let app = admin_app(&cfg).await;
+    })
+}
+
+/// logs, properties: DynamoDB only.
+pub async fn run_store_function(function: &'static str) -> Result<(), BoxError> {
+    let cfg = start()?;
+    let token = token(&cfg)?;
+    let conf = sdk_config().await;
+    let app = app(
+        &cfg,
+        &conf,
+        Arc::new(Unwired("schedule")),
+        Arc::new(Unwired("dispatch")),
+    );
     crate::api::run_lambda(function, Some(token), Arc::new(app)).await
+}
+
+/// status, health, settings, schedule: DynamoDB + EventBridge Scheduler.
+pub async fn run_schedule_function(function: &'static str) -> Result<(), BoxError> {
+    let cfg = start()?;
+    let token = token(&cfg)?;
+    let conf = sdk_config().await;
+    let schedule = Arc::new(Scheduler::new(&conf, &cfg));
+    let app = app(&cfg, &conf, schedule, Arc::new(Unwired("dispatch")));
+    crate::api::run_lambda(function, Some(token), Arc::new(app)).await
+}
+
+/// trigger: DynamoDB + Lambda Invoke.
+pub async fn run_trigger_function(function: &'static str) -> Result<(), BoxError> {
+    let cfg = start()?;
+    let token = token(&cfg)?;
+    let conf = sdk_config().await;
+    let dispatch = Arc::new(LambdaDispatch::new(
+        &conf,
+        &cfg.sync_function,
+        cfg.dispatch_mode == DispatchMode::Detached,
+    ));
+    let app = app(&cfg, &conf, Arc::new(Unwired("schedule")), dispatch);
+    crate::api::run_lambda(function, Some(token), Arc::new(app)).await
+}
+
+/// docs: no AWS at all; the only binary that carries the Swagger UI assets.
+pub async fn run_docs_function() -> Result<(), BoxError> {
+    let cfg = start()?;
+    crate::api::run_lambda(
+        "docs",
+        cfg.admin_token.clone(),
+        Arc::new(crate::api::openapi::DocsHandler),
+    )
+    .await
 }
 
 pub async fn engine(cfg: &Config) -> Result<Engine, BoxError> {

@@ -656,7 +656,10 @@ impl Handler for App {
             Op::Untrack => self.untrack(req).await,
             Op::PropertyGet => self.property(req).await,
             Op::PropertyReviews => self.reviews(req).await,
-            Op::DocsPage | Op::DocsSpec => super::openapi::serve(op),
+            // Served by the docs function's own handler (api::openapi::DocsHandler).
+            Op::DocsPage | Op::DocsSpec => Err(ApiError::NotFound(
+                "the docs are served by the docs function".into(),
+            )),
         }
     }
 }

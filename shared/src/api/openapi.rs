@@ -154,6 +154,19 @@ pub fn page() -> Result<String, ApiError> {
     ))
 }
 
+/// The docs function's handler: the OpenAPI document and the Swagger UI page, nothing else.
+pub struct DocsHandler;
+
+#[async_trait::async_trait]
+impl super::Handler for DocsHandler {
+    async fn handle(&self, op: Op, _: &super::ApiRequest) -> Result<ApiResponse, ApiError> {
+        match op {
+            Op::DocsPage | Op::DocsSpec => serve(op),
+            _ => Err(ApiError::NotFound("not a docs route".into())),
+        }
+    }
+}
+
 pub fn serve(op: Op) -> Result<ApiResponse, ApiError> {
     match op {
         Op::DocsSpec => Ok(ApiResponse::raw(
