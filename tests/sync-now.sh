@@ -35,7 +35,7 @@ print("  total %s, updated %s, unchanged %s, failed %s, not found %s" % (
 for f in d["failures"][:10]:
     print("  failed %s: %s" % (f["hotel_id"], f["reason"]))
 for c in d["changes"][:10]:
-    print("  changed %s: %s" % (c["hotel_id"], ", ".join(c["paths"])))
+    print("  changed %s %s: %s" % (c["hotel_id"], c.get("facet", "property"), ", ".join(c["paths"])))
 if d["error_message"]:
     print("  " + d["error_message"])
 PY
