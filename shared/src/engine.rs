@@ -770,18 +770,6 @@ impl Engine {
                 run.counters.updated += 1;
                 continue;
             }
-            if docs.is_empty() {
-                // Every changed facet failed to encode: record the partial state only.
-                run.counters.unchanged += 1;
-                ops.push(Op::Touch(Touch {
-                    hotel_id: id,
-                    status,
-                    error,
-                    sync_id: sync_id.clone(),
-                    now,
-                }));
-                continue;
-            }
             let new_version = d.tracked.data_version + 1;
             let mut facets = d.tracked.facets.clone();
             for doc in &docs {
