@@ -13,13 +13,15 @@ use crate::ports::*;
 use backon::{ExponentialBuilder, Retryable};
 use futures::stream::{self, StreamExt};
 use governor::{Quota, RateLimiter};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::ops::Not;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tracing::{error, info, warn};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{Instrument, error, info, warn};
 
 pub const FACET_PROPERTY: &str = "property";
 
@@ -51,6 +53,8 @@ pub struct EngineConfig {
     pub retry_base: Duration,
     /// Print CloudWatch EMF metrics on stdout when a run ends (off in tests and benchmarks).
     pub emit_metrics: bool,
+    /// Records read per Scan page while walking the tracked properties.
+    pub scan_page: usize,
 }
 
 impl EngineConfig {
@@ -63,6 +67,7 @@ impl EngineConfig {
             touch_unchanged: c.touch_unchanged,
             retry_base: Duration::from_millis(200),
             emit_metrics: true,
+            scan_page: SCAN_PAGE,
         }
     }
 }
@@ -132,6 +137,108 @@ type Limiter = RateLimiter<
     governor::state::InMemoryState,
     governor::clock::DefaultClock,
 >;
+
+/// Records read per Scan page while a sync walks the tracked properties (< 1 MB of records).
+pub const SCAN_PAGE: usize = 1000;
+
+/// Where a run's properties come from.
+enum Work {
+    /// Requested ids, ascending, already read.
+    Listed(VecDeque<Tracked>),
+    /// Every tracked record, read lazily one Scan page at a time from `after` (the run's
+    /// cursor: the last id of the last checkpointed batch, in scan order).
+    Scanned {
+        buffer: VecDeque<Tracked>,
+        after: Option<i64>,
+        done: bool,
+    },
+}
+
+impl Work {
+    /// The next batch of at most `n` properties; empty when there is no more.
+    async fn next_batch(
+        &mut self,
+        props: &dyn PropertyStore,
+        n: usize,
+        page: usize,
+        counters: &mut crate::domain::run::Counters,
+    ) -> PortResult<Vec<Tracked>> {
+        match self {
+            Work::Listed(all) => Ok(all.drain(..n.min(all.len())).collect()),
+            Work::Scanned {
+                buffer,
+                after,
+                done,
+            } => {
+                while buffer.len() < n && !*done {
+                    let page = props.scan_tracked(*after, page.max(1)).await?;
+                    counters.consumed_rcu += page.usage.rcu;
+                    buffer.extend(page.items);
+                    *after = page.next;
+                    *done = page.next.is_none();
+                }
+                Ok(buffer.drain(..n.min(buffer.len())).collect())
+            }
+        }
+    }
+
+    /// Whether a later invocation could still find work (false only when known to be done).
+    fn may_have_more(&self) -> bool {
+        match self {
+            Work::Listed(all) => !all.is_empty(),
+            Work::Scanned { buffer, done, .. } => !buffer.is_empty() || !*done,
+        }
+    }
+}
+
+/// What every upstream request of a run shares.
+#[derive(Clone)]
+struct Gate {
+    permits: Arc<Semaphore>,
+    limiter: Arc<Limiter>,
+    requests: Arc<AtomicU64>,
+    retries: usize,
+    /// Set by the first 401/403: requests not yet sent are not sent (the run aborts).
+    refused: Arc<std::sync::OnceLock<u16>>,
+}
+
+/// A batch whose upstream requests are running.
+struct Fetching {
+    batch: Vec<Tracked>,
+    tasks: JoinSet<(usize, Facet, Result<serde_json::Value, FetchError>)>,
+}
+
+impl Fetching {
+    /// Waits for every request of the batch; results per property in `facets` order.
+    async fn collect(mut self, facets: &[Facet], retries: usize) -> Vec<PropertyFetch> {
+        let mut out: Vec<PropertyFetch> = self
+            .batch
+            .into_iter()
+            .map(|tracked| PropertyFetch {
+                tracked,
+                results: Vec::new(),
+            })
+            .collect();
+        while let Some(joined) = self.tasks.join_next().await {
+            // A request task only ends early by panicking (a bug): surface it as one.
+            let (i, facet, r) =
+                joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            let r = r.map_err(|e| {
+                if e.is_retryable() && retries > 0 {
+                    FetchError::Transport(format!("{e} (after {retries} retries)"))
+                } else {
+                    e
+                }
+            });
+            out[i].results.push((facet, r));
+        }
+        for p in &mut out {
+            p.results
+                .sort_by_key(|(f, _)| facets.iter().position(|x| x == f));
+        }
+        out
+    }
+}
 
 pub struct Engine {
     deps: EngineDeps,
@@ -320,24 +427,40 @@ impl Engine {
         first_invocation: bool,
     ) -> Result<Option<Outcome>, PortError> {
         let sync_id = run.sync_id.clone();
-        // 2. What to sync, in ascending id order after the cursor.
-        let (mut todo, usage) = match &run.hotel_ids {
-            None => self.deps.props.list_tracked().await,
-            Some(ids) => self.deps.props.get_tracked(ids).await.map(|(found, u)| {
+        // 2. What to sync: the requested ids (ascending, after the cursor), or every tracked
+        // record, read page by page in the store's scan order from the cursor on.
+        let mut work = match &run.hotel_ids {
+            Some(ids) => {
+                let (found, usage) = self.deps.props.get_tracked(ids).await?;
+                run.counters.consumed_rcu += usage.rcu;
                 let mut all = found;
                 for id in ids {
                     if !all.iter().any(|t| t.hotel_id == *id) {
                         all.push(Tracked::new(*id));
                     }
                 }
-                (all, u)
-            }),
-        }?;
-        run.counters.consumed_rcu += usage.rcu;
-        todo.sort_by_key(|t| t.hotel_id);
-        todo.dedup_by_key(|t| t.hotel_id);
+                all.sort_by_key(|t| t.hotel_id);
+                all.dedup_by_key(|t| t.hotel_id);
+                if let Some(c) = run.cursor {
+                    all.retain(|t| t.hotel_id > c);
+                }
+                Work::Listed(all.into())
+            }
+            None => Work::Scanned {
+                buffer: VecDeque::new(),
+                after: run.cursor,
+                done: false,
+            },
+        };
         if first_invocation {
-            run.total = todo.len() as u64;
+            run.total = match &work {
+                Work::Listed(all) => all.len() as u64,
+                Work::Scanned { .. } => {
+                    let (count, usage) = self.deps.props.count_tracked().await?;
+                    run.counters.consumed_rcu += usage.rcu;
+                    count
+                }
+            };
             run.requests_per_property = settings.requests_per_property();
             info!(
                 total = run.total,
@@ -348,9 +471,6 @@ impl Engine {
         } else {
             info!(cursor = ?run.cursor, processed = run.counters.processed, "sync resumed");
         }
-        if let Some(c) = run.cursor {
-            todo.retain(|t| t.hotel_id > c);
-        }
         self.deps.runs.save(run).await?;
 
         let limiter = {
@@ -360,19 +480,39 @@ impl Engine {
             Arc::new(RateLimiter::direct(quota.allow_burst(NonZeroU32::MIN)))
         };
         let requests = Arc::new(AtomicU64::new(0));
+        let gate = Gate {
+            permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1) as usize)),
+            limiter,
+            requests: requests.clone(),
+            retries: settings.retry_attempts as usize,
+            refused: Arc::default(),
+        };
         let batch_size = settings.batch_size.max(1) as usize;
         let facets = facets_for(settings);
 
-        // 3-5. Batches, pipelined: the writes of batch k overlap the fetching of batch k+1, so
-        // the rate limiter never idles while DynamoDB works. Batch k's checkpoint (cursor,
-        // counters) is saved only after its writes are done.
+        // 3-5. Batches, pipelined two ways: batch k+1's requests start while batch k's last
+        // ones finish (they share the concurrency permits, so no slot idles at a batch
+        // boundary), and batch k's writes overlap the fetching of k+1 (the rate limiter never
+        // idles while DynamoDB works). Batch k's checkpoint (cursor, counters) is saved only
+        // after its writes are done. Every invocation starts at least one batch, so a
+        // continuation always makes progress.
         let mut pending: Option<(i64, PendingWrites<'_>)> = None;
-        let mut offset = 0;
+        // Batches fetching ahead: enough queued requests to keep every permit busy.
+        let per_batch = batch_size * facets.len().max(1);
+        let depth = 1 + (settings.max_concurrent.max(1) as usize).div_ceil(per_batch);
+        let mut fetching: VecDeque<Fetching> = VecDeque::with_capacity(depth);
+        let mut out_of_time = false;
         loop {
-            let more = offset < todo.len();
-            // Every invocation does at least one batch, so a continuation always makes progress.
-            let out_of_time = offset > 0 && Instant::now() + self.cfg.margin >= budget_end;
-            if !more || out_of_time {
+            while fetching.len() < depth && !out_of_time {
+                match self
+                    .start_next(&mut work, batch_size, &facets, &gate, &mut run.counters)
+                    .await?
+                {
+                    Some(f) => fetching.push_back(f),
+                    None => break,
+                }
+            }
+            let Some(current) = fetching.pop_front() else {
                 if let Some((last, writes)) = pending.take() {
                     let outcome = writes.await?;
                     if let Some(stop) = self
@@ -382,14 +522,14 @@ impl Engine {
                         return Ok(Some(stop));
                     }
                 }
-                if !more {
+                if !out_of_time || !work.may_have_more() {
                     break;
                 }
                 run.counters.upstream_requests += requests.swap(0, Ordering::Relaxed);
                 self.deps.runs.save(run).await?;
                 info!(
                     processed = run.counters.processed,
-                    remaining = todo.len() - offset,
+                    remaining = run.total.saturating_sub(run.counters.processed),
                     "time budget reached; continuing in a new invocation"
                 );
                 self.deps
@@ -402,12 +542,11 @@ impl Engine {
                     sync_id,
                     processed: run.counters.processed,
                 }));
-            }
-            let end = (offset + batch_size).min(todo.len());
-            let batch = &todo[offset..end];
-            offset = end;
+            };
+            // Batches already fetching finish; no new one starts once the budget is spent.
+            out_of_time = Instant::now() + self.cfg.margin >= budget_end;
 
-            let fetch = self.fetch_batch(batch, &facets, settings, &limiter, &requests);
+            let fetch = current.collect(&facets, gate.retries);
             let fetched = match pending.take() {
                 Some((last, writes)) => {
                     let (fetched, outcome) = tokio::join!(fetch, writes);
@@ -430,6 +569,7 @@ impl Engine {
                         _ => None,
                     })
             {
+                // Returning drops the next batch's fetches (their tasks are aborted).
                 error!(error = %reason, "upstream refused our credentials; aborting the run without writing");
                 run.counters.upstream_requests += requests.swap(0, Ordering::Relaxed);
                 run.error_message = Some(reason);
@@ -437,7 +577,10 @@ impl Engine {
                     self.finish(run, RunStatus::Failed, fence).await,
                 ))));
             }
-            let last = batch.last().map(|t| t.hotel_id).unwrap_or_default();
+            let last = fetched
+                .last()
+                .map(|p| p.tracked.hotel_id)
+                .unwrap_or_default();
             pending = Some((
                 last,
                 Box::pin(self.apply_batch(sync_id.clone(), run.dry_run, fetched)),
@@ -483,74 +626,72 @@ impl Engine {
         Ok(None)
     }
 
-    async fn fetch_batch(
+    /// Reads the next batch and starts its upstream requests; `None` when there is no more.
+    async fn start_next(
         &self,
-        batch: &[Tracked],
+        work: &mut Work,
+        batch_size: usize,
         facets: &[Facet],
-        settings: &Settings,
-        limiter: &Arc<Limiter>,
-        requests: &Arc<AtomicU64>,
-    ) -> Vec<PropertyFetch> {
-        let retries = settings.retry_attempts as usize;
-        let base = self.cfg.retry_base;
-        // Every facet request of the batch shares the rate limit and the concurrency budget.
-        let jobs = batch
-            .iter()
-            .enumerate()
-            .flat_map(|(i, t)| facets.iter().map(move |f| (i, t.hotel_id, f.clone())));
-        let results: Vec<(usize, Facet, Result<serde_json::Value, FetchError>)> = stream::iter(jobs)
-            .map(|(i, id, facet)| {
+        gate: &Gate,
+        counters: &mut crate::domain::run::Counters,
+    ) -> PortResult<Option<Fetching>> {
+        let batch = work
+            .next_batch(
+                self.deps.props.as_ref(),
+                batch_size,
+                self.cfg.scan_page,
+                counters,
+            )
+            .await?;
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        // Every facet request of the batch is its own task, under the run's rate limit and
+        // concurrency permits (granted in request order).
+        let mut tasks = JoinSet::new();
+        for (i, t) in batch.iter().enumerate() {
+            for facet in facets {
+                let (id, facet) = (t.hotel_id, facet.clone());
                 let upstream = self.deps.upstream.clone();
-                let limiter = limiter.clone();
-                let requests = requests.clone();
-                async move {
-                    let backoff = ExponentialBuilder::default()
-                        .with_min_delay(base)
-                        .with_max_delay(Duration::from_secs(30))
-                        .with_max_times(retries)
-                        .with_jitter();
-                    let key = facet.key();
-                    let result = (|| async {
-                        limiter.until_ready().await;
-                        requests.fetch_add(1, Ordering::Relaxed);
-                        upstream.fetch(id, &facet).await
-                    })
-                    .retry(backoff)
-                    .sleep(tokio::time::sleep)
-                    .when(|e: &FetchError| e.is_retryable())
-                    .adjust(|e: &FetchError, d| e.retry_after().map(Some).unwrap_or(d))
-                    .notify(|e: &FetchError, d| {
-                        warn!(hotel_id = id, facet = %key, error = %e, retry_in_ms = d.as_millis() as u64, "retrying upstream call")
-                    })
-                    .await;
-                    (i, facet, result)
-                }
-            })
-            .buffer_unordered(settings.max_concurrent.max(1) as usize)
-            .collect()
-            .await;
-        let mut out: Vec<PropertyFetch> = batch
-            .iter()
-            .map(|t| PropertyFetch {
-                tracked: t.clone(),
-                results: Vec::new(),
-            })
-            .collect();
-        for (i, facet, r) in results {
-            let r = r.map_err(|e| {
-                if e.is_retryable() && retries > 0 {
-                    FetchError::Transport(format!("{e} (after {retries} retries)"))
-                } else {
-                    e
-                }
-            });
-            out[i].results.push((facet, r));
+                let gate = gate.clone();
+                let base = self.cfg.retry_base;
+                tasks.spawn(
+                    async move {
+                        // The semaphore is never closed.
+                        let _permit = gate.permits.acquire_owned().await.ok();
+                        let backoff = ExponentialBuilder::default()
+                            .with_min_delay(base)
+                            .with_max_delay(Duration::from_secs(30))
+                            .with_max_times(gate.retries)
+                            .with_jitter();
+                        let key = facet.key();
+                        let result = (|| async {
+                            gate.limiter.until_ready().await;
+                            if let Some(reason) = gate.refused.get() {
+                                return Err(FetchError::Unauthorized(*reason));
+                            }
+                            gate.requests.fetch_add(1, Ordering::Relaxed);
+                            let r = upstream.fetch(id, &facet).await;
+                            if let Err(FetchError::Unauthorized(reason)) = &r {
+                                let _ = gate.refused.set(*reason);
+                            }
+                            r
+                        })
+                        .retry(backoff)
+                        .sleep(tokio::time::sleep)
+                        .when(|e: &FetchError| e.is_retryable())
+                        .adjust(|e: &FetchError, d| e.retry_after().map(Some).unwrap_or(d))
+                        .notify(|e: &FetchError, d| {
+                            warn!(hotel_id = id, facet = %key, error = %e, retry_in_ms = d.as_millis() as u64, "retrying upstream call")
+                        })
+                        .await;
+                        (i, facet, result)
+                    }
+                    .instrument(tracing::Span::current()),
+                );
+            }
         }
-        for p in &mut out {
-            p.results
-                .sort_by_key(|(f, _)| facets.iter().position(|x| x == f));
-        }
-        out
+        Ok(Some(Fetching { batch, tasks }))
     }
 
     /// Decides and writes one batch. Returns what happened instead of touching the run, so the

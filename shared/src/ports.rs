@@ -132,10 +132,22 @@ pub struct RecordMark {
     pub now: Timestamp,
 }
 
+/// One page of [`PropertyStore::scan_tracked`].
+#[derive(Debug, Default)]
+pub struct TrackedPage {
+    pub items: Vec<Tracked>,
+    /// Where the next page starts (exclusive); `None`: this was the last page.
+    pub next: Option<i64>,
+    pub usage: Usage,
+}
+
 #[async_trait]
 pub trait PropertyStore: Send + Sync {
-    /// Every tracked property (not `untracked`), read page by page.
-    async fn list_tracked(&self) -> PortResult<(Vec<Tracked>, Usage)>;
+    /// One page (at most `limit` records evaluated) of the tracked properties (not
+    /// `untracked`) in the store's scan order, starting after the record `after` (a key the
+    /// previous page returned or ended on). A sync reads pages lazily, so an invocation holds
+    /// one page, not the whole table, and a resumed run reads only what is left.
+    async fn scan_tracked(&self, after: Option<i64>, limit: usize) -> PortResult<TrackedPage>;
     /// These ids' records (missing ids are absent from the result).
     async fn get_tracked(&self, ids: &[i64]) -> PortResult<(Vec<Tracked>, Usage)>;
     /// The current documents of these ids for `facet` (BatchGetItem, chunked).
@@ -158,8 +170,8 @@ pub trait PropertyStore: Send + Sync {
     /// Stops tracking one id (data kept). NotFound when the id was never tracked.
     async fn untrack(&self, hotel_id: i64) -> PortResult<()>;
     async fn get_record(&self, hotel_id: i64) -> PortResult<Option<SyncRecord>>;
-    /// Number of tracked properties.
-    async fn count_tracked(&self) -> PortResult<u64>;
+    /// Number of tracked properties (and what counting them read).
+    async fn count_tracked(&self) -> PortResult<(u64, Usage)>;
 }
 
 #[async_trait]

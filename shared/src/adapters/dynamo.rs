@@ -327,31 +327,31 @@ const TRACKED_PROJECTION: &str = "hotel_id, data_version, content_hash, sync_sta
 
 #[async_trait]
 impl PropertyStore for DynamoProperties {
-    async fn list_tracked(&self) -> PortResult<(Vec<Tracked>, Usage)> {
-        let mut out = Vec::new();
-        let mut usage = Usage::default();
-        let mut start: Option<HashMap<String, AV>> = None;
-        loop {
-            let resp = self
-                .client
-                .scan()
-                .table_name(&self.properties)
-                .projection_expression(TRACKED_PROJECTION)
-                .filter_expression("sync_status <> :u")
-                .expression_attribute_values(":u", s("untracked"))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| port_err(&format!("Scan {}", self.properties), e))?;
-            usage.rcu += units(resp.consumed_capacity());
-            out.extend(resp.items().iter().filter_map(Self::tracked_of));
-            match resp.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        Ok((out, usage))
+    async fn scan_tracked(&self, after: Option<i64>, limit: usize) -> PortResult<TrackedPage> {
+        let start = after.map(|id| HashMap::from([("hotel_id".to_string(), n(id))]));
+        let resp = self
+            .client
+            .scan()
+            .table_name(&self.properties)
+            .projection_expression(TRACKED_PROJECTION)
+            .filter_expression("sync_status <> :u")
+            .expression_attribute_values(":u", s("untracked"))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| port_err(&format!("Scan {} after {after:?}", self.properties), e))?;
+        Ok(TrackedPage {
+            items: resp.items().iter().filter_map(Self::tracked_of).collect(),
+            next: resp
+                .last_evaluated_key()
+                .and_then(|k| get_n::<i64>(k, "hotel_id")),
+            usage: Usage {
+                rcu: units(resp.consumed_capacity()),
+                wcu: 0.0,
+            },
+        })
     }
 
     async fn get_tracked(&self, ids: &[i64]) -> PortResult<(Vec<Tracked>, Usage)> {
@@ -670,8 +670,9 @@ impl PropertyStore for DynamoProperties {
         }
     }
 
-    async fn count_tracked(&self) -> PortResult<u64> {
+    async fn count_tracked(&self) -> PortResult<(u64, Usage)> {
         let mut total = 0u64;
+        let mut usage = Usage::default();
         let mut start: Option<HashMap<String, AV>> = None;
         loop {
             let resp = self
@@ -681,17 +682,19 @@ impl PropertyStore for DynamoProperties {
                 .select(Select::Count)
                 .filter_expression("sync_status <> :u")
                 .expression_attribute_values(":u", s("untracked"))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| port_err(&format!("Scan count {}", self.properties), e))?;
             total += resp.count() as u64;
+            usage.rcu += units(resp.consumed_capacity());
             match resp.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
                 _ => break,
             }
         }
-        Ok(total)
+        Ok((total, usage))
     }
 }
 

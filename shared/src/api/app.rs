@@ -198,7 +198,7 @@ impl App {
 
     async fn status(&self) -> Result<ApiResponse, ApiError> {
         let (input, finished) = self.health_input().await?;
-        let total = self.props.count_tracked().await?;
+        let (total, _) = self.props.count_tracked().await?;
         let current = self.current_run().await?;
         let (settings, _) = self.effective_settings().await?;
         let next = match (input.schedule_enabled, input.schedule_anchor) {
@@ -275,7 +275,7 @@ impl App {
                 let (settings, _) = self.effective_settings().await?;
                 let total = match &hotel_ids {
                     Some(ids) => ids.len() as u64,
-                    None => self.props.count_tracked().await?,
+                    None => self.props.count_tracked().await?.0,
                 };
                 let mut run = SyncRun::new(sync_id.clone(), SyncType::Manual, self.clock.now());
                 run.hotel_ids = hotel_ids.clone();

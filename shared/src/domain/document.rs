@@ -31,17 +31,14 @@ fn photo_order(a: &Value, b: &Value) -> Ordering {
             .unwrap_or(i64::MAX)
     };
     let score = |v: &Value| v.get("score").and_then(Value::as_f64).unwrap_or(0.0);
-    let url = |v: &Value| {
-        v.get("url")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    fn url(v: &Value) -> &str {
+        v.get("url").and_then(Value::as_str).unwrap_or("")
+    }
     main(b)
         .cmp(&main(a))
         .then(class_order(a).cmp(&class_order(b)))
         .then(score(b).partial_cmp(&score(a)).unwrap_or(Ordering::Equal))
-        .then(url(a).cmp(&url(b)))
+        .then(url(a).cmp(url(b)))
 }
 
 /// Puts the document in canonical order (in place).
@@ -65,15 +62,18 @@ pub fn normalize(v: &mut Value) {
 fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(m) => {
+            // `serde_json::Map` is a BTreeMap here (no `preserve_order`), so its keys are
+            // already in sorted order; sort anyway if a dependency ever turns that feature on.
             let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
+            if !keys.is_sorted() {
+                keys.sort();
+            }
             out.push(b'{');
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                // serde_json string escaping is deterministic.
-                out.extend_from_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
+                write_json(out, k);
                 out.push(b':');
                 write_canonical(&m[k], out);
             }
@@ -89,10 +89,14 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        scalar => {
-            out.extend_from_slice(serde_json::to_string(scalar).unwrap_or_default().as_bytes())
-        }
+        other => write_json(out, other),
     }
+}
+
+/// Writes a key or scalar straight into the buffer (no temporary String). serde_json's escaping
+/// is deterministic, and writing into a Vec cannot fail.
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// The canonical bytes of a document (normalised, sorted keys, compact).

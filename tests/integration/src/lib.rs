@@ -137,6 +137,8 @@ pub struct Options {
     /// Facets beyond the property: none by default, so per-id request counts stay simple.
     pub languages: Vec<String>,
     pub review_count: u32,
+    /// Records per Scan page the engine reads.
+    pub scan_page: usize,
 }
 
 impl Default for Options {
@@ -153,6 +155,7 @@ impl Default for Options {
             lease_ttl: Duration::from_secs(60),
             languages: vec![],
             review_count: 0,
+            scan_page: cupid_sync::engine::SCAN_PAGE,
         }
     }
 }
@@ -200,6 +203,7 @@ impl Stack {
                 touch_unchanged: true,
                 retry_base: Duration::from_millis(20),
                 emit_metrics: false,
+                scan_page: o.scan_page,
             },
             defaults,
             upstream,
@@ -265,7 +269,7 @@ impl Stack {
     pub async fn run_to_end(&self, first: SyncRequest) -> SyncRun {
         let engine = self.engine();
         let mut next = first;
-        for _ in 0..10_000 {
+        for _ in 0..200 {
             match engine.handle(next, None).await.expect("engine") {
                 Outcome::Finished(run) => return *run,
                 Outcome::Continued { .. } => {
@@ -280,7 +284,7 @@ impl Stack {
                 Outcome::Skipped { reason } => panic!("sync skipped: {reason}"),
             }
         }
-        panic!("sync did not finish");
+        panic!("sync did not finish within 200 invocations");
     }
 }
 

@@ -202,9 +202,11 @@ async fn a_refused_key_aborts_the_run_and_writes_nothing() {
         "{:?}",
         run.error_message
     );
+    // The first refusal stops every request not yet sent: at most one per concurrency slot.
+    let sent = s.sim.sim.stats().total;
     assert!(
-        s.sim.sim.stats().total <= 10,
-        "stopped after the first batch"
+        (1..=8).contains(&sent),
+        "{sent} requests; at most max_concurrent (8)"
     );
     for id in &ids {
         assert_eq!(
@@ -272,6 +274,8 @@ async fn a_resumed_run_covers_every_id_exactly_once() {
         batch_size: 7,
         synthetic: 300,
         max_run: Duration::from_millis(600),
+        // Pages of 11 records: batches straddle pages and resumes start mid-page.
+        scan_page: 11,
         ..Default::default()
     })
     .await;
@@ -300,6 +304,36 @@ async fn a_resumed_run_covers_every_id_exactly_once() {
         ids.iter().all(|id| st.per_id.get(id) == Some(&1)),
         "every id fetched exactly once"
     );
+}
+
+/// Small batches do not cap concurrency: the next batches' requests take the permits the
+/// current batch frees, so with latency every one of `max_concurrent` slots stays busy.
+#[tokio::test]
+async fn small_batches_still_use_every_concurrency_slot() {
+    let s = Stack::new(Options {
+        rate_limit: 1000.0,
+        max_concurrent: 8,
+        batch_size: 3,
+        synthetic: 48,
+        ..Default::default()
+    })
+    .await;
+    let ids: Vec<i64> = (0..48)
+        .map(|i| cupid_sim::DEFAULT_SYNTHETIC_BASE + i)
+        .collect();
+    s.props.track(&ids).await.unwrap();
+    s.sim.sim.set_faults(Faults {
+        latency_ms: 200,
+        ..Default::default()
+    });
+    let run = s.sync().await;
+    assert_eq!(
+        (run.status, run.counters.updated),
+        (RunStatus::Completed, 48)
+    );
+    let st = s.sim.sim.stats();
+    assert_eq!(st.max_in_flight, 8, "all 8 slots used across batches of 3");
+    assert!(ids.iter().all(|id| st.per_id.get(id) == Some(&1)));
 }
 
 #[tokio::test]
@@ -416,13 +450,12 @@ struct FailingTouch(std::sync::Arc<cupid_sync::adapters::dynamo::DynamoPropertie
 
 #[async_trait::async_trait]
 impl PropertyStore for FailingTouch {
-    async fn list_tracked(
+    async fn scan_tracked(
         &self,
-    ) -> cupid_sync::ports::PortResult<(
-        Vec<cupid_sync::domain::run::Tracked>,
-        cupid_sync::ports::Usage,
-    )> {
-        self.0.list_tracked().await
+        after: Option<i64>,
+        limit: usize,
+    ) -> cupid_sync::ports::PortResult<cupid_sync::ports::TrackedPage> {
+        self.0.scan_tracked(after, limit).await
     }
     async fn get_tracked(
         &self,
@@ -477,7 +510,9 @@ impl PropertyStore for FailingTouch {
     ) -> cupid_sync::ports::PortResult<Option<cupid_sync::domain::run::SyncRecord>> {
         self.0.get_record(hotel_id).await
     }
-    async fn count_tracked(&self) -> cupid_sync::ports::PortResult<u64> {
+    async fn count_tracked(
+        &self,
+    ) -> cupid_sync::ports::PortResult<(u64, cupid_sync::ports::Usage)> {
         self.0.count_tracked().await
     }
 }

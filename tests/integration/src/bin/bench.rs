@@ -424,6 +424,7 @@ async fn child_invoke(req: &str, opts: &str) {
             touch_unchanged: true,
             retry_base: Duration::from_millis(50),
             emit_metrics: false,
+            scan_page: cupid_sync::engine::SCAN_PAGE,
         },
     );
     match engine.handle(req, None).await.expect("engine") {
