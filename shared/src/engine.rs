@@ -124,9 +124,13 @@ impl BatchOutcome {
     }
 }
 
+/// One facet's outcome: the upstream call failed, or its body was canonicalised (or refused
+/// as malformed, with the reason).
+type FacetResult = Result<Result<CanonicalDoc, String>, FetchError>;
+
 struct PropertyFetch {
     tracked: Tracked,
-    results: Vec<(Facet, Result<serde_json::Value, FetchError>)>,
+    results: Vec<(Facet, FacetResult)>,
 }
 
 type PendingWrites<'a> =
@@ -145,22 +149,35 @@ pub const SCAN_PAGE: usize = 1000;
 enum Work {
     /// Requested ids, ascending, already read.
     Listed(VecDeque<Tracked>),
-    /// Every tracked record, read lazily one Scan page at a time from `after` (the run's
-    /// cursor: the last id of the last checkpointed batch, in scan order).
+    /// Every tracked record, read lazily one Scan page at a time, starting after the run's
+    /// cursor (the last id of the last checkpointed batch, in scan order). The next page is
+    /// read ahead while this one is worked on, so the fetch pipeline never waits on the Scan.
     Scanned {
         buffer: VecDeque<Tracked>,
+        /// Where the next page starts; `None` before the first page means "from the start".
         after: Option<i64>,
+        /// The page being read ahead (dropping the run aborts it).
+        ahead: JoinSet<PortResult<TrackedPage>>,
         done: bool,
     },
 }
 
 impl Work {
+    fn scanned(cursor: Option<i64>) -> Self {
+        Work::Scanned {
+            buffer: VecDeque::new(),
+            after: cursor,
+            ahead: JoinSet::new(),
+            done: false,
+        }
+    }
+
     /// The next batch of at most `n` properties; empty when there is no more.
     async fn next_batch(
         &mut self,
-        props: &dyn PropertyStore,
+        props: &Arc<dyn PropertyStore>,
         n: usize,
-        page: usize,
+        page_size: usize,
         counters: &mut crate::domain::run::Counters,
     ) -> PortResult<Vec<Tracked>> {
         match self {
@@ -168,14 +185,27 @@ impl Work {
             Work::Scanned {
                 buffer,
                 after,
+                ahead,
                 done,
             } => {
+                let read = |after: Option<i64>| {
+                    let props = props.clone();
+                    async move { props.scan_tracked(after, page_size.max(1)).await }
+                };
                 while buffer.len() < n && !*done {
-                    let page = props.scan_tracked(*after, page.max(1)).await?;
+                    let page = match ahead.join_next().await {
+                        Some(joined) => {
+                            joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
+                        }
+                        None => read(*after).await?,
+                    };
                     counters.consumed_rcu += page.usage.rcu;
                     buffer.extend(page.items);
                     *after = page.next;
                     *done = page.next.is_none();
+                    if !*done {
+                        ahead.spawn(read(*after).instrument(tracing::Span::current()));
+                    }
                 }
                 Ok(buffer.drain(..n.min(buffer.len())).collect())
             }
@@ -205,7 +235,7 @@ struct Gate {
 /// A batch whose upstream requests are running.
 struct Fetching {
     batch: Vec<Tracked>,
-    tasks: JoinSet<(usize, Facet, Result<serde_json::Value, FetchError>)>,
+    tasks: JoinSet<(usize, Facet, FacetResult)>,
 }
 
 impl Fetching {
@@ -446,11 +476,7 @@ impl Engine {
                 }
                 Work::Listed(all.into())
             }
-            None => Work::Scanned {
-                buffer: VecDeque::new(),
-                after: run.cursor,
-                done: false,
-            },
+            None => Work::scanned(run.cursor),
         };
         if first_invocation {
             run.total = match &work {
@@ -636,12 +662,7 @@ impl Engine {
         counters: &mut crate::domain::run::Counters,
     ) -> PortResult<Option<Fetching>> {
         let batch = work
-            .next_batch(
-                self.deps.props.as_ref(),
-                batch_size,
-                self.cfg.scan_page,
-                counters,
-            )
+            .next_batch(&self.deps.props, batch_size, self.cfg.scan_page, counters)
             .await?;
         if batch.is_empty() {
             return Ok(None);
@@ -685,6 +706,9 @@ impl Engine {
                             warn!(hotel_id = id, facet = %key, error = %e, retry_in_ms = d.as_millis() as u64, "retrying upstream call")
                         })
                         .await;
+                        // Parsing is done; canonicalising and hashing here too spreads the CPU
+                        // work over the runtime's threads and overlaps it with other requests.
+                        let result = result.map(|v| facet.canonical(v));
                         (i, facet, result)
                     }
                     .instrument(tracing::Span::current()),
@@ -725,18 +749,16 @@ impl Engine {
             for (facet, result) in pf.results {
                 let key = facet.key();
                 match result {
-                    Ok(v) => match facet.canonical(v) {
-                        Ok(doc) => {
-                            if facet == Facet::Property {
-                                summary = Some(Summary::of(&doc.value));
-                            }
-                            if pf.tracked.hash(&key) != Some(doc.hash.as_str()) {
-                                changed.push((facet, doc));
-                            }
+                    Ok(Ok(doc)) => {
+                        if facet == Facet::Property {
+                            summary = Some(Summary::of(&doc.value));
                         }
-                        Err(reason) if facet == Facet::Property => property_failed = Some(reason),
-                        Err(reason) => facet_failures.push((key, reason)),
-                    },
+                        if pf.tracked.hash(&key) != Some(doc.hash.as_str()) {
+                            changed.push((facet, doc));
+                        }
+                    }
+                    Ok(Err(reason)) if facet == Facet::Property => property_failed = Some(reason),
+                    Ok(Err(reason)) => facet_failures.push((key, reason)),
                     Err(FetchError::NotFound) if facet == Facet::Property => not_found = true,
                     // A translation or review list upstream does not have: nothing to store.
                     Err(FetchError::NotFound) => {}
