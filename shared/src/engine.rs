@@ -126,7 +126,17 @@ impl BatchOutcome {
 
 /// One facet's outcome: the upstream call failed, or its body was canonicalised (or refused
 /// as malformed, with the reason).
-type FacetResult = Result<Result<CanonicalDoc, String>, FetchError>;
+type FacetResult = Result<Result<Compared, String>, FetchError>;
+
+/// A canonicalised facet compared with the stored hash, where it was fetched. Only a changed
+/// document is kept: an unchanged one is dropped at once, so a batch in flight holds ~KB per
+/// unchanged property instead of its whole document.
+struct Compared {
+    /// The property facet's summary fields (for the small record).
+    summary: Option<Summary>,
+    /// `Some` when the content differs from the stored hash.
+    changed: Option<CanonicalDoc>,
+}
 
 struct PropertyFetch {
     tracked: Tracked,
@@ -156,8 +166,10 @@ enum Work {
         buffer: VecDeque<Tracked>,
         /// Where the next page starts; `None` before the first page means "from the start".
         after: Option<i64>,
-        /// The page being read ahead (dropping the run aborts it).
-        ahead: JoinSet<PortResult<TrackedPage>>,
+        /// The page being read ahead. Never aborted mid-call: a store call cut off after its
+        /// connection opened leaves an idle connection behind, which stalls a one-request-at-
+        /// a-time local store (moto_serial.py) until it times out.
+        ahead: Option<tokio::task::JoinHandle<PortResult<TrackedPage>>>,
         done: bool,
     },
 }
@@ -167,7 +179,7 @@ impl Work {
         Work::Scanned {
             buffer: VecDeque::new(),
             after: cursor,
-            ahead: JoinSet::new(),
+            ahead: None,
             done: false,
         }
     }
@@ -178,7 +190,7 @@ impl Work {
         props: &Arc<dyn PropertyStore>,
         n: usize,
         page_size: usize,
-        counters: &mut crate::domain::run::Counters,
+        rcu: &mut f64,
     ) -> PortResult<Vec<Tracked>> {
         match self {
             Work::Listed(all) => Ok(all.drain(..n.min(all.len())).collect()),
@@ -193,18 +205,20 @@ impl Work {
                     async move { props.scan_tracked(after, page_size.max(1)).await }
                 };
                 while buffer.len() < n && !*done {
-                    let page = match ahead.join_next().await {
-                        Some(joined) => {
-                            joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
-                        }
+                    let page = match ahead.take() {
+                        Some(h) => h
+                            .await
+                            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
                         None => read(*after).await?,
                     };
-                    counters.consumed_rcu += page.usage.rcu;
+                    *rcu += page.usage.rcu;
                     buffer.extend(page.items);
                     *after = page.next;
                     *done = page.next.is_none();
                     if !*done {
-                        ahead.spawn(read(*after).instrument(tracing::Span::current()));
+                        *ahead = Some(tokio::spawn(
+                            read(*after).instrument(tracing::Span::current()),
+                        ));
                     }
                 }
                 Ok(buffer.drain(..n.min(buffer.len())).collect())
@@ -528,16 +542,22 @@ impl Engine {
         let depth = 1 + (settings.max_concurrent.max(1) as usize).div_ceil(per_batch);
         let mut fetching: VecDeque<Fetching> = VecDeque::with_capacity(depth);
         let mut out_of_time = false;
+        // Capacity read while walking the records, added to the run between checkpoints.
+        let mut scan_rcu = 0.0;
         loop {
-            while fetching.len() < depth && !out_of_time {
-                match self
-                    .start_next(&mut work, batch_size, &facets, &gate, &mut run.counters)
-                    .await?
-                {
-                    Some(f) => fetching.push_back(f),
-                    None => break,
-                }
+            if !out_of_time {
+                self.top_up(
+                    &mut fetching,
+                    depth,
+                    &mut work,
+                    batch_size,
+                    &facets,
+                    &gate,
+                    &mut scan_rcu,
+                )
+                .await?;
             }
+            run.counters.consumed_rcu += std::mem::take(&mut scan_rcu);
             let Some(current) = fetching.pop_front() else {
                 if let Some((last, writes)) = pending.take() {
                     let outcome = writes.await?;
@@ -575,14 +595,34 @@ impl Engine {
             let fetch = current.collect(&facets, gate.retries);
             let fetched = match pending.take() {
                 Some((last, writes)) => {
-                    let (fetched, outcome) = tokio::join!(fetch, writes);
-                    if let Some(stop) = self
-                        .checkpoint(run, outcome?, last, fence, &requests)
-                        .await?
-                    {
+                    // Batch k's fetch and batch k-1's writes + checkpoint run together. When
+                    // the fetch ends first, the next batches start at once: a checkpoint that
+                    // waits on the store must not leave concurrency slots idle.
+                    let checkpointed = async {
+                        let outcome = writes.await?;
+                        self.checkpoint(run, outcome, last, fence, &requests).await
+                    };
+                    tokio::pin!(fetch, checkpointed);
+                    let mut fetched = None;
+                    let stop = loop {
+                        tokio::select! {
+                            f = &mut fetch, if fetched.is_none() => {
+                                fetched = Some(f);
+                                if !out_of_time {
+                                    self.top_up(&mut fetching, depth, &mut work, batch_size, &facets, &gate, &mut scan_rcu)
+                                        .await?;
+                                }
+                            }
+                            stop = &mut checkpointed => break stop,
+                        }
+                    };
+                    if let Some(stop) = stop? {
                         return Ok(Some(stop));
                     }
-                    fetched
+                    match fetched {
+                        Some(f) => f,
+                        None => fetch.await,
+                    }
                 }
                 None => fetch.await,
             };
@@ -652,6 +692,27 @@ impl Engine {
         Ok(None)
     }
 
+    /// Starts batches until `depth` are fetching (or there is no more work).
+    #[allow(clippy::too_many_arguments)]
+    async fn top_up(
+        &self,
+        fetching: &mut VecDeque<Fetching>,
+        depth: usize,
+        work: &mut Work,
+        batch_size: usize,
+        facets: &[Facet],
+        gate: &Gate,
+        rcu: &mut f64,
+    ) -> PortResult<()> {
+        while fetching.len() < depth {
+            match self.start_next(work, batch_size, facets, gate, rcu).await? {
+                Some(f) => fetching.push_back(f),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
     /// Reads the next batch and starts its upstream requests; `None` when there is no more.
     async fn start_next(
         &self,
@@ -659,10 +720,10 @@ impl Engine {
         batch_size: usize,
         facets: &[Facet],
         gate: &Gate,
-        counters: &mut crate::domain::run::Counters,
+        rcu: &mut f64,
     ) -> PortResult<Option<Fetching>> {
         let batch = work
-            .next_batch(&self.deps.props, batch_size, self.cfg.scan_page, counters)
+            .next_batch(&self.deps.props, batch_size, self.cfg.scan_page, rcu)
             .await?;
         if batch.is_empty() {
             return Ok(None);
@@ -673,6 +734,7 @@ impl Engine {
         for (i, t) in batch.iter().enumerate() {
             for facet in facets {
                 let (id, facet) = (t.hotel_id, facet.clone());
+                let known = t.hash(&facet.key()).map(str::to_string);
                 let upstream = self.deps.upstream.clone();
                 let gate = gate.clone();
                 let base = self.cfg.retry_base;
@@ -708,7 +770,14 @@ impl Engine {
                         .await;
                         // Parsing is done; canonicalising and hashing here too spreads the CPU
                         // work over the runtime's threads and overlaps it with other requests.
-                        let result = result.map(|v| facet.canonical(v));
+                        let result = result.map(|v| {
+                            facet.canonical(v).map(|doc| Compared {
+                                summary: (facet == Facet::Property)
+                                    .then(|| Summary::of(&doc.value)),
+                                changed: (known.as_deref() != Some(doc.hash.as_str()))
+                                    .then_some(doc),
+                            })
+                        });
                         (i, facet, result)
                     }
                     .instrument(tracing::Span::current()),
@@ -749,11 +818,11 @@ impl Engine {
             for (facet, result) in pf.results {
                 let key = facet.key();
                 match result {
-                    Ok(Ok(doc)) => {
-                        if facet == Facet::Property {
-                            summary = Some(Summary::of(&doc.value));
+                    Ok(Ok(compared)) => {
+                        if compared.summary.is_some() {
+                            summary = compared.summary;
                         }
-                        if pf.tracked.hash(&key) != Some(doc.hash.as_str()) {
+                        if let Some(doc) = compared.changed {
                             changed.push((facet, doc));
                         }
                     }
