@@ -154,14 +154,18 @@ async fn rate_bound(rows: &mut Vec<Row>, n: u64, rate: f64, facets: bool) {
     });
 }
 
-async fn latency_bound(rows: &mut Vec<Row>, n: u64, latency_ms: u64, c: u32) {
-    let o = Options {
+/// "Rate limit off": the settings' ceiling (1000/s), `c` in flight, batches of 100.
+fn unthrottled(c: u32) -> Options {
+    Options {
         rate_limit: 1000.0,
         max_concurrent: c,
         batch_size: 100,
         ..Default::default()
-    };
-    let (s, ids) = tracked_stack(o, n).await;
+    }
+}
+
+async fn latency_bound(rows: &mut Vec<Row>, n: u64, latency_ms: u64, c: u32) {
+    let (s, ids) = tracked_stack(unthrottled(c), n).await;
     s.sim.sim.set_faults(cupid_sim::Faults {
         latency_ms,
         ..Default::default()
@@ -215,13 +219,7 @@ async fn latency_bound(rows: &mut Vec<Row>, n: u64, latency_ms: u64, c: u32) {
 }
 
 async fn writes(rows: &mut Vec<Row>, n: u64) {
-    let o = Options {
-        rate_limit: 1000.0,
-        max_concurrent: 32,
-        batch_size: 100,
-        ..Default::default()
-    };
-    let (s, ids) = tracked_stack(o, n).await;
+    let (s, ids) = tracked_stack(unthrottled(32), n).await;
     let first = s.sync().await;
     assert_eq!(first.counters.updated, n);
     let doc_bytes = {
@@ -288,13 +286,7 @@ struct ChildOptions {
 
 /// N = 100,000 through continuation: every invocation in its own process.
 async fn continuation(rows: &mut Vec<Row>, n: u64) {
-    let o = Options {
-        rate_limit: 1000.0,
-        max_concurrent: 32,
-        batch_size: 100,
-        ..Default::default()
-    };
-    let (s, ids) = tracked_stack(o, n).await;
+    let (s, ids) = tracked_stack(unthrottled(32), n).await;
     let exe = std::env::current_exe().unwrap();
     let child = ChildOptions {
         tables: (
