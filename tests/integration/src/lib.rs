@@ -261,6 +261,16 @@ impl Stack {
         ids
     }
 
+    /// Tracks the simulator's first `n` synthetic ids (returns them, ascending); how many were
+    /// new is returned too.
+    pub async fn track_synthetic(&self, n: u64) -> (Vec<i64>, usize) {
+        let ids: Vec<i64> = (0..n as i64)
+            .map(|i| cupid_sim::DEFAULT_SYNTHETIC_BASE + i)
+            .collect();
+        let new = self.props.track(&ids).await.expect("track synthetic ids");
+        (ids, new)
+    }
+
     /// Runs a scheduled sync to its end, following continuations like the real function would.
     pub async fn sync(&self) -> SyncRun {
         self.run_to_end(SyncRequest::Scheduled {}).await

@@ -279,14 +279,8 @@ async fn a_resumed_run_covers_every_id_exactly_once() {
         ..Default::default()
     })
     .await;
-    let ids: Vec<i64> = (0..300)
-        .map(|i| cupid_sim::DEFAULT_SYNTHETIC_BASE + i)
-        .collect();
-    assert_eq!(
-        s.props.track(&ids).await.unwrap(),
-        300,
-        "BatchWriteItem chunked by 25"
-    );
+    let (ids, new) = s.track_synthetic(300).await;
+    assert_eq!(new, 300, "BatchWriteItem chunked by 25");
     let run = s.sync().await;
     assert_eq!(run.status, RunStatus::Completed);
     assert!(
@@ -318,10 +312,7 @@ async fn small_batches_still_use_every_concurrency_slot() {
         ..Default::default()
     })
     .await;
-    let ids: Vec<i64> = (0..48)
-        .map(|i| cupid_sim::DEFAULT_SYNTHETIC_BASE + i)
-        .collect();
-    s.props.track(&ids).await.unwrap();
+    let (ids, _) = s.track_synthetic(48).await;
     s.sim.sim.set_faults(Faults {
         latency_ms: 200,
         ..Default::default()

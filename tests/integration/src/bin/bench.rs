@@ -36,10 +36,7 @@ fn wru(bytes: usize) -> u64 {
 
 async fn tracked_stack(o: Options, n: u64) -> (Stack, Vec<i64>) {
     let s = Stack::new(Options { synthetic: n, ..o }).await;
-    let ids: Vec<i64> = (0..n as i64)
-        .map(|i| cupid_sim::DEFAULT_SYNTHETIC_BASE + i)
-        .collect();
-    s.props.track(&ids).await.expect("track");
+    let (ids, _) = s.track_synthetic(n).await;
     (s, ids)
 }
 
