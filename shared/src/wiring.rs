@@ -14,7 +14,7 @@ use crate::ports::{
     Clock, Dispatch, PortError, PortErrorKind, PortResult, Schedule, ScheduleState, SystemClock,
 };
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -70,8 +70,10 @@ fn app(
 ) -> App {
     let ddb = aws_sdk_dynamodb::Client::new(conf);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let props = Arc::new(DynamoProperties::new(ddb.clone(), &cfg.tables));
     App {
-        props: Arc::new(DynamoProperties::new(ddb.clone(), &cfg.tables)),
+        reader: props.clone(),
+        tracking: props,
         runs: Arc::new(DynamoRunLog::new(ddb.clone(), &cfg.tables)),
         lease: Arc::new(DynamoLease::new(ddb.clone(), &cfg.tables, clock.clone())),
         settings: Arc::new(DynamoSettings::new(ddb, &cfg.tables)),
@@ -156,8 +158,10 @@ pub async fn engine(cfg: &Config) -> Result<Engine, BoxError> {
     let conf = sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let props = Arc::new(DynamoProperties::new(ddb.clone(), &cfg.tables));
     let deps = EngineDeps {
-        props: Arc::new(DynamoProperties::new(ddb.clone(), &cfg.tables)),
+        reader: props.clone(),
+        writer: props,
         runs: Arc::new(DynamoRunLog::new(ddb.clone(), &cfg.tables)),
         lease: Arc::new(DynamoLease::new(ddb.clone(), &cfg.tables, clock.clone())),
         upstream: Arc::new(CupidHttp::new(&cfg.cupid_base_url, key, cfg.cupid_timeout)?),
@@ -194,7 +198,7 @@ pub async fn run_sync() -> Result<(), BoxError> {
             let deadline = {
                 let now_ms = SystemClock.now_ms();
                 let left = event.context.deadline.saturating_sub(now_ms);
-                Instant::now() + Duration::from_millis(left)
+                tokio::time::Instant::now() + Duration::from_millis(left)
             };
             let outcome = engine.handle(req, Some(deadline)).await.map_err(|e| {
                 tracing::error!(error = %e, "sync failed");

@@ -3,7 +3,7 @@
 
 use crate::config::Secret;
 use crate::domain::facet::Facet;
-use crate::ports::{FetchError, Upstream};
+use crate::ports::{FetchError, RetryAfter, Upstream};
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -50,8 +50,7 @@ impl CupidHttp {
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .and_then(parse_retry_after);
                 return Err(FetchError::RateLimited { retry_after });
             }
             500..=599 => return Err(FetchError::Server(status)),
@@ -73,9 +72,39 @@ impl CupidHttp {
     }
 }
 
+/// `Retry-After` in either form (RFC 9110 §10.2.3): delay-seconds or an HTTP-date.
+pub fn parse_retry_after(v: &str) -> Option<RetryAfter> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(RetryAfter::Delay(Duration::from_secs(secs)));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    let ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    Some(RetryAfter::At(ms as u64))
+}
+
 #[async_trait]
 impl Upstream for CupidHttp {
     async fn fetch(&self, hotel_id: i64, facet: &Facet) -> Result<serde_json::Value, FetchError> {
         self.get_json(&facet.path(hotel_id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(
+            parse_retry_after(" 120 "),
+            Some(RetryAfter::Delay(Duration::from_secs(120)))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(RetryAfter::At(784_111_777_000))
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-1"), None);
     }
 }

@@ -2,6 +2,7 @@
 pub mod aws;
 pub mod cupid;
 pub mod dynamo;
+pub mod memory;
 pub mod tables;
 
 use crate::ports::{PortError, PortErrorKind};

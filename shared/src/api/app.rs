@@ -6,8 +6,8 @@ use super::{ApiError, ApiRequest, ApiResponse, Handler};
 use crate::domain::facet;
 use crate::domain::health::{self, HealthInput};
 use crate::domain::interval::Interval;
-use crate::domain::lease::Acquired;
-use crate::domain::run::{RunStatus, SyncRequest, SyncRun, SyncType, new_sync_id};
+use crate::domain::lease::{LeaseRequest, Refused};
+use crate::domain::run::{FacetState, RunStatus, SyncRequest, SyncRun, SyncType};
 use crate::domain::settings::{SettingChange, SettingKey, SettingRow, Settings, validate_changes};
 use crate::domain::time::{Timestamp, format_go_duration};
 use crate::ports::*;
@@ -21,7 +21,8 @@ pub const MAX_TRACK_IDS: usize = 1000;
 
 #[derive(Clone)]
 pub struct App {
-    pub props: Arc<dyn PropertyStore>,
+    pub reader: Arc<dyn PropertyReader>,
+    pub tracking: Arc<dyn Tracking>,
     pub runs: Arc<dyn RunLog>,
     pub lease: Arc<dyn Lease>,
     pub settings: Arc<dyn SettingsStore>,
@@ -131,6 +132,8 @@ fn parse_ids(raw: &[serde_json::Value], field: &str) -> Result<Vec<i64>, ApiErro
 }
 
 impl App {
+    /// The settings a run would use: a stored value that does not validate is an error naming
+    /// it (never a silent fallback).
     async fn effective_settings(
         &self,
     ) -> Result<(Settings, std::collections::BTreeMap<String, StoredSetting>), ApiError> {
@@ -141,8 +144,34 @@ impl App {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect(),
+        )?;
+        Ok((s, stored))
+    }
+
+    /// The settings with any invalid stored value skipped: for the settings routes, which must
+    /// still show and replace it.
+    async fn valid_settings(
+        &self,
+    ) -> Result<(Settings, std::collections::BTreeMap<String, StoredSetting>), ApiError> {
+        let stored = self.settings.load().await?;
+        let mut s = self.defaults.clone();
+        s.overlay_valid(
+            &stored
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
         );
         Ok((s, stored))
+    }
+
+    async fn release(&self, sync_id: &str, fence: u64) {
+        let req = LeaseRequest::Release {
+            owner: sync_id.to_string(),
+            fence,
+        };
+        if let Err(e) = self.lease.apply(&req, self.lease_ttl).await {
+            tracing::warn!(sync_id, error = %e, "could not release the lease; it will expire");
+        }
     }
 
     /// Newest finished run and newest successful run (scans at most 50 runs).
@@ -162,12 +191,13 @@ impl App {
     }
 
     async fn current_run(&self) -> Result<Option<SyncRun>, ApiError> {
-        let now = self.clock.now();
+        let now = self.clock.now_ms();
         let Some(lease) = self.lease.current().await? else {
             return Ok(None);
         };
         match lease.owner {
-            Some(owner) if lease.expires_at > now => Ok(self
+            // A run whose lease expired is not current, whatever its item says.
+            Some(owner) if lease.expires_at_ms > now => Ok(self
                 .runs
                 .get(&owner)
                 .await?
@@ -198,7 +228,7 @@ impl App {
 
     async fn status(&self) -> Result<ApiResponse, ApiError> {
         let (input, finished) = self.health_input().await?;
-        let (total, _) = self.props.count_tracked().await?;
+        let (total, _) = self.reader.count_tracked().await?;
         let current = self.current_run().await?;
         let (settings, _) = self.effective_settings().await?;
         let next = match (input.schedule_enabled, input.schedule_anchor) {
@@ -210,7 +240,8 @@ impl App {
             let requests_total = r.total * r.requests_per_property.max(1);
             let requests_done = r.counters.upstream_requests;
             let remaining = requests_total.saturating_sub(requests_done) as f64;
-            let eta = input.now.plus(Duration::from_secs_f64(remaining / settings.rate_limit)).rfc3339();
+            let wait = Duration::try_from_secs_f64(remaining / settings.rate_limit).unwrap_or(Duration::ZERO);
+            let eta = input.now.plus(wait).rfc3339();
             serde_json::json!({
                 "sync_id": r.sync_id, "status": r.status.as_str(), "processed": r.counters.processed, "total": r.total,
                 "requests_done": requests_done, "requests_total": requests_total,
@@ -242,6 +273,9 @@ impl App {
         Ok(ApiResponse::ok(status, &h))
     }
 
+    /// Starts a manual run: reserves the lease for it (one run at a time: 409 otherwise),
+    /// creates the run, dispatches the sync function with the reserved token. Any failure after
+    /// the reservation releases it and closes the run, so nothing is left holding the lease.
     async fn trigger(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         let body: TriggerBody = req.json()?.unwrap_or(TriggerBody {
             hotel_ids: None,
@@ -252,68 +286,105 @@ impl App {
             .as_deref()
             .map(|ids| parse_ids(ids, "hotel_ids"))
             .transpose()?;
-        let now_ms = self.clock.now_ms();
-        let sync_id = new_sync_id(now_ms);
-        match self.lease.acquire(&sync_id, self.lease_ttl).await? {
-            Acquired::Held { owner, .. } => Err(ApiError::Conflict {
-                code: "sync_in_progress",
-                message: format!("a sync is already running ({owner})"),
-                details: serde_json::json!({ "sync_id": owner }),
-            }),
-            Acquired::Granted { fence, took_over } => {
-                if let Some(prev) = took_over
-                    && let Ok(Some(mut r)) = self.runs.get(&prev).await
-                    && r.status.is_active()
-                {
-                    r.status = RunStatus::Abandoned;
-                    r.completed_at = Some(self.clock.now());
-                    r.error_message = Some(format!(
-                        "lease expired without completion; taken over by sync {sync_id}"
+        let (settings, _) = self.effective_settings().await?;
+        let listed = match &hotel_ids {
+            None => None,
+            Some(ids) => {
+                let (found, _) = self.reader.get_tracked(ids).await?;
+                let tracked: std::collections::BTreeSet<i64> =
+                    found.iter().map(|t| t.hotel_id).collect();
+                let missing: Vec<i64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !tracked.contains(id))
+                    .collect();
+                if !missing.is_empty() {
+                    let shown: Vec<String> =
+                        missing.iter().take(20).map(|id| id.to_string()).collect();
+                    return Err(ApiError::bad_request(
+                        "untracked_hotel_ids",
+                        format!(
+                            "hotel_ids: {} of them are not tracked ({}{}); track them first with PUT /api/v1/admin/properties",
+                            missing.len(),
+                            shown.join(", "),
+                            if missing.len() > 20 { ", ..." } else { "" }
+                        ),
+                        "hotel_ids",
                     ));
-                    let _ = self.runs.save(&r).await;
                 }
-                let (settings, _) = self.effective_settings().await?;
-                let total = match &hotel_ids {
-                    Some(ids) => ids.len() as u64,
-                    None => self.props.count_tracked().await?.0,
-                };
-                let mut run = SyncRun::new(sync_id.clone(), SyncType::Manual, self.clock.now());
-                run.hotel_ids = hotel_ids.clone();
-                run.dry_run = body.dry_run.unwrap_or(false);
-                run.total = total;
-                if let Err(e) = self.runs.create(&run).await {
-                    let _ = self.lease.release(&sync_id, fence).await;
-                    return Err(e.into());
-                }
-                let dispatch = SyncRequest::Manual {
-                    sync_id: sync_id.clone(),
-                    hotel_ids,
-                    dry_run: run.dry_run,
-                };
-                if let Err(e) = self.dispatch.dispatch(&dispatch).await {
-                    run.status = RunStatus::Failed;
-                    run.error_message = Some(format!("could not start the sync function: {e}"));
-                    run.completed_at = Some(self.clock.now());
-                    let _ = self.runs.save(&run).await;
-                    let _ = self.lease.release(&sync_id, fence).await;
-                    return Err(e.into());
-                }
-                tracing::info!(sync_id = %sync_id, total, dry_run = run.dry_run, "manual sync dispatched");
-                let requests = total * settings.requests_per_property();
-                let estimate =
-                    Duration::from_secs_f64((requests as f64 / settings.rate_limit).ceil());
-                Ok(ApiResponse::ok(
-                    202,
-                    &serde_json::json!({
-                        "status": "running",
-                        "sync_id": sync_id,
-                        "message": "Synchronization started in background",
-                        "estimated_duration": format_go_duration(estimate),
-                        "triggered_at": run.started_at.rfc3339(),
-                    }),
-                ))
+                Some(found.len() as u64)
             }
+        };
+        let sync_id = self.clock.new_id();
+        let take = LeaseRequest::Take {
+            owner: sync_id.clone(),
+            handoff: true,
+        };
+        let fence = match self.lease.apply(&take, self.lease_ttl).await? {
+            Ok(state) => state.fence,
+            Err(Refused::Held { owner, .. }) => {
+                return Err(ApiError::Conflict {
+                    code: "sync_in_progress",
+                    message: format!("a sync is already running ({owner})"),
+                    details: serde_json::json!({ "sync_id": owner }),
+                });
+            }
+            Err(Refused::Fenced) => {
+                return Err(ApiError::Conflict {
+                    code: "sync_in_progress",
+                    message: "a sync is already running".into(),
+                    details: serde_json::Value::Null,
+                });
+            }
+        };
+        let total = match listed {
+            Some(n) => n,
+            None => match self.reader.count_tracked().await {
+                Ok((n, _)) => n,
+                Err(e) => {
+                    self.release(&sync_id, fence).await;
+                    return Err(e.into());
+                }
+            },
+        };
+        let mut run = SyncRun::new(sync_id.clone(), SyncType::Manual, self.clock.now());
+        run.hotel_ids = hotel_ids.clone();
+        run.dry_run = body.dry_run.unwrap_or(false);
+        run.total = total;
+        if let Err(e) = self.runs.create(&run, fence).await {
+            self.release(&sync_id, fence).await;
+            return Err(e.into());
         }
+        let dispatch = SyncRequest::Manual {
+            sync_id: sync_id.clone(),
+            lease: Some(fence),
+            hotel_ids,
+            dry_run: run.dry_run,
+        };
+        if let Err(e) = self.dispatch.dispatch(&dispatch).await {
+            run.status = RunStatus::Failed;
+            run.error_message = Some(format!("could not start the sync function: {e}"));
+            run.completed_at = Some(self.clock.now());
+            if let Err(save) = self.runs.save(&run, fence).await {
+                tracing::error!(sync_id = %sync_id, error = %save, "could not close the run after a failed dispatch");
+            }
+            self.release(&sync_id, fence).await;
+            return Err(e.into());
+        }
+        tracing::info!(sync_id = %sync_id, total, dry_run = run.dry_run, "manual sync dispatched");
+        let requests = total * settings.requests_per_property();
+        let estimate = Duration::try_from_secs_f64((requests as f64 / settings.rate_limit).ceil())
+            .unwrap_or(Duration::ZERO);
+        Ok(ApiResponse::ok(
+            202,
+            &serde_json::json!({
+                "status": "running",
+                "sync_id": sync_id,
+                "message": "Synchronization started in background",
+                "estimated_duration": format_go_duration(estimate),
+                "triggered_at": run.started_at.rfc3339(),
+            }),
+        ))
     }
 
     fn paging(req: &ApiRequest) -> Result<(usize, usize), ApiError> {
@@ -380,7 +451,7 @@ impl App {
     }
 
     async fn settings_rows(&self) -> Result<Vec<SettingRow>, ApiError> {
-        let (effective, stored) = self.effective_settings().await?;
+        let (effective, stored) = self.valid_settings().await?;
         Ok(SettingKey::ALL
             .iter()
             .map(|k| SettingRow {
@@ -419,7 +490,7 @@ impl App {
         }
         let values = validate_changes(&changes)
             .map_err(|e| ApiError::bad_request("invalid_setting", e.to_string(), e.key()))?;
-        let (before, _) = self.effective_settings().await?;
+        let (before, _) = self.valid_settings().await?;
         let mut after = before.clone();
         for (k, v) in &values {
             after.apply(*k, v.clone());
@@ -451,7 +522,7 @@ impl App {
     }
 
     async fn schedule_start(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-        let (settings, _) = self.effective_settings().await?;
+        let (settings, _) = self.valid_settings().await?;
         let interval = match req.query.get("interval") {
             None => settings.interval,
             Some(raw) => Interval::parse(raw).map_err(|e| {
@@ -479,7 +550,7 @@ impl App {
     }
 
     async fn schedule_stop(&self) -> Result<ApiResponse, ApiError> {
-        let (settings, _) = self.effective_settings().await?;
+        let (settings, _) = self.valid_settings().await?;
         let now = self.clock.now();
         let current = self.schedule.get().await?;
         let state = match current {
@@ -519,16 +590,21 @@ impl App {
             )
         })?;
         let ids = parse_ids(&body.hotel_ids, "hotel_ids")?;
-        let added = self.props.track(&ids).await?;
+        let done = self.tracking.track(&ids).await?;
         Ok(ApiResponse::ok(
             200,
-            &serde_json::json!({ "requested": ids.len(), "newly_tracked": added }),
+            &serde_json::json!({
+                "requested": ids.len(),
+                "newly_tracked": done.new + done.retracked,
+                "new": done.new,
+                "retracked": done.retracked,
+            }),
         ))
     }
 
     async fn untrack(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         let id = Self::id_param(req)?;
-        match self.props.untrack(id).await {
+        match self.tracking.untrack(id).await {
             Ok(()) => Ok(ApiResponse::ok(
                 200,
                 &serde_json::json!({ "hotel_id": id, "sync_status": "untracked", "data_kept": true }),
@@ -540,11 +616,22 @@ impl App {
         }
     }
 
-    /// A stored facet document, decompressed.
-    async fn facet_doc(&self, id: i64, facet: &str) -> Result<Option<serde_json::Value>, ApiError> {
-        let (docs, _) = self.props.get_documents(&[id], facet).await?;
-        match docs.get(&id) {
-            None => Ok(None),
+    /// A stored facet document, decompressed: the version the record points at.
+    async fn facet_doc(
+        &self,
+        record: &crate::domain::run::SyncRecord,
+        facet: &str,
+    ) -> Result<Option<serde_json::Value>, ApiError> {
+        let id = record.hotel_id;
+        let Some(state) = record.facet_states().get(facet).cloned() else {
+            return Ok(None);
+        };
+        let (doc, _) = self.reader.get_document(id, &state.key(facet)).await?;
+        match doc {
+            None => Err(ApiError::Internal(format!(
+                "hotel {id}: the record points at {} but that document is missing",
+                FacetState::doc_key(facet, state.slot.as_deref())
+            ))),
             Some(d) => crate::domain::document::decompress(&d.compressed)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
@@ -574,21 +661,21 @@ impl App {
             }
         };
         let record = self
-            .props
+            .reader
             .get_record(id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("hotel {id} is not known")))?;
         let (language, document, note) = match lang.as_deref() {
             None | Some("en") => (
                 "en".to_string(),
-                self.facet_doc(id, facet::PROPERTY).await?,
+                self.facet_doc(&record, facet::PROPERTY).await?,
                 None,
             ),
-            Some(l) => match self.facet_doc(id, &format!("lang#{l}")).await? {
+            Some(l) => match self.facet_doc(&record, &format!("lang#{l}")).await? {
                 Some(doc) => (l.to_string(), Some(doc), None),
                 None => (
                     "en".to_string(),
-                    self.facet_doc(id, facet::PROPERTY).await?,
+                    self.facet_doc(&record, facet::PROPERTY).await?,
                     Some(format!(
                         "no `{l}` translation has been synced for this property; showing English"
                     )),
@@ -617,10 +704,10 @@ impl App {
     async fn reviews(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         let id = Self::id_param(req)?;
         let (limit, offset) = Self::paging_with(req, 20)?;
-        if self.props.get_record(id).await?.is_none() {
+        let Some(record) = self.reader.get_record(id).await? else {
             return Err(ApiError::NotFound(format!("hotel {id} is not known")));
-        }
-        let all = self.facet_doc(id, facet::REVIEWS).await?;
+        };
+        let all = self.facet_doc(&record, facet::REVIEWS).await?;
         let items: Vec<serde_json::Value> = all
             .as_ref()
             .and_then(|v| v.as_array())

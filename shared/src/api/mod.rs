@@ -103,6 +103,9 @@ pub enum ApiError {
     NotImplemented(String),
     #[error("{0}")]
     Internal(String),
+    /// A stored setting that no longer validates: every route that depends on it says so.
+    #[error("{0}")]
+    InvalidStoredSetting(crate::domain::settings::StoredSettingError),
 }
 
 impl ApiError {
@@ -129,7 +132,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => 415,
             ApiError::NotImplemented(_) => 501,
             ApiError::Unavailable(_) => 503,
-            ApiError::Internal(_) => 500,
+            ApiError::Internal(_) | ApiError::InvalidStoredSetting(_) => 500,
         }
     }
 
@@ -145,6 +148,7 @@ impl ApiError {
             ApiError::NotImplemented(_) => "not_implemented",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
+            ApiError::InvalidStoredSetting(_) => "invalid_stored_setting",
         }
     }
 
@@ -157,6 +161,9 @@ impl ApiError {
             ApiError::Conflict { details, .. } if !details.is_null() => {
                 err["details"] = details.clone()
             }
+            ApiError::InvalidStoredSetting(e) => {
+                err["details"] = serde_json::json!({ "setting_key": e.key.as_str(), "stored_value": e.value })
+            }
             _ => {}
         }
         let body = serde_json::to_vec(&serde_json::json!({ "success": false, "error": err }))
@@ -166,6 +173,12 @@ impl ApiError {
             content_type: "application/json",
             body,
         }
+    }
+}
+
+impl From<crate::domain::settings::StoredSettingError> for ApiError {
+    fn from(e: crate::domain::settings::StoredSettingError) -> Self {
+        ApiError::InvalidStoredSetting(e)
     }
 }
 

@@ -1,4 +1,5 @@
 //! Pure types and rules. No AWS or HTTP types here.
+pub mod decide;
 pub mod document;
 pub mod facet;
 pub mod health;

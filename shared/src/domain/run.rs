@@ -4,21 +4,44 @@ use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// What the sync function receives (schedule, manual trigger, continuation).
+/// What the sync function receives (schedule, manual trigger, continuation). Every input may
+/// be delivered more than once (Lambda async invokes and Scheduler are at-least-once): the
+/// engine makes a duplicate do nothing (see `domain::lease`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "sync_type", rename_all = "snake_case")]
 pub enum SyncRequest {
-    Scheduled {},
+    /// One schedule slot. `scheduled_time` (`<aws.scheduler.scheduled-time>`, RFC 3339) names
+    /// the slot: its run id is derived from it, so a slot runs once however often it is
+    /// delivered. Absent (a hand-made invocation): the slot is "now".
+    Scheduled {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scheduled_time: Option<String>,
+    },
+    /// A run the trigger created and reserved the lease for (`lease` = the reserved token).
+    /// The run item holds what to sync; ids and dry_run here are informational.
     Manual {
         sync_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hotel_ids: Option<Vec<i64>>,
         #[serde(default)]
         dry_run: bool,
     },
+    /// A continuation: `lease` is the token of the invocation that handed the run over.
     Resume {
         sync_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<u64>,
     },
+}
+
+impl SyncRequest {
+    pub fn scheduled() -> Self {
+        SyncRequest::Scheduled {
+            scheduled_time: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,10 +135,29 @@ pub struct Counters {
     /// Properties whose property facet synced but some other facet failed.
     #[serde(default)]
     pub partial: u64,
+    /// Properties untracked while the run was working on them (left alone).
+    #[serde(default)]
+    pub untracked: u64,
     pub document_writes: u64,
     pub consumed_rcu: f64,
     pub consumed_wcu: f64,
     pub upstream_requests: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, d: &Counters) {
+        self.processed += d.processed;
+        self.updated += d.updated;
+        self.unchanged += d.unchanged;
+        self.failed += d.failed;
+        self.not_found += d.not_found;
+        self.partial += d.partial;
+        self.untracked += d.untracked;
+        self.document_writes += d.document_writes;
+        self.consumed_rcu += d.consumed_rcu;
+        self.consumed_wcu += d.consumed_wcu;
+        self.upstream_requests += d.upstream_requests;
+    }
 }
 
 /// One sync run as stored in `sync_logs`.
@@ -130,8 +172,11 @@ pub struct SyncRun {
     pub total: u64,
     pub counters: Counters,
     pub error_message: Option<String>,
-    /// Properties are processed in ascending hotel_id order; all ids ≤ cursor are done.
+    /// Where a continuation resumes: the last id of the done prefix, in the order the run
+    /// reads its properties (scan order, or ascending for requested ids).
     pub cursor: Option<i64>,
+    /// Ids after the cursor that are already done (they finished out of order).
+    pub skip: Vec<i64>,
     /// A requested subset (manual trigger); `None` = every tracked property.
     pub hotel_ids: Option<Vec<i64>>,
     pub invocations: u32,
@@ -156,6 +201,7 @@ impl SyncRun {
             counters: Counters::default(),
             error_message: None,
             cursor: None,
+            skip: Vec::new(),
             hotel_ids: None,
             invocations: 0,
             failures: Vec::new(),
@@ -235,6 +281,8 @@ pub struct SyncRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -246,6 +294,12 @@ pub struct SyncRecord {
     pub stars: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating: Option<f64>,
+    /// Facet key → the stored version of that facet (which document item holds it).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub facets: std::collections::BTreeMap<String, FacetState>,
+    /// The fencing token of the last sync invocation that wrote this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<u64>,
 }
 
 impl SyncRecord {
@@ -258,21 +312,85 @@ impl SyncRecord {
             last_synced: None,
             last_updated: None,
             last_error: None,
+            last_checked: None,
             last_sync_id: None,
             name: None,
             city: None,
             country: None,
             stars: None,
             rating: None,
+            facets: Default::default(),
+            fence: None,
+        }
+    }
+
+    /// The facet states, reading a record written before facets existed (only
+    /// `content_hash`) as its property facet.
+    pub fn facet_states(&self) -> std::collections::BTreeMap<String, FacetState> {
+        let mut f = self.facets.clone();
+        if f.is_empty()
+            && let Some(h) = &self.content_hash
+        {
+            f.insert(
+                crate::domain::facet::PROPERTY.into(),
+                FacetState {
+                    hash: h.clone(),
+                    version: self.data_version,
+                    slot: None,
+                },
+            );
+        }
+        f
+    }
+
+    pub fn is_tracked(&self) -> bool {
+        self.sync_status != SyncStatus::Untracked
+    }
+
+    /// What a sync needs of this record.
+    pub fn tracked(&self) -> Tracked {
+        Tracked {
+            hotel_id: self.hotel_id,
+            data_version: self.data_version,
+            facets: self.facet_states(),
+            synced: self.sync_status == SyncStatus::Synced,
         }
     }
 }
 
-/// The stored state of one facet: its content hash and the record version it was written at.
+/// The stored state of one facet: its content hash, the record version it was written at, and
+/// the document slot that holds it. Each facet has two slots (`a`, `b`): a new version is
+/// written into the slot the record does not point at, then the record is switched to it, so
+/// a reader following the record never sees a half-written or mismatched document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FacetState {
     pub hash: String,
     pub version: u64,
+    /// `None`: a document written before slots existed (its key is the facet key itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+}
+
+impl FacetState {
+    /// The slot the next version of this facet goes to.
+    pub fn next_slot(current: Option<&FacetState>) -> &'static str {
+        match current.and_then(|c| c.slot.as_deref()) {
+            Some("a") => "b",
+            _ => "a",
+        }
+    }
+
+    /// The document item key (`property@a`, `lang#fr@b`; legacy: `property`).
+    pub fn doc_key(facet: &str, slot: Option<&str>) -> String {
+        match slot {
+            Some(s) => format!("{facet}@{s}"),
+            None => facet.to_string(),
+        }
+    }
+
+    pub fn key(&self, facet: &str) -> String {
+        Self::doc_key(facet, self.slot.as_deref())
+    }
 }
 
 /// What the engine needs of a tracked record to decide (kept compact in memory).
@@ -304,6 +422,12 @@ pub fn new_sync_id(now_ms: u64) -> String {
     ulid::Ulid::from_datetime(t).to_string()
 }
 
+/// The run id of one schedule slot: a ULID of the slot's time with no random part, so every
+/// delivery of the same slot names the same run (and sorts with the other runs by time).
+pub fn slot_sync_id(slot: Timestamp) -> String {
+    ulid::Ulid::from_parts((slot.secs().max(0) as u64) * 1000, 0).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,7 +435,17 @@ mod tests {
     #[test]
     fn sync_requests_parse_each_input() {
         let s: SyncRequest = serde_json::from_str(r#"{"sync_type":"scheduled"}"#).unwrap();
-        assert_eq!(s, SyncRequest::Scheduled {});
+        assert_eq!(s, SyncRequest::scheduled());
+        let s: SyncRequest = serde_json::from_str(
+            r#"{"sync_type":"scheduled","scheduled_time":"2026-11-30T12:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            SyncRequest::Scheduled {
+                scheduled_time: Some("2026-11-30T12:00:00Z".into())
+            }
+        );
         let m: SyncRequest = serde_json::from_str(
             r#"{"sync_type":"manual","sync_id":"X","hotel_ids":[1,2],"dry_run":true}"#,
         )
@@ -320,16 +454,18 @@ mod tests {
             m,
             SyncRequest::Manual {
                 sync_id: "X".into(),
+                lease: None,
                 hotel_ids: Some(vec![1, 2]),
                 dry_run: true
             }
         );
         let r: SyncRequest =
-            serde_json::from_str(r#"{"sync_type":"resume","sync_id":"X"}"#).unwrap();
+            serde_json::from_str(r#"{"sync_type":"resume","sync_id":"X","lease":4}"#).unwrap();
         assert_eq!(
             r,
             SyncRequest::Resume {
-                sync_id: "X".into()
+                sync_id: "X".into(),
+                lease: Some(4)
             }
         );
         assert!(serde_json::from_str::<SyncRequest>(r#"{"sync_type":"other"}"#).is_err());
@@ -343,6 +479,29 @@ mod tests {
         }
         assert_eq!(run.failures.len(), MAX_DETAILS);
         assert_eq!(run.details_dropped, 5);
+    }
+
+    #[test]
+    fn a_slot_always_names_the_same_run_and_slots_sort_by_time() {
+        let a = slot_sync_id(Timestamp(1_700_000_000));
+        assert_eq!(a, slot_sync_id(Timestamp(1_700_000_000)));
+        assert!(a < slot_sync_id(Timestamp(1_700_000_060)));
+        assert!(a < new_sync_id(1_700_000_000_500));
+    }
+
+    #[test]
+    fn slots_alternate_and_legacy_documents_keep_their_key() {
+        assert_eq!(FacetState::next_slot(None), "a");
+        let st = |slot: Option<&str>| FacetState {
+            hash: "h".into(),
+            version: 1,
+            slot: slot.map(String::from),
+        };
+        assert_eq!(FacetState::next_slot(Some(&st(Some("a")))), "b");
+        assert_eq!(FacetState::next_slot(Some(&st(Some("b")))), "a");
+        assert_eq!(FacetState::next_slot(Some(&st(None))), "a");
+        assert_eq!(st(None).key("property"), "property");
+        assert_eq!(st(Some("b")).key("lang#fr"), "lang#fr@b");
     }
 
     #[test]

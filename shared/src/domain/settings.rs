@@ -73,7 +73,7 @@ impl SettingKey {
             SettingKey::SyncEnableAuto => {
                 "Whether the schedule runs syncs automatically (true or false)"
             }
-            SettingKey::SyncRateLimit => "Upstream requests per second at most (>0..1000)",
+            SettingKey::SyncRateLimit => "Upstream requests per second at most (0.1..1000)",
             SettingKey::SyncLanguages => {
                 "Translations synced per property, ISO 639-1 codes separated by commas (e.g. fr,es); empty for none"
             }
@@ -214,6 +214,11 @@ fn languages(key: SettingKey, raw: &str) -> Result<SettingValue, SettingError> {
     Ok(SettingValue::Languages(out))
 }
 
+/// The accepted range of `sync_rate_limit` (requests per second). Below 0.1 a run of 100
+/// properties would take hours; the bounds also keep every derived duration finite.
+pub const MIN_RATE: f64 = 0.1;
+pub const MAX_RATE: f64 = 1000.0;
+
 /// Validates `raw` for `key`.
 pub fn parse_value(key: SettingKey, raw: &str) -> Result<SettingValue, SettingError> {
     let bad = |reason: String| SettingError::InvalidValue {
@@ -240,10 +245,10 @@ pub fn parse_value(key: SettingKey, raw: &str) -> Result<SettingValue, SettingEr
                 .trim()
                 .parse()
                 .map_err(|_| bad("must be a number of requests per second".into()))?;
-            if !r.is_finite() || r <= 0.0 || r > 1000.0 {
-                return Err(bad(
-                    "must be greater than 0 and at most 1000 requests per second".into(),
-                ));
+            if !r.is_finite() || !(MIN_RATE..=MAX_RATE).contains(&r) {
+                return Err(bad(format!(
+                    "must be a number from {MIN_RATE} to {MAX_RATE} requests per second"
+                )));
             }
             Ok(SettingValue::Rate(r))
         }
@@ -335,19 +340,52 @@ impl Settings {
         1 + self.languages.len() as u64 + u64::from(self.review_count > 0)
     }
 
-    /// Overlays stored values (key → raw text). A stored value that no longer validates is
-    /// skipped with a warning rather than breaking every function.
-    pub fn overlay(&mut self, stored: &BTreeMap<String, String>) {
+    /// Overlays stored values (key → raw text). A stored value that does not validate (one
+    /// written before a rule tightened, or by hand) is an error naming it: a sync never runs
+    /// on values nobody chose.
+    pub fn overlay(&mut self, stored: &BTreeMap<String, String>) -> Result<(), StoredSettingError> {
         for (k, raw) in stored {
-            match k
-                .parse::<SettingKey>()
-                .and_then(|key| parse_value(key, raw).map(|v| (key, v)))
+            let key = match k.parse::<SettingKey>() {
+                Ok(key) => key,
+                // A key this version does not know (written by a newer one): not ours to judge.
+                Err(_) => continue,
+            };
+            match parse_value(key, raw) {
+                Ok(v) => self.apply(key, v),
+                Err(e) => {
+                    return Err(StoredSettingError {
+                        key,
+                        value: raw.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Like `overlay`, but skips invalid stored values: for the settings routes, which must
+    /// still show and replace a broken value.
+    pub fn overlay_valid(&mut self, stored: &BTreeMap<String, String>) {
+        for (k, raw) in stored {
+            if let Ok(key) = k.parse::<SettingKey>()
+                && let Ok(v) = parse_value(key, raw)
             {
-                Ok((key, v)) => self.apply(key, v),
-                Err(e) => tracing::warn!(setting = %k, error = %e, "ignoring stored setting"),
+                self.apply(key, v);
             }
         }
     }
+}
+
+/// A stored setting that does not validate.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "stored setting {key} = `{value}` is invalid ({reason}); replace it with PUT /api/v1/admin/sync/settings"
+)]
+pub struct StoredSettingError {
+    pub key: SettingKey,
+    pub value: String,
+    pub reason: String,
 }
 
 /// One row as the API shows it.
@@ -423,6 +461,9 @@ mod tests {
             ("sync_rate_limit", "0"),
             ("sync_rate_limit", "1001"),
             ("sync_rate_limit", "NaN"),
+            ("sync_rate_limit", "1e-20"),
+            ("sync_rate_limit", "0.09"),
+            ("sync_rate_limit", "inf"),
             ("sync_languages", "fr,xx"),
             ("sync_languages", "french"),
             ("sync_review_count", "-1"),
@@ -494,14 +535,22 @@ mod tests {
     }
 
     #[test]
-    fn overlay_applies_stored_values_and_skips_broken_ones() {
+    fn overlay_applies_stored_values_and_names_a_broken_one() {
         let mut s = Settings::default();
         let stored = BTreeMap::from([
             ("sync_interval".to_string(), "24h".to_string()),
-            ("sync_batch_size".to_string(), "broken".to_string()),
+            ("sync_rate_limit".to_string(), "1e-20".to_string()),
         ]);
-        s.overlay(&stored);
-        assert_eq!(s.interval.to_string(), "24h");
-        assert_eq!(s.batch_size, 10);
+        let err = s.overlay(&stored).unwrap_err();
+        assert_eq!(err.key, SettingKey::SyncRateLimit);
+        assert!(err.to_string().contains("sync_rate_limit"), "{err}");
+        let mut lenient = Settings::default();
+        lenient.overlay_valid(&stored);
+        assert_eq!(lenient.interval.to_string(), "24h");
+        assert_eq!(lenient.rate_limit, 10.0);
+        // The extremes of the accepted range stay usable.
+        for r in ["0.1", "1000"] {
+            assert!(parse_value(SettingKey::SyncRateLimit, r).is_ok(), "{r}");
+        }
     }
 }

@@ -74,6 +74,7 @@ impl Schedule for MemSchedule {
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+static SLOT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
 pub async fn ddb() -> aws_sdk_dynamodb::Client {
     assert!(
@@ -202,6 +203,7 @@ impl Stack {
                 lease_ttl: o.lease_ttl,
                 touch_unchanged: true,
                 retry_base: Duration::from_millis(20),
+                max_retry_after: cupid_sync::engine::MAX_RETRY_AFTER,
                 emit_metrics: false,
                 scan_page: o.scan_page,
             },
@@ -224,11 +226,12 @@ impl Stack {
     pub fn engine_with_parts(
         &self,
         upstream: Arc<dyn Upstream>,
-        props: Arc<dyn PropertyStore>,
+        writer: Arc<dyn PropertyWriter>,
     ) -> Engine {
         Engine::new(
             EngineDeps {
-                props,
+                reader: self.props.clone(),
+                writer,
                 runs: self.runs.clone(),
                 lease: self.lease.clone(),
                 upstream,
@@ -243,7 +246,8 @@ impl Stack {
 
     pub fn app(&self) -> App {
         App {
-            props: self.props.clone(),
+            reader: self.props.clone(),
+            tracking: self.props.clone(),
             runs: self.runs.clone(),
             lease: self.lease.clone(),
             settings: self.settings.clone(),
@@ -267,13 +271,86 @@ impl Stack {
         let ids: Vec<i64> = (0..n as i64)
             .map(|i| cupid_sim::DEFAULT_SYNTHETIC_BASE + i)
             .collect();
-        let new = self.props.track(&ids).await.expect("track synthetic ids");
-        (ids, new)
+        let done = self.props.track(&ids).await.expect("track synthetic ids");
+        (ids, done.new)
     }
 
     /// Runs a scheduled sync to its end, following continuations like the real function would.
+    /// Each call is its own schedule slot.
     pub async fn sync(&self) -> SyncRun {
-        self.run_to_end(SyncRequest::Scheduled {}).await
+        self.run_to_end(self.next_slot()).await
+    }
+
+    /// A scheduled request for a new slot (slots name runs: each call gets a later one).
+    pub fn next_slot(&self) -> SyncRequest {
+        let now = SystemClock.now().secs();
+        let slot = SLOT.fetch_max(now, Ordering::SeqCst).max(now) + 1;
+        SLOT.store(slot, Ordering::SeqCst);
+        SyncRequest::Scheduled {
+            scheduled_time: Some(cupid_sync::domain::time::Timestamp(slot).rfc3339()),
+        }
+    }
+
+    /// The stored document of `facet` that the record points at (what the API serves).
+    pub async fn document(&self, id: i64, facet: &str) -> Option<StoredDoc> {
+        let rec = self.props.get_record(id).await.expect("get record")?;
+        let state = rec.facet_states().get(facet).cloned()?;
+        let (doc, _) = self
+            .props
+            .get_document(id, &state.key(facet))
+            .await
+            .expect("get document");
+        let doc = doc.expect("the record points at a stored document");
+        assert_eq!(doc.content_hash, state.hash, "document and record agree");
+        Some(doc)
+    }
+
+    /// Whether a new run could take the lease now (it is released or expired).
+    pub async fn lease_free(&self) -> bool {
+        let now = SystemClock.now_ms();
+        match self.lease.current().await.expect("read lease") {
+            None => true,
+            Some(l) => !l.is_live(now),
+        }
+    }
+
+    /// Starts a manual run the way the trigger does (run item + reserved lease) and runs it
+    /// to its end.
+    pub async fn manual(&self, hotel_ids: Option<Vec<i64>>, dry_run: bool) -> SyncRun {
+        let req = self.reserve_manual(hotel_ids, dry_run).await;
+        self.run_to_end(req).await
+    }
+
+    /// What the trigger does before it dispatches: a queued run and the lease reserved for it.
+    pub async fn reserve_manual(&self, hotel_ids: Option<Vec<i64>>, dry_run: bool) -> SyncRequest {
+        use cupid_sync::domain::lease::LeaseRequest;
+        let sync_id = SystemClock.new_id();
+        let state = self
+            .lease
+            .apply(
+                &LeaseRequest::Take {
+                    owner: sync_id.clone(),
+                    handoff: true,
+                },
+                self.cfg.lease_ttl,
+            )
+            .await
+            .expect("lease")
+            .expect("lease free");
+        let mut run = SyncRun::new(
+            sync_id.clone(),
+            cupid_sync::domain::run::SyncType::Manual,
+            SystemClock.now(),
+        );
+        run.hotel_ids = hotel_ids.clone();
+        run.dry_run = dry_run;
+        self.runs.create(&run, state.fence).await.expect("create run");
+        SyncRequest::Manual {
+            sync_id,
+            lease: Some(state.fence),
+            hotel_ids,
+            dry_run,
+        }
     }
 
     pub async fn run_to_end(&self, first: SyncRequest) -> SyncRun {

@@ -24,13 +24,12 @@ async fn trigger_answers_202_dispatches_and_refuses_a_second_run() {
     assert!(d["triggered_at"].as_str().unwrap().ends_with('Z'));
     let sync_id = d["sync_id"].as_str().unwrap().to_string();
     let sent = s.dispatch.sent.lock().unwrap().clone();
-    assert_eq!(
-        sent,
-        vec![SyncRequest::Manual {
-            sync_id: sync_id.clone(),
-            hotel_ids: None,
-            dry_run: false
-        }]
+    assert!(
+        matches!(
+            sent.as_slice(),
+            [SyncRequest::Manual { sync_id: id, lease: Some(_), hotel_ids: None, dry_run: false }] if *id == sync_id
+        ),
+        "{sent:?}"
     );
 
     let (st, b) = call(
@@ -53,6 +52,12 @@ async fn trigger_answers_202_dispatches_and_refuses_a_second_run() {
     let run = s.run_to_end(sent[0].clone()).await;
     assert_eq!(run.sync_id, sync_id);
     assert_eq!(run.counters.updated, 100);
+    // A second delivery of the same event does nothing.
+    let again = s.engine().handle(sent[0].clone(), None).await.unwrap();
+    assert!(
+        matches!(&again, cupid_sync::engine::Outcome::Skipped { reason } if reason.contains("already ended")),
+        "{again:?}"
+    );
     let (st, _) = call(
         &s,
         "POST",

@@ -10,7 +10,6 @@
 
 use cupid_sync::domain::run::{SyncRequest, SyncRun};
 use cupid_sync::engine::Outcome;
-use cupid_sync::ports::PropertyStore;
 use integration::{Options, Stack};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -192,15 +191,8 @@ async fn latency_bound(rows: &mut Vec<Row>, n: u64, latency_ms: u64, c: u32) {
     });
     // The same fetch pipeline with no store writes (dry run): separates the engine from the
     // local store's write speed (moto serves one request at a time).
-    let sync_id = cupid_sync::domain::run::new_sync_id(4_000_000_000_000 + c as u64);
     let t = Instant::now();
-    let dry = s
-        .run_to_end(SyncRequest::Manual {
-            sync_id,
-            hotel_ids: None,
-            dry_run: true,
-        })
-        .await;
+    let dry = s.manual(None, true).await;
     let took = t.elapsed();
     assert_eq!(dry.counters.processed, n);
     rows.push(Row {
@@ -220,8 +212,11 @@ async fn writes(rows: &mut Vec<Row>, n: u64) {
     let first = s.sync().await;
     assert_eq!(first.counters.updated, n);
     let doc_bytes = {
-        let (docs, _) = s.props.get_documents(&ids[..50], "property").await.unwrap();
-        docs.values().map(|d| d.compressed.len()).sum::<usize>() / docs.len().max(1)
+        let mut total = 0;
+        for id in &ids[..50] {
+            total += s.document(*id, "property").await.map(|d| d.compressed.len()).unwrap_or(0);
+        }
+        total / 50
     };
     let (unchanged, took) = timed_sync(&s).await;
     let sample: Vec<i64> = ids.iter().copied().take(500).collect();
@@ -299,13 +294,7 @@ async fn continuation(rows: &mut Vec<Row>, n: u64) {
     let started = Instant::now();
     // A dry run: every id fetched, hashed and compared, nothing written but the run's
     // checkpoints, so the figure is the engine's (moto would need ~20 min for 200,000 writes).
-    let sync_id = cupid_sync::domain::run::new_sync_id(4_100_000_000_000);
-    let mut next = serde_json::to_string(&SyncRequest::Manual {
-        sync_id,
-        hotel_ids: None,
-        dry_run: true,
-    })
-    .unwrap();
+    let mut next = serde_json::to_string(&s.reserve_manual(None, true).await).unwrap();
     let (mut invocations, mut peak_kb) = (0u32, 0i64);
     let mut last: String;
     loop {
@@ -393,7 +382,8 @@ async fn child_invoke(req: &str, opts: &str) {
     };
     let engine = cupid_sync::engine::Engine::new(
         cupid_sync::engine::EngineDeps {
-            props: Arc::new(DynamoProperties::new(client.clone(), &tables)),
+            reader: Arc::new(DynamoProperties::new(client.clone(), &tables)),
+            writer: Arc::new(DynamoProperties::new(client.clone(), &tables)),
             runs: Arc::new(DynamoRunLog::new(client.clone(), &tables)),
             lease: Arc::new(DynamoLease::new(client.clone(), &tables, clock.clone())),
             upstream: Arc::new(
@@ -412,10 +402,12 @@ async fn child_invoke(req: &str, opts: &str) {
         cupid_sync::engine::EngineConfig {
             defaults,
             max_run: Duration::from_millis(o.max_run_ms),
-            margin: Duration::ZERO,
+            // In-flight requests finish before the hand-over (the simulator answers in ms).
+            margin: Duration::from_millis(o.max_run_ms / 10),
             lease_ttl: Duration::from_secs(120),
             touch_unchanged: true,
             retry_base: Duration::from_millis(50),
+            max_retry_after: cupid_sync::engine::MAX_RETRY_AFTER,
             emit_metrics: false,
             scan_page: cupid_sync::engine::SCAN_PAGE,
         },

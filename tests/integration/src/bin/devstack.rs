@@ -5,7 +5,7 @@
 use cupid_sync::adapters::dynamo::{DynamoProperties, ensure_tables};
 use cupid_sync::config::Config;
 use cupid_sync::domain::time::Timestamp;
-use cupid_sync::ports::{Clock, PropertyStore, Schedule, SystemClock};
+use cupid_sync::ports::{Clock, Schedule, SystemClock, Tracking};
 
 #[tokio::main]
 async fn main() {
@@ -64,7 +64,7 @@ async fn bootstrap(ids_file: Option<&str>) -> Result<(), String> {
             })
             .collect::<Result<_, _>>()?;
         let props = DynamoProperties::new(ddb, &cfg.tables);
-        let added = props.track(&ids).await.map_err(|e| e.to_string())?;
+        let added = props.track(&ids).await.map_err(|e| e.to_string())?.new;
         println!(
             "devstack: tables ready; {} ids tracked ({added} new)",
             ids.len()

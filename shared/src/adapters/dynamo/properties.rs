@@ -1,0 +1,654 @@
+//! The `properties` (small records) and `property_documents` tables: reads, the fenced write
+//! protocol (claim → documents into free slots → commit), tracking.
+
+use super::{backoff_unprocessed, get_n, get_s, n, s, unique, units};
+use crate::adapters::port_err;
+use crate::config::Tables;
+use crate::domain::facet;
+use crate::domain::run::{FacetState, SyncRecord, SyncStatus, Tracked};
+use crate::ports::*;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeValue as AV, KeysAndAttributes, PutRequest, ReturnConsumedCapacity, Select,
+    WriteRequest,
+};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Clone)]
+pub struct DynamoProperties {
+    client: Client,
+    properties: String,
+    documents: String,
+}
+
+const TRACKED_PROJECTION: &str = "hotel_id, data_version, content_hash, sync_status, facets";
+/// Tracked records only: the status is not `untracked`.
+const TRACKED_FILTER: &str = "sync_status <> :untracked";
+/// A fenced record write: the record exists, is tracked, and no newer token has written it.
+const RECORD_FENCE: &str = "attribute_exists(hotel_id) AND sync_status <> :untracked AND (attribute_not_exists(fence) OR fence <= :f)";
+
+fn untracked() -> AV {
+    s(SyncStatus::Untracked.as_str())
+}
+
+fn facets_av(facets: &BTreeMap<String, FacetState>) -> AV {
+    AV::M(
+        facets
+            .iter()
+            .map(|(k, f)| {
+                let mut m = HashMap::from([
+                    ("hash".to_string(), s(&f.hash)),
+                    ("version".to_string(), n(f.version)),
+                ]);
+                if let Some(slot) = &f.slot {
+                    m.insert("slot".into(), s(slot));
+                }
+                (k.clone(), AV::M(m))
+            })
+            .collect(),
+    )
+}
+
+impl DynamoProperties {
+    pub fn new(client: Client, tables: &Tables) -> Self {
+        DynamoProperties {
+            client,
+            properties: tables.properties.clone(),
+            documents: tables.documents.clone(),
+        }
+    }
+
+    /// BatchGetItem in chunks of 100, retrying UnprocessedKeys with backoff.
+    async fn batch_get(
+        &self,
+        table: &str,
+        keys: Vec<HashMap<String, AV>>,
+        projection: Option<&str>,
+    ) -> PortResult<(Vec<HashMap<String, AV>>, Usage)> {
+        let mut out = Vec::new();
+        let mut usage = Usage::default();
+        for chunk in keys.chunks(100) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0u32;
+            while !pending.is_empty() {
+                let mut ka = KeysAndAttributes::builder()
+                    .set_keys(Some(pending.clone()))
+                    .consistent_read(true);
+                if let Some(p) = projection {
+                    ka = ka.projection_expression(p);
+                }
+                let ka = ka.build().map_err(|e| {
+                    PortError::new("BatchGetItem", PortErrorKind::Invalid, e.to_string())
+                })?;
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, ka)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(|e| port_err(&format!("BatchGetItem {table}"), e))?;
+                for c in resp.consumed_capacity() {
+                    usage.rcu += c.capacity_units().unwrap_or(0.0);
+                }
+                if let Some(items) = resp.responses().and_then(|r| r.get(table)) {
+                    out.extend(items.iter().cloned());
+                }
+                pending = resp
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(table))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    backoff_unprocessed(&mut attempt, &format!("BatchGetItem {table}")).await?;
+                }
+            }
+        }
+        Ok((out, usage))
+    }
+
+    /// BatchWriteItem puts in chunks of 25, retrying UnprocessedItems with backoff.
+    pub async fn batch_put(
+        &self,
+        table: &str,
+        items: Vec<HashMap<String, AV>>,
+    ) -> PortResult<Usage> {
+        let mut usage = Usage::default();
+        for chunk in items.chunks(25) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map(|p| WriteRequest::builder().put_request(p).build())
+                        .map_err(|e| {
+                            PortError::new("BatchWriteItem", PortErrorKind::Invalid, e.to_string())
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+            let mut attempt = 0u32;
+            while !pending.is_empty() {
+                let resp = self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, pending.clone())
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(|e| port_err(&format!("BatchWriteItem {table}"), e))?;
+                for c in resp.consumed_capacity() {
+                    usage.wcu += c.capacity_units().unwrap_or(0.0);
+                }
+                pending = resp
+                    .unprocessed_items()
+                    .and_then(|u| u.get(table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    backoff_unprocessed(&mut attempt, &format!("BatchWriteItem {table}")).await?;
+                }
+            }
+        }
+        Ok(usage)
+    }
+
+    fn facets_of(item: &HashMap<String, AV>) -> BTreeMap<String, FacetState> {
+        let mut facets = BTreeMap::new();
+        if let Some(AV::M(m)) = item.get("facets") {
+            for (k, v) in m {
+                if let AV::M(f) = v
+                    && let (Some(hash), Some(version)) = (get_s(f, "hash"), get_n(f, "version"))
+                {
+                    let slot = get_s(f, "slot");
+                    facets.insert(k.clone(), FacetState { hash, version, slot });
+                }
+            }
+        } else if let Some(hash) = get_s(item, "content_hash") {
+            // Records written before facets existed: the property facet only.
+            facets.insert(
+                facet::PROPERTY.to_string(),
+                FacetState {
+                    hash,
+                    version: get_n(item, "data_version").unwrap_or(0),
+                    slot: None,
+                },
+            );
+        }
+        facets
+    }
+
+    fn tracked_of(item: &HashMap<String, AV>) -> Option<Tracked> {
+        let status = get_s(item, "sync_status");
+        if status.as_deref() == Some(SyncStatus::Untracked.as_str()) {
+            return None;
+        }
+        Some(Tracked {
+            hotel_id: get_n(item, "hotel_id")?,
+            data_version: get_n(item, "data_version").unwrap_or(0),
+            facets: Self::facets_of(item),
+            synced: status.as_deref() == Some(SyncStatus::Synced.as_str()),
+        })
+    }
+
+    /// After a refused record write: why (a consistent read of what refused it).
+    async fn classify(&self, call: &str, hotel_id: i64, fence: u64) -> PortError {
+        let read = self
+            .client
+            .get_item()
+            .table_name(&self.properties)
+            .key("hotel_id", n(hotel_id))
+            .projection_expression("hotel_id, sync_status, fence, data_version")
+            .consistent_read(true)
+            .send()
+            .await;
+        let item = match read {
+            Ok(r) => r.item,
+            Err(e) => return port_err(call, e),
+        };
+        let (kind, why) = match item {
+            None => (PortErrorKind::Untracked, "no such record".to_string()),
+            Some(i) if get_s(&i, "sync_status").as_deref() == Some("untracked") => (
+                PortErrorKind::Untracked,
+                "the property is untracked".into(),
+            ),
+            Some(i) if get_n::<u64>(&i, "fence").is_some_and(|f| f > fence) => (
+                PortErrorKind::Fenced,
+                format!(
+                    "a newer sync invocation (token {}) wrote this record",
+                    get_n::<u64>(&i, "fence").unwrap_or(0)
+                ),
+            ),
+            Some(i) => (
+                PortErrorKind::Conflict,
+                format!(
+                    "data_version moved to {} (or the record is not claimed by token {fence})",
+                    get_n::<u64>(&i, "data_version").unwrap_or(0)
+                ),
+            ),
+        };
+        PortError::new(call, kind, why)
+    }
+}
+
+fn is_condition_failure(e: &PortError) -> bool {
+    e.kind == PortErrorKind::Conflict
+}
+
+#[async_trait]
+impl PropertyReader for DynamoProperties {
+    async fn scan_tracked(&self, after: Option<i64>, limit: usize) -> PortResult<TrackedPage> {
+        let start = after.map(|id| HashMap::from([("hotel_id".to_string(), n(id))]));
+        let resp = self
+            .client
+            .scan()
+            .table_name(&self.properties)
+            .projection_expression(TRACKED_PROJECTION)
+            .filter_expression(TRACKED_FILTER)
+            .expression_attribute_values(":untracked", untracked())
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| port_err(&format!("Scan {} after {after:?}", self.properties), e))?;
+        Ok(TrackedPage {
+            items: resp.items().iter().filter_map(Self::tracked_of).collect(),
+            next: resp
+                .last_evaluated_key()
+                .and_then(|k| get_n::<i64>(k, "hotel_id")),
+            usage: Usage {
+                rcu: units(resp.consumed_capacity()),
+                wcu: 0.0,
+            },
+        })
+    }
+
+    async fn get_tracked(&self, ids: &[i64]) -> PortResult<(Vec<Tracked>, Usage)> {
+        let ids = unique(ids);
+        let keys = ids
+            .iter()
+            .map(|id| HashMap::from([("hotel_id".to_string(), n(id))]))
+            .collect();
+        let (items, usage) = self
+            .batch_get(&self.properties, keys, Some(TRACKED_PROJECTION))
+            .await?;
+        let found: HashMap<i64, Tracked> = items
+            .iter()
+            .filter_map(Self::tracked_of)
+            .map(|t| (t.hotel_id, t))
+            .collect();
+        // In the order asked for.
+        let out = ids.iter().filter_map(|id| found.get(id).cloned()).collect();
+        Ok((out, usage))
+    }
+
+    async fn count_tracked(&self) -> PortResult<(u64, Usage)> {
+        let mut total = 0u64;
+        let mut usage = Usage::default();
+        let mut start: Option<HashMap<String, AV>> = None;
+        loop {
+            let resp = self
+                .client
+                .scan()
+                .table_name(&self.properties)
+                .select(Select::Count)
+                .filter_expression(TRACKED_FILTER)
+                .expression_attribute_values(":untracked", untracked())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| port_err(&format!("Scan count {}", self.properties), e))?;
+            total += resp.count() as u64;
+            usage.rcu += units(resp.consumed_capacity());
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok((total, usage))
+    }
+
+    async fn get_record(&self, hotel_id: i64) -> PortResult<Option<SyncRecord>> {
+        let r = self
+            .client
+            .get_item()
+            .table_name(&self.properties)
+            .key("hotel_id", n(hotel_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_err(&format!("GetItem hotel {hotel_id}"), e))?;
+        match r.item {
+            None => Ok(None),
+            Some(item) => {
+                let facets = Self::facets_of(&item);
+                let mut rec: SyncRecord = serde_dynamo::from_item(item).map_err(|e| {
+                    PortError::new(
+                        format!("decode record hotel {hotel_id}"),
+                        PortErrorKind::Invalid,
+                        e.to_string(),
+                    )
+                })?;
+                rec.facets = facets;
+                Ok(Some(rec))
+            }
+        }
+    }
+
+    async fn get_document(
+        &self,
+        hotel_id: i64,
+        key: &str,
+    ) -> PortResult<(Option<StoredDoc>, Usage)> {
+        let r = self
+            .client
+            .get_item()
+            .table_name(&self.documents)
+            .key("hotel_id", n(hotel_id))
+            .key("facet", s(key))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| port_err(&format!("GetItem document hotel {hotel_id} {key}"), e))?;
+        let usage = Usage {
+            rcu: units(r.consumed_capacity()),
+            wcu: 0.0,
+        };
+        let doc = r.item.map(|item| StoredDoc {
+            hotel_id,
+            key: key.to_string(),
+            data_version: get_n(&item, "data_version").unwrap_or(0),
+            content_hash: get_s(&item, "content_hash").unwrap_or_default(),
+            compressed: item
+                .get("doc")
+                .and_then(|v| v.as_b().ok())
+                .map(|b| b.as_ref().to_vec())
+                .unwrap_or_default(),
+        });
+        Ok((doc, usage))
+    }
+}
+
+#[async_trait]
+impl PropertyWriter for DynamoProperties {
+    async fn claim(&self, hotel_id: i64, expected_version: u64, fence: u64) -> PortResult<Usage> {
+        let call = format!("UpdateItem claim record hotel {hotel_id} with token {fence}");
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.properties)
+            .key("hotel_id", n(hotel_id))
+            .update_expression("SET fence = :f")
+            .condition_expression(format!("{RECORD_FENCE} AND data_version = :v"))
+            .expression_attribute_values(":f", n(fence))
+            .expression_attribute_values(":v", n(expected_version))
+            .expression_attribute_values(":untracked", untracked())
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match r {
+            Ok(out) => Ok(Usage {
+                rcu: 0.0,
+                wcu: units(out.consumed_capacity()),
+            }),
+            Err(e) => {
+                let pe = port_err(&call, e);
+                if is_condition_failure(&pe) {
+                    Err(self.classify(&call, hotel_id, fence).await)
+                } else {
+                    Err(pe)
+                }
+            }
+        }
+    }
+
+    async fn put_document(&self, d: &DocWrite) -> PortResult<Usage> {
+        let call = format!(
+            "PutItem document hotel {} {} with token {}",
+            d.hotel_id, d.key, d.fence
+        );
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.documents)
+            .item("hotel_id", n(d.hotel_id))
+            .item("facet", s(&d.key))
+            .item("doc", AV::B(Blob::new(d.compressed.clone())))
+            .item("encoding", s("zstd+json"))
+            .item("data_version", n(d.data_version))
+            .item("content_hash", s(&d.content_hash))
+            .item("updated_at", s(d.now.rfc3339()))
+            .item("sync_id", s(&d.sync_id))
+            .item("fence", n(d.fence))
+            .condition_expression("attribute_not_exists(hotel_id) OR fence <= :f")
+            .expression_attribute_values(":f", n(d.fence))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match r {
+            Ok(out) => Ok(Usage {
+                rcu: 0.0,
+                wcu: units(out.consumed_capacity()),
+            }),
+            Err(e) => {
+                let mut pe = port_err(&call, e);
+                if is_condition_failure(&pe) {
+                    pe.kind = PortErrorKind::Fenced;
+                    pe.message = "a newer sync invocation wrote this document".into();
+                }
+                Err(pe)
+            }
+        }
+    }
+
+    async fn commit(&self, w: &PropertyWrite) -> PortResult<Usage> {
+        let new_version = w.expected_version + 1;
+        let call = format!(
+            "UpdateItem commit record hotel {} to data_version {new_version} with token {}",
+            w.hotel_id, w.fence
+        );
+        let mut set = vec![
+            "data_version = :new".to_string(),
+            "facets = :facets".to_string(),
+            "last_updated = :now".to_string(),
+            "last_synced = :now".to_string(),
+            "last_checked = :now".to_string(),
+            "sync_status = :st".to_string(),
+            "last_sync_id = :sid".to_string(),
+        ];
+        let mut values = HashMap::from([
+            (":new".to_string(), n(new_version)),
+            (":expected".to_string(), n(w.expected_version)),
+            (":facets".to_string(), facets_av(&w.facets)),
+            (":now".to_string(), n(w.now.secs())),
+            (":st".to_string(), s(w.status.as_str())),
+            (":sid".to_string(), s(&w.sync_id)),
+            (":f".to_string(), n(w.fence)),
+            (":untracked".to_string(), untracked()),
+        ]);
+        if let Some(p) = w.facets.get(facet::PROPERTY) {
+            set.push("content_hash = :h".into());
+            values.insert(":h".into(), s(&p.hash));
+        }
+        // Summary fields go through #names: `name` (and others) are DynamoDB reserved words.
+        let mut names = HashMap::new();
+        if let Some(sum) = &w.summary {
+            let fields = [
+                ("name", sum.name.clone().map(s)),
+                ("city", sum.city.clone().map(s)),
+                ("country", sum.country.clone().map(s)),
+                ("stars", sum.stars.map(n)),
+                ("rating", sum.rating.map(n)),
+            ];
+            for (k, v) in fields {
+                if let Some(v) = v {
+                    set.push(format!("#{k} = :{k}"));
+                    names.insert(format!("#{k}"), k.to_string());
+                    values.insert(format!(":{k}"), v);
+                }
+            }
+        }
+        let mut expr = format!("SET {}", set.join(", "));
+        match &w.error {
+            Some(e) => {
+                expr = format!("{expr}, last_error = :err");
+                values.insert(":err".into(), s(e));
+            }
+            None => expr.push_str(" REMOVE last_error"),
+        }
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.properties)
+            .key("hotel_id", n(w.hotel_id))
+            .update_expression(expr)
+            .condition_expression(
+                "attribute_exists(hotel_id) AND sync_status <> :untracked AND fence = :f AND data_version = :expected",
+            )
+            .set_expression_attribute_names((!names.is_empty()).then_some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match r {
+            Ok(out) => Ok(Usage {
+                rcu: 0.0,
+                wcu: units(out.consumed_capacity()),
+            }),
+            Err(e) => {
+                let pe = port_err(&call, e);
+                if is_condition_failure(&pe) {
+                    Err(self.classify(&call, w.hotel_id, w.fence).await)
+                } else {
+                    Err(pe)
+                }
+            }
+        }
+    }
+
+    async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage> {
+        let call = format!(
+            "UpdateItem record hotel {} {} with token {}",
+            o.hotel_id,
+            o.status.as_str(),
+            o.fence
+        );
+        let synced = matches!(o.status, SyncStatus::Synced | SyncStatus::Partial);
+        let mut set = "SET sync_status = :st, last_sync_id = :sid, last_checked = :now, fence = :f".to_string();
+        if synced {
+            set.push_str(", last_synced = :now");
+        }
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.properties)
+            .key("hotel_id", n(o.hotel_id))
+            .condition_expression(RECORD_FENCE)
+            .expression_attribute_values(":st", s(o.status.as_str()))
+            .expression_attribute_values(":sid", s(&o.sync_id))
+            .expression_attribute_values(":now", n(o.now.secs()))
+            .expression_attribute_values(":f", n(o.fence))
+            .expression_attribute_values(":untracked", untracked())
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        req = match &o.error {
+            Some(err) => req
+                .update_expression(format!("{set}, last_error = :err"))
+                .expression_attribute_values(":err", s(err)),
+            None => req.update_expression(format!("{set} REMOVE last_error")),
+        };
+        match req.send().await {
+            Ok(out) => Ok(Usage {
+                rcu: 0.0,
+                wcu: units(out.consumed_capacity()),
+            }),
+            Err(e) => {
+                let pe = port_err(&call, e);
+                if is_condition_failure(&pe) {
+                    Err(self.classify(&call, o.hotel_id, o.fence).await)
+                } else {
+                    Err(pe)
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Tracking for DynamoProperties {
+    async fn track(&self, ids: &[i64]) -> PortResult<TrackResult> {
+        let mut unique: Vec<i64> = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let keys = unique
+            .iter()
+            .map(|id| HashMap::from([("hotel_id".to_string(), n(id))]))
+            .collect();
+        let (existing, _) = self
+            .batch_get(&self.properties, keys, Some("hotel_id, sync_status"))
+            .await?;
+        let known: HashMap<i64, Option<String>> = existing
+            .iter()
+            .filter_map(|i| Some((get_n::<i64>(i, "hotel_id")?, get_s(i, "sync_status"))))
+            .collect();
+        let new_items: Vec<HashMap<String, AV>> = unique
+            .iter()
+            .filter(|id| !known.contains_key(id))
+            .map(|id| {
+                HashMap::from([
+                    ("hotel_id".to_string(), n(id)),
+                    ("sync_status".to_string(), s(SyncStatus::Pending.as_str())),
+                    ("data_version".to_string(), n(0)),
+                ])
+            })
+            .collect();
+        let mut out = TrackResult {
+            new: new_items.len(),
+            retracked: 0,
+        };
+        self.batch_put(&self.properties, new_items).await?;
+        let mut retrack: Vec<&i64> = known
+            .iter()
+            .filter(|(_, st)| st.as_deref() == Some(SyncStatus::Untracked.as_str()))
+            .map(|(id, _)| id)
+            .collect();
+        retrack.sort_unstable();
+        for id in retrack {
+            self.client
+                .update_item()
+                .table_name(&self.properties)
+                .key("hotel_id", n(id))
+                .update_expression("SET sync_status = :p")
+                .expression_attribute_values(":p", s(SyncStatus::Pending.as_str()))
+                .send()
+                .await
+                .map_err(|e| port_err(&format!("UpdateItem re-track hotel {id}"), e))?;
+            out.retracked += 1;
+        }
+        Ok(out)
+    }
+
+    async fn untrack(&self, hotel_id: i64) -> PortResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.properties)
+            .key("hotel_id", n(hotel_id))
+            .update_expression("SET sync_status = :u")
+            .condition_expression("attribute_exists(hotel_id)")
+            .expression_attribute_values(":u", untracked())
+            .send()
+            .await
+            .map_err(|e| {
+                let mut pe = port_err(&format!("UpdateItem untrack hotel {hotel_id}"), e);
+                if pe.kind == PortErrorKind::Conflict {
+                    pe.kind = PortErrorKind::NotFound;
+                }
+                pe
+            })?;
+        Ok(())
+    }
+}

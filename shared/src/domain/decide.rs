@@ -1,0 +1,347 @@
+//! The decision at the heart of a sync: given what is stored for one property and what its
+//! facets' fetches gave, what to write and which status to record. Pure: no store, no clock.
+
+use super::document::{MAX_COMPRESSED_BYTES, Summary};
+use super::facet::{self, Facet};
+use super::run::{Counters, FacetState, SyncStatus, Tracked};
+use std::collections::BTreeMap;
+
+/// What fetching one facet gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FacetOutcome {
+    /// A canonical document: its hash, its stored (compressed) size, and for the property facet
+    /// the summary fields of the small record.
+    Fetched {
+        hash: String,
+        stored_bytes: usize,
+        summary: Option<Summary>,
+    },
+    /// Upstream has no such document (404).
+    NotFound,
+    /// The fetch or the body failed; the reason as an operator should read it.
+    Failed(String),
+}
+
+/// One facet document to write: `results[index]`, into `slot`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedDoc {
+    pub index: usize,
+    pub facet: String,
+    pub slot: &'static str,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WritePlan {
+    pub docs: Vec<PlannedDoc>,
+    /// The record version read; the commit is conditional on it.
+    pub expected_version: u64,
+    /// Every facet's state once committed (unchanged facets keep theirs).
+    pub facets: BTreeMap<String, FacetState>,
+    /// The summary fields, when the property facet changed.
+    pub summary: Option<Summary>,
+    pub status: SyncStatus,
+    pub error: Option<String>,
+}
+
+impl WritePlan {
+    pub fn new_version(&self) -> u64 {
+        self.expected_version + 1
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// The property is gone upstream: record `not_found`, keep the data.
+    NotFound,
+    /// The property facet failed: record `failed` with the reason, keep the data.
+    Failed(String),
+    /// Nothing to store. `touch`: record the outcome on the small record (status, time).
+    Unchanged {
+        status: SyncStatus,
+        error: Option<String>,
+        touch: bool,
+    },
+    /// Write the changed facets into their free slots, then switch the record to them.
+    Write(WritePlan),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub plan: Plan,
+    /// Facet failures (`lang#fr: reason`); the property keeps those facets' previous versions.
+    pub facet_failures: Vec<String>,
+}
+
+impl Decision {
+    /// The run counters this decision adds once its writes succeed (or in a dry run).
+    pub fn counters(&self) -> Counters {
+        let mut c = Counters {
+            processed: 1,
+            ..Default::default()
+        };
+        let partial = !self.facet_failures.is_empty();
+        match &self.plan {
+            Plan::NotFound => c.not_found = 1,
+            Plan::Failed(_) => c.failed = 1,
+            Plan::Unchanged { .. } => {
+                c.unchanged = 1;
+                c.partial = u64::from(partial);
+            }
+            Plan::Write(w) => {
+                c.updated = 1;
+                c.partial = u64::from(partial);
+                c.document_writes = w.docs.len() as u64;
+            }
+        }
+        c
+    }
+
+    /// What an operator reads on the run for this property, if anything went wrong.
+    pub fn failure_reasons(&self) -> Vec<String> {
+        match &self.plan {
+            Plan::Failed(r) => vec![r.clone()],
+            _ => self.facet_failures.clone(),
+        }
+    }
+}
+
+/// Decides for one property. `results` are in facet order, property first.
+pub fn decide(tracked: &Tracked, results: &[(Facet, FacetOutcome)], touch_unchanged: bool) -> Decision {
+    let mut facet_failures = Vec::new();
+    let mut docs = Vec::new();
+    let mut summary = None;
+    let mut next = tracked.facets.clone();
+    let new_version = tracked.data_version + 1;
+    for (index, (f, outcome)) in results.iter().enumerate() {
+        let key = f.key();
+        let is_property = *f == Facet::Property;
+        match outcome {
+            FacetOutcome::NotFound if is_property => {
+                return Decision {
+                    plan: Plan::NotFound,
+                    facet_failures: Vec::new(),
+                };
+            }
+            // A translation or review list upstream does not have: nothing to store.
+            FacetOutcome::NotFound => {}
+            FacetOutcome::Failed(reason) if is_property => {
+                return Decision {
+                    plan: Plan::Failed(reason.clone()),
+                    facet_failures: Vec::new(),
+                };
+            }
+            FacetOutcome::Failed(reason) => facet_failures.push(format!("{key}: {reason}")),
+            FacetOutcome::Fetched {
+                hash,
+                stored_bytes,
+                summary: s,
+            } => {
+                if is_property {
+                    summary = s.clone();
+                }
+                if tracked.hash(&key) == Some(hash.as_str()) {
+                    continue;
+                }
+                if *stored_bytes > MAX_COMPRESSED_BYTES {
+                    let reason = format!(
+                        "document is {stored_bytes} bytes after compression, over DynamoDB's 400 KB item limit; previous version kept"
+                    );
+                    if is_property {
+                        return Decision {
+                            plan: Plan::Failed(reason),
+                            facet_failures: Vec::new(),
+                        };
+                    }
+                    facet_failures.push(format!("{key}: {reason}"));
+                    continue;
+                }
+                let slot = FacetState::next_slot(tracked.facets.get(&key));
+                next.insert(
+                    key.clone(),
+                    FacetState {
+                        hash: hash.clone(),
+                        version: new_version,
+                        slot: Some(slot.to_string()),
+                    },
+                );
+                docs.push(PlannedDoc {
+                    index,
+                    facet: key,
+                    slot,
+                    hash: hash.clone(),
+                });
+            }
+        }
+    }
+    let (status, error) = if facet_failures.is_empty() {
+        (SyncStatus::Synced, None)
+    } else {
+        (SyncStatus::Partial, Some(facet_failures.join("; ")))
+    };
+    let plan = if docs.is_empty() {
+        let touch = touch_unchanged || status != SyncStatus::Synced || !tracked.synced;
+        Plan::Unchanged {
+            status,
+            error,
+            touch,
+        }
+    } else {
+        let property_changed = docs.iter().any(|d| d.facet == facet::PROPERTY);
+        Plan::Write(WritePlan {
+            docs,
+            expected_version: tracked.data_version,
+            facets: next,
+            summary: if property_changed { summary } else { None },
+            status,
+            error,
+        })
+    };
+    Decision {
+        plan,
+        facet_failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(hash: &str) -> FacetOutcome {
+        FacetOutcome::Fetched {
+            hash: hash.into(),
+            stored_bytes: 100,
+            summary: None,
+        }
+    }
+
+    fn stored(facets: &[(&str, &str, Option<&str>)], version: u64) -> Tracked {
+        Tracked {
+            hotel_id: 7,
+            data_version: version,
+            facets: facets
+                .iter()
+                .map(|(k, h, slot)| {
+                    (
+                        k.to_string(),
+                        FacetState {
+                            hash: h.to_string(),
+                            version,
+                            slot: slot.map(String::from),
+                        },
+                    )
+                })
+                .collect(),
+            synced: true,
+        }
+    }
+
+    fn fr() -> Facet {
+        Facet::Lang("fr".into())
+    }
+
+    #[test]
+    fn a_first_sync_writes_every_fetched_facet_into_slot_a() {
+        let d = decide(
+            &Tracked::new(7),
+            &[
+                (Facet::Property, fetched("p1")),
+                (fr(), fetched("f1")),
+                (Facet::Reviews(10), FacetOutcome::NotFound),
+            ],
+            true,
+        );
+        let Plan::Write(w) = &d.plan else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            w.docs.iter().map(|d| (d.facet.as_str(), d.slot)).collect::<Vec<_>>(),
+            [("property", "a"), ("lang#fr", "a")]
+        );
+        assert_eq!((w.expected_version, w.new_version()), (0, 1));
+        assert_eq!(w.status, SyncStatus::Synced);
+        assert_eq!(d.counters().updated, 1);
+        assert_eq!(d.counters().document_writes, 2);
+    }
+
+    #[test]
+    fn only_changed_facets_are_written_into_the_other_slot() {
+        let t = stored(&[("property", "p1", Some("a")), ("lang#fr", "f1", Some("b"))], 3);
+        let d = decide(
+            &t,
+            &[(Facet::Property, fetched("p1")), (fr(), fetched("f2"))],
+            true,
+        );
+        let Plan::Write(w) = &d.plan else {
+            panic!("{d:?}")
+        };
+        assert_eq!(w.docs.len(), 1);
+        assert_eq!((w.docs[0].facet.as_str(), w.docs[0].slot), ("lang#fr", "a"));
+        assert_eq!(w.facets["property"].slot.as_deref(), Some("a"));
+        assert_eq!(w.facets["property"].version, 3, "an unchanged facet keeps its version");
+        assert_eq!(w.facets["lang#fr"].version, 4);
+        assert_eq!(w.summary, None, "the property facet did not change");
+    }
+
+    #[test]
+    fn unchanged_content_touches_unless_told_not_to() {
+        let t = stored(&[("property", "p1", Some("a"))], 1);
+        let d = decide(&t, &[(Facet::Property, fetched("p1"))], true);
+        assert!(matches!(d.plan, Plan::Unchanged { touch: true, status: SyncStatus::Synced, .. }));
+        let d = decide(&t, &[(Facet::Property, fetched("p1"))], false);
+        assert!(matches!(d.plan, Plan::Unchanged { touch: false, .. }));
+        // A record not yet `synced` is always written, whatever the touch setting.
+        let mut pending = t.clone();
+        pending.synced = false;
+        let d = decide(&pending, &[(Facet::Property, fetched("p1"))], false);
+        assert!(matches!(d.plan, Plan::Unchanged { touch: true, .. }));
+        assert_eq!(d.counters().unchanged, 1);
+    }
+
+    #[test]
+    fn the_property_facet_decides_not_found_and_failure() {
+        let t = stored(&[("property", "p1", Some("a"))], 1);
+        let d = decide(&t, &[(Facet::Property, FacetOutcome::NotFound), (fr(), fetched("x"))], true);
+        assert_eq!(d.plan, Plan::NotFound);
+        assert_eq!(d.counters().not_found, 1);
+        let d = decide(
+            &t,
+            &[(Facet::Property, FacetOutcome::Failed("upstream server error (503)".into())), (fr(), fetched("x"))],
+            true,
+        );
+        assert_eq!(d.plan, Plan::Failed("upstream server error (503)".into()));
+        assert_eq!(d.failure_reasons(), ["upstream server error (503)"]);
+    }
+
+    #[test]
+    fn another_facet_failing_makes_the_property_partial_and_keeps_that_facet() {
+        let t = stored(&[("property", "p1", Some("a")), ("lang#fr", "f1", Some("a"))], 2);
+        let d = decide(
+            &t,
+            &[(Facet::Property, fetched("p2")), (fr(), FacetOutcome::Failed("timed out".into()))],
+            true,
+        );
+        let Plan::Write(w) = &d.plan else {
+            panic!("{d:?}")
+        };
+        assert_eq!(w.status, SyncStatus::Partial);
+        assert_eq!(w.error.as_deref(), Some("lang#fr: timed out"));
+        assert_eq!(w.facets["lang#fr"].hash, "f1");
+        assert_eq!(d.counters().partial, 1);
+    }
+
+    #[test]
+    fn an_oversized_document_is_refused_and_the_previous_version_kept() {
+        let t = stored(&[("property", "p1", Some("a"))], 1);
+        let big = FacetOutcome::Fetched {
+            hash: "p2".into(),
+            stored_bytes: MAX_COMPRESSED_BYTES + 1,
+            summary: None,
+        };
+        let d = decide(&t, &[(Facet::Property, big.clone())], true);
+        assert!(matches!(&d.plan, Plan::Failed(r) if r.contains("400 KB")));
+        let d = decide(&t, &[(Facet::Property, fetched("p1")), (Facet::Reviews(5), big)], true);
+        assert!(matches!(d.plan, Plan::Unchanged { status: SyncStatus::Partial, .. }));
+        assert!(d.facet_failures[0].starts_with("reviews: "));
+    }
+}

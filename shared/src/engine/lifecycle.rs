@@ -1,0 +1,489 @@
+//! A run's life across invocations: attaching through the lease (so a duplicate delivery does
+//! nothing), closing runs whose holder vanished, finishing, and handing over to a continuation.
+//!
+//! Every exit path ends the run with a reason, or leaves it resumable: a continuation is
+//! dispatched (at-least-once), and if it never arrives the lease expires and whoever takes it
+//! next closes the run (it is listed among the lease's orphans).
+
+use super::fence::FenceGuard;
+use super::gate::{Gate, GateConfig};
+use super::pipeline::{Budget, Pipeline, Progress, Work};
+use super::property::{PropertyCtx, Stop};
+use super::{Engine, EngineError, Outcome, report};
+use crate::domain::facet::facets_for;
+use crate::domain::lease::{LeaseRequest, Refused};
+use crate::domain::run::{RunStatus, SyncRequest, SyncRun, SyncType, slot_sync_id};
+use crate::domain::settings::Settings;
+use crate::domain::time::Timestamp;
+use crate::ports::*;
+use backon::{ExponentialBuilder, Retryable};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{Instrument, error, info, warn};
+
+/// A run this invocation now holds.
+struct Attached {
+    run: SyncRun,
+    fence: u64,
+    orphans: Vec<String>,
+    acquired_at: Instant,
+}
+
+fn port(sync_id: &str) -> impl FnOnce(PortError) -> EngineError + '_ {
+    move |source| EngineError::Port {
+        sync_id: sync_id.to_string(),
+        source,
+    }
+}
+
+fn held_reason(r: Refused, sync_id: &str) -> String {
+    match r {
+        Refused::Held { owner, .. } if owner == sync_id => {
+            format!("sync {sync_id} is held by a live invocation (a duplicate delivery); nothing to do")
+        }
+        Refused::Held { owner, .. } => format!("another sync ({owner}) is in progress"),
+        Refused::Fenced => format!("sync {sync_id} is no longer ours to run"),
+    }
+}
+
+impl Engine {
+    /// The effective settings: defaults overlaid with the stored values. A stored value that
+    /// does not validate, or a store that cannot be read, is an error naming it: a run never
+    /// proceeds on values nobody chose.
+    async fn settings(&self) -> Result<Settings, String> {
+        let stored = self
+            .deps
+            .settings
+            .load()
+            .await
+            .map_err(|e| format!("could not read the stored settings: {e}"))?;
+        let mut s = self.cfg.defaults.clone();
+        s.overlay(&stored.into_iter().map(|(k, v)| (k, v.value)).collect())
+            .map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+
+    pub(super) async fn invoke(
+        &self,
+        req: SyncRequest,
+        budget: Budget,
+    ) -> Result<Outcome, EngineError> {
+        let settings = self.settings().await;
+        let attached = match self.attach(&req, &settings).await? {
+            Ok(a) => a,
+            Err(reason) => {
+                info!(request = ?req, "sync not started: {reason}");
+                return Ok(Outcome::Skipped { reason });
+            }
+        };
+        let span = tracing::info_span!("sync", sync_id = %attached.run.sync_id, fence = attached.fence);
+        self.drive(attached, settings, budget).instrument(span).await
+    }
+
+    /// Takes the lease for the run `req` names. `Ok(Err(reason))`: nothing to do.
+    async fn attach(
+        &self,
+        req: &SyncRequest,
+        settings: &Result<Settings, String>,
+    ) -> Result<Result<Attached, String>, EngineError> {
+        let ttl = self.cfg.lease_ttl;
+        match req {
+            SyncRequest::Scheduled { scheduled_time } => {
+                if let Ok(s) = settings
+                    && !s.enable_auto
+                {
+                    return Ok(Err("automatic sync is disabled".into()));
+                }
+                let slot = match scheduled_time {
+                    None => self.deps.clock.now(),
+                    Some(t) => match Timestamp::parse_rfc3339(t) {
+                        Some(ts) => ts,
+                        None => {
+                            error!(scheduled_time = %t, "invalid scheduled_time");
+                            return Ok(Err(format!(
+                                "scheduled_time `{t}` is not an RFC 3339 time"
+                            )));
+                        }
+                    },
+                };
+                let sync_id = slot_sync_id(slot);
+                let existing = self.deps.runs.get(&sync_id).await.map_err(port(&sync_id))?;
+                if let Some(r) = &existing
+                    && !r.status.is_active()
+                {
+                    return Ok(Err(format!(
+                        "schedule slot {slot} already ran as sync {sync_id} ({})",
+                        r.status
+                    )));
+                }
+                let lease_req = match existing {
+                    // An earlier delivery of this slot started it and died: resume it once its
+                    // lease has expired.
+                    Some(_) => LeaseRequest::Pickup {
+                        owner: sync_id.clone(),
+                        from: None,
+                    },
+                    None => LeaseRequest::Take {
+                        owner: sync_id.clone(),
+                        handoff: false,
+                    },
+                };
+                let acquired_at = Instant::now();
+                let state = match self.deps.lease.apply(&lease_req, ttl).await.map_err(port(&sync_id))? {
+                    Ok(s) => s,
+                    Err(r) => return Ok(Err(held_reason(r, &sync_id))),
+                };
+                let run = match existing {
+                    Some(r) => r,
+                    None => {
+                        let mut run = SyncRun::new(sync_id.clone(), SyncType::Scheduled, slot);
+                        run.started_at = self.deps.clock.now();
+                        run.status = RunStatus::Running;
+                        match self.deps.runs.create(&run, state.fence).await {
+                            Ok(()) => run,
+                            Err(e) if e.kind == PortErrorKind::Conflict => {
+                                match self.deps.runs.get(&sync_id).await.map_err(port(&sync_id))? {
+                                    Some(r) if r.status.is_active() => r,
+                                    _ => {
+                                        self.release(&sync_id, state.fence).await;
+                                        return Ok(Err(format!("sync {sync_id} already ended")));
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                self.release(&sync_id, state.fence).await;
+                                return Err(port(&sync_id)(e));
+                            }
+                        }
+                    }
+                };
+                Ok(Ok(Attached {
+                    run,
+                    fence: state.fence,
+                    orphans: state.orphans,
+                    acquired_at,
+                }))
+            }
+            SyncRequest::Manual { sync_id, lease, .. } | SyncRequest::Resume { sync_id, lease } => {
+                let run = match self.deps.runs.get(sync_id).await.map_err(port(sync_id))? {
+                    None => return Ok(Err(format!("no sync {sync_id} exists; nothing to do"))),
+                    Some(r) if !r.status.is_active() => {
+                        return Ok(Err(format!("sync {sync_id} already ended ({})", r.status)));
+                    }
+                    Some(r) => r,
+                };
+                let pickup = LeaseRequest::Pickup {
+                    owner: sync_id.clone(),
+                    from: *lease,
+                };
+                let acquired_at = Instant::now();
+                match self.deps.lease.apply(&pickup, ttl).await.map_err(port(sync_id))? {
+                    Ok(state) => Ok(Ok(Attached {
+                        run,
+                        fence: state.fence,
+                        orphans: state.orphans,
+                        acquired_at,
+                    })),
+                    Err(r) => Ok(Err(held_reason(r, sync_id))),
+                }
+            }
+        }
+    }
+
+    async fn drive(
+        &self,
+        a: Attached,
+        settings: Result<Settings, String>,
+        budget: Budget,
+    ) -> Result<Outcome, EngineError> {
+        let Attached {
+            mut run,
+            fence,
+            orphans,
+            acquired_at,
+        } = a;
+        let guard = Arc::new(FenceGuard::new(
+            run.sync_id.clone(),
+            fence,
+            self.cfg.lease_ttl,
+            acquired_at,
+        ));
+        let result = tokio::select! {
+            biased;
+            _ = guard.keep_alive(self.deps.lease.clone()) => Err(Stop::Lost),
+            r = self.work(&mut run, &guard, settings, orphans, budget) => r,
+        };
+        match result {
+            Ok(Progress::Done) => Ok(self.finish(run, &guard, None).await),
+            Ok(Progress::Continue) => self.hand_over(run, &guard).await,
+            Err(Stop::Lost) => Ok(Outcome::Skipped {
+                reason: "the lease was lost (a newer invocation holds the run); stopped without further writes".into(),
+            }),
+            Err(Stop::Abort(reason)) => Ok(self.finish(run, &guard, Some(reason)).await),
+            Err(Stop::Dependency(e)) => {
+                error!(error = %e, "sync stopped by a failed dependency call");
+                let reason = format!("stopped by a failed dependency call: {e}");
+                Ok(self.finish(run, &guard, Some(reason)).await)
+            }
+        }
+    }
+
+    /// Closes the runs whose holder vanished (listed on the lease), then forgets them.
+    async fn close_orphans(&self, me: &str, fence: u64, orphans: Vec<String>) -> Result<(), Stop> {
+        let lost_or = |e: PortError| {
+            if e.kind == PortErrorKind::Fenced {
+                Stop::Lost
+            } else {
+                Stop::Dependency(e)
+            }
+        };
+        for orphan in orphans {
+            if orphan != me
+                && let Some(mut r) = self.deps.runs.get(&orphan).await.map_err(Stop::Dependency)?
+                && r.status.is_active()
+            {
+                r.status = RunStatus::Abandoned;
+                r.completed_at = Some(self.deps.clock.now());
+                r.error_message = Some(format!(
+                    "its invocation stopped without finishing (killed or timed out) and its lease expired; closed by sync {me}"
+                ));
+                self.deps.runs.save(&r, fence).await.map_err(lost_or)?;
+                warn!(abandoned = %orphan, "closed a run whose holder vanished");
+            }
+            let forget = LeaseRequest::ForgetOrphan {
+                owner: me.to_string(),
+                fence,
+                orphan,
+            };
+            match self.deps.lease.apply(&forget, self.cfg.lease_ttl).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Err(Stop::Lost),
+                Err(e) => return Err(Stop::Dependency(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// This invocation's share of the run.
+    async fn work(
+        &self,
+        run: &mut SyncRun,
+        guard: &Arc<FenceGuard>,
+        settings: Result<Settings, String>,
+        orphans: Vec<String>,
+        budget: Budget,
+    ) -> Result<Progress, Stop> {
+        self.close_orphans(&run.sync_id, guard.fence, orphans).await?;
+        let settings = settings.map_err(Stop::Abort)?;
+        let first = run.invocations == 0;
+        let mut rcu = 0.0;
+        let work = match &run.hotel_ids {
+            Some(ids) => {
+                let (mut found, usage) = self
+                    .deps
+                    .reader
+                    .get_tracked(ids)
+                    .await
+                    .map_err(Stop::Dependency)?;
+                rcu += usage.rcu;
+                found.sort_by_key(|t| t.hotel_id);
+                found.dedup_by_key(|t| t.hotel_id);
+                if first {
+                    run.total = found.len() as u64;
+                }
+                if let Some(c) = run.cursor {
+                    found.retain(|t| t.hotel_id > c);
+                }
+                Work::Listed(found.into())
+            }
+            None => {
+                if first {
+                    let (count, usage) = self
+                        .deps
+                        .reader
+                        .count_tracked()
+                        .await
+                        .map_err(Stop::Dependency)?;
+                    rcu += usage.rcu;
+                    run.total = count;
+                }
+                Work::scanned(run.cursor)
+            }
+        };
+        if first {
+            run.requests_per_property = settings.requests_per_property();
+            info!(total = run.total, dry_run = run.dry_run, sync_type = run.sync_type.as_str(), "sync started");
+        } else {
+            info!(cursor = ?run.cursor, processed = run.counters.processed, "sync resumed");
+        }
+        run.status = RunStatus::Running;
+        run.invocations += 1;
+        run.counters.consumed_rcu += rcu;
+        match self.deps.runs.save(run, guard.fence).await {
+            Ok(u) => run.counters.consumed_wcu += u.wcu,
+            Err(e) if e.kind == PortErrorKind::Fenced => return Err(Stop::Lost),
+            Err(e) => return Err(Stop::Dependency(e)),
+        }
+        let gate = Gate::new(
+            GateConfig {
+                max_concurrent: settings.max_concurrent,
+                rate_limit: settings.rate_limit,
+                retries: settings.retry_attempts,
+                retry_base: self.cfg.retry_base,
+                max_retry_after: self.cfg.max_retry_after,
+                stop_fetching: budget.stop_fetching,
+            },
+            self.deps.clock.clone(),
+        );
+        let ctx = Arc::new(PropertyCtx {
+            reader: self.deps.reader.clone(),
+            writer: self.deps.writer.clone(),
+            upstream: self.deps.upstream.clone(),
+            clock: self.deps.clock.clone(),
+            gate,
+            guard: guard.clone(),
+            facets: facets_for(&settings),
+            sync_id: run.sync_id.clone(),
+            dry_run: run.dry_run,
+            touch_unchanged: self.cfg.touch_unchanged,
+            retries: settings.retry_attempts,
+        });
+        let batch_size = settings.batch_size.max(1) as usize;
+        // Enough properties in flight to keep every concurrency slot busy across property
+        // boundaries, and a whole batch ahead.
+        let window = (settings.max_concurrent as usize).max(batch_size).max(2) * 2;
+        let pipeline = Pipeline {
+            ctx,
+            runs: &self.deps.runs,
+            batch_size,
+            window,
+            scan_page: self.cfg.scan_page,
+            budget,
+        };
+        pipeline.run(run, work).await
+    }
+
+    async fn release(&self, owner: &str, fence: u64) {
+        let req = LeaseRequest::Release {
+            owner: owner.to_string(),
+            fence,
+        };
+        match self.deps.lease.apply(&req, self.cfg.lease_ttl).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => warn!("the lease was already taken over; nothing to release"),
+            Err(e) => warn!(error = %e, "could not release the lease; it will expire"),
+        }
+    }
+
+    /// Ends the run: `reason` = failed with it; `None` = by its counters.
+    async fn finish(&self, mut run: SyncRun, guard: &FenceGuard, reason: Option<String>) -> Outcome {
+        match reason {
+            Some(r) => {
+                run.status = RunStatus::Failed;
+                run.error_message = Some(r);
+            }
+            None => {
+                run.status = run.final_status();
+                if run.counters.failed > 0 && run.error_message.is_none() {
+                    run.error_message = Some(format!(
+                        "{} of {} properties failed; see failures",
+                        run.counters.failed, run.total
+                    ));
+                }
+            }
+        }
+        run.completed_at = Some(self.deps.clock.now());
+        if !guard.ok() {
+            return Outcome::Skipped {
+                reason: "the lease ran out before the run could be closed; the next holder closes it".into(),
+            };
+        }
+        match self.deps.runs.save(&run, guard.fence).await {
+            Ok(_) => {}
+            Err(e) if e.kind == PortErrorKind::Fenced => {
+                return Outcome::Skipped {
+                    reason: "the lease was lost before the run could be closed".into(),
+                };
+            }
+            Err(e) => {
+                // Keep the lease: once it expires, the next holder finds this run among the
+                // orphans and closes it. Releasing now would leave it `running` for good.
+                error!(error = %e, "could not save the finished run; the next sync closes it");
+                return Outcome::Skipped {
+                    reason: format!("could not close the run: {e}"),
+                };
+            }
+        }
+        self.release(&run.sync_id, guard.fence).await;
+        let detail_type = if run.status == RunStatus::Failed {
+            "SyncFailed"
+        } else {
+            "SyncCompleted"
+        };
+        let event = RunEvent {
+            detail_type,
+            detail: report::run_summary(&run),
+        };
+        if let Err(e) = self.deps.events.publish(&event).await {
+            warn!(error = %e, "could not publish {detail_type}");
+        }
+        if self.cfg.emit_metrics {
+            report::emit_metrics(&run);
+        }
+        info!(status = %run.status, total = run.total, updated = run.counters.updated, unchanged = run.counters.unchanged,
+              failed = run.counters.failed, not_found = run.counters.not_found, document_writes = run.counters.document_writes,
+              error = run.error_message.as_deref().unwrap_or(""), duration_s = run.duration_secs().unwrap_or(0), "sync finished");
+        Outcome::Finished(Box::new(run))
+    }
+
+    /// Passes the run to a continuation (its checkpoint is saved).
+    async fn hand_over(&self, run: SyncRun, guard: &FenceGuard) -> Result<Outcome, EngineError> {
+        let sync_id = run.sync_id.clone();
+        if !guard.ok() {
+            return Ok(Outcome::Skipped {
+                reason: "the lease ran out before the run could be handed over".into(),
+            });
+        }
+        let req = LeaseRequest::HandOver {
+            owner: sync_id.clone(),
+            fence: guard.fence,
+        };
+        match self.deps.lease.apply(&req, self.cfg.lease_ttl).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {
+                return Ok(Outcome::Skipped {
+                    reason: "the lease was lost before the run could be handed over".into(),
+                });
+            }
+            // The platform retries this event; once the lease expires the retry resumes the
+            // run from its checkpoint (a pickup of an expired lease of the same run).
+            Err(e) => return Err(port(&sync_id)(e)),
+        }
+        let next = SyncRequest::Resume {
+            sync_id: sync_id.clone(),
+            lease: Some(guard.fence),
+        };
+        let sent = (|| self.deps.dispatch.dispatch(&next))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_times(2),
+            )
+            .sleep(tokio::time::sleep)
+            .await;
+        if let Err(e) = sent {
+            let reason = format!("could not dispatch the continuation: {e}");
+            return Ok(self.finish(run, guard, Some(reason)).await);
+        }
+        info!(
+            processed = run.counters.processed,
+            remaining = run.total.saturating_sub(run.counters.processed),
+            "time budget reached; continuing in a new invocation"
+        );
+        Ok(Outcome::Continued {
+            sync_id,
+            processed: run.counters.processed,
+        })
+    }
+}

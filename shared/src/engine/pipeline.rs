@@ -1,0 +1,323 @@
+//! The work of one invocation: read the run's properties lazily (one Scan page at a time, the
+//! next read ahead), run each as its own task under the shared gate, checkpoint every
+//! `sync_batch_size` completed properties, and stop on time so what is in flight finishes and is
+//! checkpointed.
+//!
+//! Progress is per property: the cursor is the end of the done prefix in read order, and
+//! properties finished out of order after it are saved in `skip`, so a continuation neither
+//! redoes nor misses any, and a batch too long for one invocation still makes progress.
+
+use super::property::{self, PropertyCtx, Report, Stop};
+use crate::domain::run::{SyncRun, Tracked};
+use crate::ports::*;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{Instrument, error, info};
+
+/// Records read per Scan page while a sync walks the tracked properties (< 1 MB of records).
+pub const SCAN_PAGE: usize = 1000;
+
+/// A spawned task aborted when dropped (a dropped invocation leaves nothing running).
+pub(crate) struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Where a run's properties come from.
+pub(crate) enum Work {
+    /// Requested ids, ascending, already read.
+    Listed(VecDeque<Tracked>),
+    /// Every tracked record, one Scan page at a time after the run's cursor.
+    Scanned {
+        buffer: VecDeque<Tracked>,
+        after: Option<i64>,
+        ahead: Option<AbortOnDrop<PortResult<TrackedPage>>>,
+        done: bool,
+    },
+}
+
+impl Work {
+    pub fn scanned(cursor: Option<i64>) -> Self {
+        Work::Scanned {
+            buffer: VecDeque::new(),
+            after: cursor,
+            ahead: None,
+            done: false,
+        }
+    }
+
+    /// The next property, or `None` when there is no more.
+    async fn next(
+        &mut self,
+        reader: &Arc<dyn PropertyReader>,
+        page_size: usize,
+        rcu: &mut f64,
+    ) -> PortResult<Option<Tracked>> {
+        match self {
+            Work::Listed(all) => Ok(all.pop_front()),
+            Work::Scanned {
+                buffer,
+                after,
+                ahead,
+                done,
+            } => {
+                let read = |after: Option<i64>| {
+                    let reader = reader.clone();
+                    async move { reader.scan_tracked(after, page_size.max(1)).await }
+                };
+                while buffer.is_empty() && !*done {
+                    let page = match ahead.take() {
+                        Some(mut h) => match (&mut h.0).await {
+                            Ok(r) => r?,
+                            Err(e) => {
+                                return Err(PortError::new(
+                                    "Scan read-ahead",
+                                    PortErrorKind::Unavailable,
+                                    e.to_string(),
+                                ));
+                            }
+                        },
+                        None => read(*after).await?,
+                    };
+                    *rcu += page.usage.rcu;
+                    buffer.extend(page.items);
+                    *after = page.next;
+                    *done = page.next.is_none();
+                    if !*done {
+                        let fut = read(*after).instrument(tracing::Span::current());
+                        *ahead = Some(AbortOnDrop(tokio::spawn(fut)));
+                    }
+                }
+                Ok(buffer.pop_front())
+            }
+        }
+    }
+}
+
+/// How an invocation's work ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Every property of the run is done.
+    Done,
+    /// Out of time: the cursor is saved, a continuation does the rest.
+    Continue,
+}
+
+/// The instants that bound one invocation's work.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    /// No property starts after this.
+    pub stop_starting: Instant,
+    /// No upstream attempt (or retry wait) runs past this.
+    pub stop_fetching: Instant,
+    /// Whatever is still in flight is dropped here; then checkpoint and hand over.
+    pub stop_waiting: Instant,
+}
+
+impl Budget {
+    /// From the end of the invocation's share and the margin kept before it.
+    pub fn new(end: Instant, margin: std::time::Duration) -> Self {
+        let at = |part: u32| end.checked_sub(margin / part).unwrap_or(end);
+        Budget {
+            stop_starting: end.checked_sub(margin).unwrap_or(end),
+            stop_fetching: at(2),
+            stop_waiting: at(10),
+        }
+    }
+}
+
+/// Where the done prefix ends and what is done beyond it.
+struct Order {
+    started: VecDeque<(i64, bool)>,
+    /// Done in an earlier invocation, not yet reached in read order.
+    earlier: BTreeSet<i64>,
+}
+
+impl Order {
+    fn finish(&mut self, id: i64) {
+        if let Some(e) = self.started.iter_mut().find(|(i, _)| *i == id) {
+            e.1 = true;
+        }
+    }
+
+    /// Moves the run's cursor over the done prefix and records the rest.
+    fn save_into(&mut self, run: &mut SyncRun) {
+        while let Some(&(id, true)) = self.started.front() {
+            run.cursor = Some(id);
+            self.started.pop_front();
+        }
+        let mut skip: BTreeSet<i64> = self.earlier.clone();
+        skip.extend(self.started.iter().filter(|(_, d)| *d).map(|(id, _)| *id));
+        run.skip = skip.into_iter().collect();
+    }
+
+    fn all_done(&self) -> bool {
+        self.started.iter().all(|(_, d)| *d)
+    }
+}
+
+pub(crate) struct Pipeline<'a> {
+    pub ctx: Arc<PropertyCtx>,
+    pub runs: &'a Arc<dyn RunLog>,
+    pub batch_size: usize,
+    pub window: usize,
+    pub scan_page: usize,
+    pub budget: Budget,
+}
+
+impl Pipeline<'_> {
+    async fn checkpoint(&self, run: &mut SyncRun, order: &mut Order, rcu: &mut f64) -> Result<(), Stop> {
+        order.save_into(run);
+        run.counters.consumed_rcu += std::mem::take(rcu);
+        run.counters.upstream_requests += self
+            .ctx
+            .gate
+            .sent
+            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        if !self.ctx.guard.ok() {
+            return Err(Stop::Lost);
+        }
+        match self.runs.save(run, self.ctx.guard.fence).await {
+            Ok(u) => {
+                run.counters.consumed_wcu += u.wcu;
+                info!(
+                    processed = run.counters.processed,
+                    total = run.total,
+                    updated = run.counters.updated,
+                    failed = run.counters.failed,
+                    "checkpoint"
+                );
+                Ok(())
+            }
+            Err(e) if e.kind == PortErrorKind::Fenced => {
+                self.ctx.guard.lose(&e.to_string());
+                Err(Stop::Lost)
+            }
+            Err(e) => Err(Stop::Dependency(e)),
+        }
+    }
+
+    /// Works on `run` until it is done, the budget is spent, or something stops it.
+    pub async fn run(&self, run: &mut SyncRun, mut work: Work) -> Result<Progress, Stop> {
+        let mut order = Order {
+            started: VecDeque::new(),
+            earlier: run.skip.iter().copied().collect(),
+        };
+        let mut tasks: JoinSet<(i64, Report)> = JoinSet::new();
+        let mut exhausted = false;
+        let mut cut = false;
+        let mut stop: Option<Stop> = None;
+        let mut since_checkpoint = 0usize;
+        let mut started_here = 0u64;
+        let cursor_before = (run.cursor, run.skip.len());
+        let mut rcu = 0.0;
+        loop {
+            // Every invocation starts at least one property, however late it got going, so a
+            // run always moves.
+            while stop.is_none()
+                && !exhausted
+                && tasks.len() < self.window
+                && (Instant::now() < self.budget.stop_starting || started_here == 0)
+                && self.ctx.guard.ok()
+            {
+                match work.next(&self.ctx.reader, self.scan_page, &mut rcu).await {
+                    Ok(Some(t)) => {
+                        if order.earlier.remove(&t.hotel_id) {
+                            order.started.push_back((t.hotel_id, true));
+                            continue;
+                        }
+                        order.started.push_back((t.hotel_id, false));
+                        started_here += 1;
+                        tasks.spawn(property::process(self.ctx.clone(), t));
+                    }
+                    Ok(None) => exhausted = true,
+                    Err(e) => stop = Some(Stop::Dependency(e)),
+                }
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            let joined = tokio::select! {
+                biased;
+                r = tasks.join_next() => r,
+                _ = tokio::time::sleep_until(self.budget.stop_waiting) => {
+                    // Out of time: drop what is still in flight (its writes are crash-safe) and
+                    // keep what finished.
+                    tasks.abort_all();
+                    cut = true;
+                    None
+                }
+            };
+            let results: Vec<_> = match joined {
+                Some(r) => vec![r],
+                None => {
+                    let mut rest = Vec::new();
+                    while let Some(r) = tasks.join_next().await {
+                        rest.push(r);
+                    }
+                    rest
+                }
+            };
+            for joined in results {
+                let (id, report) = match joined {
+                    Ok(r) => r,
+                    Err(e) if e.is_cancelled() => continue,
+                    Err(e) => {
+                        error!(error = %e, "a property task panicked");
+                        tasks.abort_all();
+                        stop = Some(Stop::Abort(format!("internal error: a property task panicked ({e})")));
+                        continue;
+                    }
+                };
+                match report {
+                    Report::Done {
+                        counters,
+                        failures,
+                        changes,
+                    } => {
+                        run.counters.add(&counters);
+                        for f in failures {
+                            run.record_failure(id, f);
+                        }
+                        for c in changes {
+                            run.record_change(c);
+                        }
+                        order.finish(id);
+                        since_checkpoint += 1;
+                    }
+                    Report::Cut => cut = true,
+                    Report::Stop(Stop::Lost) => return Err(Stop::Lost),
+                    Report::Stop(s) => {
+                        if stop.is_none() {
+                            error!(reason = ?s, "stopping the run");
+                            stop = Some(s);
+                        }
+                    }
+                }
+            }
+            if since_checkpoint >= self.batch_size {
+                since_checkpoint = 0;
+                self.checkpoint(run, &mut order, &mut rcu).await?;
+            }
+        }
+        if let Some(s) = stop {
+            self.checkpoint(run, &mut order, &mut rcu).await?;
+            return Err(s);
+        }
+        self.checkpoint(run, &mut order, &mut rcu).await?;
+        if exhausted && !cut && order.all_done() {
+            return Ok(Progress::Done);
+        }
+        if (run.cursor, run.skip.len()) == cursor_before {
+            return Err(Stop::Abort(
+                "no property could be completed within one invocation's time budget; raise SYNC_MAX_RUN_SECONDS or lower the retries".into(),
+            ));
+        }
+        Ok(Progress::Continue)
+    }
+}

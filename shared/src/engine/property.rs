@@ -1,0 +1,379 @@
+//! One property, start to end: fetch its facets, canonicalise and compare, decide (the pure
+//! `domain::decide`), diff what changed, and write it by the protocol — claim the record, write
+//! the changed documents into their free slots, commit the record. Every write is fenced.
+
+use super::fence::FenceGuard;
+use super::gate::{FetchStop, Gate};
+use crate::domain::decide::{self, Decision, FacetOutcome, Plan, WritePlan};
+use crate::domain::document::{self, CanonicalDoc, Summary};
+use crate::domain::facet::Facet;
+use crate::domain::run::{Change, Counters, FacetState, MAX_PATHS, SyncStatus, Tracked};
+use crate::ports::*;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// What one property task shares with the rest of the invocation.
+pub(crate) struct PropertyCtx {
+    pub reader: Arc<dyn PropertyReader>,
+    pub writer: Arc<dyn PropertyWriter>,
+    pub upstream: Arc<dyn Upstream>,
+    pub clock: Arc<dyn Clock>,
+    pub gate: Gate,
+    pub guard: Arc<FenceGuard>,
+    pub facets: Vec<Facet>,
+    pub sync_id: String,
+    pub dry_run: bool,
+    pub touch_unchanged: bool,
+    pub retries: u32,
+}
+
+/// Why the invocation must stop.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// The lease is gone: do nothing more, write nothing more.
+    Lost,
+    /// Close the run as failed with this reason.
+    Abort(String),
+    /// A dependency call failed: close the run as failed, naming it.
+    Dependency(PortError),
+}
+
+/// The end of one property task.
+pub(crate) enum Report {
+    Done {
+        counters: Counters,
+        failures: Vec<String>,
+        changes: Vec<Change>,
+    },
+    /// Not done in this invocation (time budget): the continuation does it.
+    Cut,
+    Stop(Stop),
+}
+
+/// A fetched facet: compared with the stored hash; a changed one kept compressed as it will be
+/// stored (not parsed), and parsed again only for the diff.
+struct Compared {
+    outcome: FacetOutcome,
+    packed: Option<std::io::Result<Vec<u8>>>,
+}
+
+fn compare(facet: &Facet, known: Option<&str>, body: serde_json::Value) -> Compared {
+    match facet.canonical(body) {
+        Err(reason) => Compared {
+            outcome: FacetOutcome::Failed(reason),
+            packed: None,
+        },
+        Ok(doc) => {
+            let CanonicalDoc { value, bytes, hash } = doc;
+            let summary = (*facet == Facet::Property).then(|| Summary::of(&value));
+            drop(value);
+            if known == Some(hash.as_str()) {
+                return Compared {
+                    outcome: FacetOutcome::Fetched {
+                        hash,
+                        stored_bytes: 0,
+                        summary,
+                    },
+                    packed: None,
+                };
+            }
+            match document::compress(&bytes) {
+                Ok(z) => Compared {
+                    outcome: FacetOutcome::Fetched {
+                        hash,
+                        stored_bytes: z.len(),
+                        summary,
+                    },
+                    packed: Some(Ok(z)),
+                },
+                Err(e) => Compared {
+                    outcome: FacetOutcome::Failed(format!("could not compress the document: {e}")),
+                    packed: None,
+                },
+            }
+        }
+    }
+}
+
+fn seed(fence: u64, id: i64, facet: usize) -> u64 {
+    fence
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add((id as u64).rotate_left(17))
+        .wrapping_add(facet as u64)
+}
+
+fn failed_reason(e: &FetchError, retries: u32) -> String {
+    if e.is_retryable() && retries > 0 {
+        format!("{e} after {} attempts", retries + 1)
+    } else {
+        e.to_string()
+    }
+}
+
+/// Fetches and compares every facet. `Err`: the property cannot be finished here.
+async fn fetch_all(ctx: &PropertyCtx, t: &Tracked) -> Result<Vec<Compared>, Report> {
+    let fetches = ctx.facets.iter().enumerate().map(|(i, f)| async move {
+        let r = ctx
+            .gate
+            .fetch(
+                ctx.upstream.as_ref(),
+                &ctx.guard,
+                t.hotel_id,
+                f,
+                seed(ctx.guard.fence, t.hotel_id, i),
+            )
+            .await;
+        (f, r)
+    });
+    let results = futures::future::join_all(fetches).await;
+    let mut out = Vec::with_capacity(results.len());
+    let mut cut = false;
+    for (f, r) in results {
+        match r {
+            Ok(Ok(body)) => out.push(compare(f, t.hash(&f.key()), body)),
+            Ok(Err(FetchError::NotFound)) => out.push(Compared {
+                outcome: FacetOutcome::NotFound,
+                packed: None,
+            }),
+            Ok(Err(e)) => out.push(Compared {
+                outcome: FacetOutcome::Failed(failed_reason(&e, ctx.retries)),
+                packed: None,
+            }),
+            Err(FetchStop::Lost) => return Err(Report::Stop(Stop::Lost)),
+            Err(FetchStop::Refused(r)) => return Err(Report::Stop(Stop::Abort(r))),
+            Err(FetchStop::Quota(r)) => return Err(Report::Stop(Stop::Abort(r))),
+            Err(FetchStop::Deadline) => cut = true,
+        }
+    }
+    if cut {
+        return Err(Report::Cut);
+    }
+    Ok(out)
+}
+
+/// The changed paths of each written facet against its previous version.
+async fn changes(
+    ctx: &PropertyCtx,
+    t: &Tracked,
+    plan: &WritePlan,
+    compared: &[Compared],
+    usage: &mut Usage,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    for d in &plan.docs {
+        let facet = &ctx.facets[d.index];
+        let new = compared[d.index]
+            .packed
+            .as_ref()
+            .and_then(|z| z.as_ref().ok())
+            .and_then(|z| document::decompress(z).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        let old = match t.facets.get(&d.facet) {
+            None => None,
+            Some(state) => match ctx.reader.get_document(t.hotel_id, &state.key(&d.facet)).await {
+                Ok((doc, u)) => {
+                    *usage += u;
+                    doc.and_then(|doc| document::decompress(&doc.compressed).ok())
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                }
+                Err(e) => {
+                    warn!(hotel_id = t.hotel_id, facet = %d.facet, error = %e, "could not read the previous version for the diff");
+                    None
+                }
+            },
+        };
+        let (paths, truncated) = match (old, new) {
+            (Some(prev), Some(new)) => facet.diff(&prev, &new, MAX_PATHS),
+            _ => (vec!["$".into()], false),
+        };
+        info!(hotel_id = t.hotel_id, facet = %d.facet, changed = paths.len(), "content changed");
+        out.push(Change {
+            hotel_id: t.hotel_id,
+            facet: d.facet.clone(),
+            paths,
+            paths_truncated: truncated,
+        });
+    }
+    out
+}
+
+/// A store write's refusal, as the run sees it.
+enum Refusal {
+    Stop(Stop),
+    Untracked,
+    Failed(String),
+}
+
+fn refusal(e: PortError, guard: &FenceGuard) -> Refusal {
+    match e.kind {
+        PortErrorKind::Fenced => {
+            guard.lose(&e.to_string());
+            Refusal::Stop(Stop::Lost)
+        }
+        PortErrorKind::Untracked => Refusal::Untracked,
+        PortErrorKind::Conflict => Refusal::Failed(format!(
+            "changed concurrently (data_version moved); will retry next sync: {e}"
+        )),
+        // The store itself failed: the run stops and says which call (every later property
+        // would fail the same way).
+        _ => Refusal::Stop(Stop::Dependency(e)),
+    }
+}
+
+/// Runs one store write if the lease still holds.
+async fn fenced<F>(guard: &FenceGuard, write: F) -> Result<Usage, Refusal>
+where
+    F: std::future::Future<Output = PortResult<Usage>>,
+{
+    if !guard.ok() {
+        return Err(Refusal::Stop(Stop::Lost));
+    }
+    write.await.map_err(|e| refusal(e, guard))
+}
+
+async fn write(
+    ctx: &PropertyCtx,
+    t: &Tracked,
+    decision: &Decision,
+    compared: &mut [Compared],
+) -> Result<Usage, Refusal> {
+    let fence = ctx.guard.fence;
+    let now = ctx.clock.now();
+    let outcome = |status: SyncStatus, error: Option<String>| RecordOutcome {
+        hotel_id: t.hotel_id,
+        status,
+        error,
+        sync_id: ctx.sync_id.clone(),
+        now,
+        fence,
+    };
+    match &decision.plan {
+        Plan::NotFound => {
+            let o = outcome(SyncStatus::NotFound, Some("not found upstream (404)".into()));
+            fenced(&ctx.guard, ctx.writer.record_outcome(&o)).await
+        }
+        Plan::Failed(reason) => {
+            let o = outcome(SyncStatus::Failed, Some(reason.clone()));
+            fenced(&ctx.guard, ctx.writer.record_outcome(&o)).await
+        }
+        Plan::Unchanged { touch: false, .. } => Ok(Usage::default()),
+        Plan::Unchanged { status, error, .. } => {
+            let o = outcome(*status, error.clone());
+            fenced(&ctx.guard, ctx.writer.record_outcome(&o)).await
+        }
+        Plan::Write(plan) => {
+            let mut usage = fenced(
+                &ctx.guard,
+                ctx.writer.claim(t.hotel_id, plan.expected_version, fence),
+            )
+            .await?;
+            let mut docs = Vec::with_capacity(plan.docs.len());
+            for d in &plan.docs {
+                let compressed = match compared[d.index].packed.take() {
+                    Some(Ok(z)) => z,
+                    _ => return Err(Refusal::Failed(format!("{}: document not available", d.facet))),
+                };
+                docs.push(DocWrite {
+                    hotel_id: t.hotel_id,
+                    key: FacetState::doc_key(&d.facet, Some(d.slot)),
+                    data_version: plan.new_version(),
+                    content_hash: d.hash.clone(),
+                    compressed,
+                    fence,
+                    sync_id: ctx.sync_id.clone(),
+                    now,
+                });
+            }
+            let puts = docs
+                .iter()
+                .map(|d| fenced(&ctx.guard, ctx.writer.put_document(d)));
+            for r in futures::future::join_all(puts).await {
+                usage += r?;
+            }
+            let commit = PropertyWrite {
+                hotel_id: t.hotel_id,
+                expected_version: plan.expected_version,
+                facets: plan.facets.clone(),
+                summary: plan.summary.clone(),
+                status: plan.status,
+                error: plan.error.clone(),
+                sync_id: ctx.sync_id.clone(),
+                now,
+                fence,
+            };
+            usage += fenced(&ctx.guard, ctx.writer.commit(&commit)).await?;
+            Ok(usage)
+        }
+    }
+}
+
+/// Processes one property to its end (or to why it cannot end here).
+pub(crate) async fn process(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
+    use tracing::Instrument;
+    let span = tracing::info_span!("property", hotel_id = t.hotel_id);
+    process_in_span(ctx, t).instrument(span).await
+}
+
+async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
+    let id = t.hotel_id;
+    let mut compared = match fetch_all(&ctx, &t).await {
+        Ok(c) => c,
+        Err(report) => return (id, report),
+    };
+    let results: Vec<(Facet, FacetOutcome)> = ctx
+        .facets
+        .iter()
+        .cloned()
+        .zip(compared.iter().map(|c| c.outcome.clone()))
+        .collect();
+    let decision = decide::decide(&t, &results, ctx.touch_unchanged);
+    let mut counters = decision.counters();
+    if ctx.dry_run {
+        counters.document_writes = 0;
+    }
+    let mut failures = decision.failure_reasons();
+    for f in &failures {
+        warn!(error = %f, "property failed or partial; previous data kept");
+    }
+    let mut usage = Usage::default();
+    let mut change_list = match &decision.plan {
+        Plan::Write(plan) => changes(&ctx, &t, plan, &compared, &mut usage).await,
+        _ => Vec::new(),
+    };
+    if !ctx.dry_run {
+        match write(&ctx, &t, &decision, &mut compared).await {
+            Ok(u) => usage += u,
+            Err(Refusal::Stop(s)) => return (id, Report::Stop(s)),
+            Err(Refusal::Untracked) => {
+                info!("untracked while the run worked on it; left alone");
+                counters = Counters {
+                    processed: 1,
+                    untracked: 1,
+                    ..Default::default()
+                };
+                failures.clear();
+                change_list.clear();
+            }
+            Err(Refusal::Failed(reason)) => {
+                warn!(error = %reason, "property write failed; previous data kept");
+                counters = Counters {
+                    processed: 1,
+                    failed: 1,
+                    ..Default::default()
+                };
+                failures = vec![reason];
+                change_list.clear();
+            }
+        }
+    }
+    counters.consumed_rcu += usage.rcu;
+    counters.consumed_wcu += usage.wcu;
+    (
+        id,
+        Report::Done {
+            counters,
+            failures,
+            changes: change_list,
+        },
+    )
+}

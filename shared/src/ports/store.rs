@@ -1,0 +1,166 @@
+//! Storage capabilities: what a sync reads, what it writes (every write fenced), what the admin
+//! API changes, the run log, the lease and the settings.
+
+use super::{PortResult, Usage};
+use crate::domain::document::Summary;
+use crate::domain::lease::{LeaseRequest, LeaseState, Refused};
+use crate::domain::run::{FacetState, SyncRecord, SyncRun, SyncStatus, Tracked};
+use crate::domain::settings::{SettingKey, SettingValue};
+use crate::domain::time::Timestamp;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A stored facet document (compressed canonical JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDoc {
+    pub hotel_id: i64,
+    /// The item key: `property@a`, `lang#fr@b` (legacy: the facet key).
+    pub key: String,
+    pub data_version: u64,
+    pub content_hash: String,
+    pub compressed: Vec<u8>,
+}
+
+/// One page of [`PropertyReader::scan_tracked`].
+#[derive(Debug, Default)]
+pub struct TrackedPage {
+    pub items: Vec<Tracked>,
+    /// Where the next page starts (exclusive); `None`: this was the last page.
+    pub next: Option<i64>,
+    pub usage: Usage,
+}
+
+#[async_trait]
+pub trait PropertyReader: Send + Sync {
+    /// One page (at most `limit` records evaluated) of the tracked properties in the store's
+    /// scan order, starting after the record `after` (any key: a key the previous page returned
+    /// or ended on, or a cursor saved by a run). A sync holds one page, not the whole table.
+    async fn scan_tracked(&self, after: Option<i64>, limit: usize) -> PortResult<TrackedPage>;
+    /// The tracked records among these ids (untracked and unknown ids are absent).
+    async fn get_tracked(&self, ids: &[i64]) -> PortResult<(Vec<Tracked>, Usage)>;
+    /// Number of tracked properties (and what counting them read).
+    async fn count_tracked(&self) -> PortResult<(u64, Usage)>;
+    async fn get_record(&self, hotel_id: i64) -> PortResult<Option<SyncRecord>>;
+    /// One document item by key (see [`FacetState::key`]).
+    async fn get_document(&self, hotel_id: i64, key: &str)
+    -> PortResult<(Option<StoredDoc>, Usage)>;
+}
+
+/// One facet document for a free slot.
+#[derive(Debug, Clone)]
+pub struct DocWrite {
+    pub hotel_id: i64,
+    pub key: String,
+    pub data_version: u64,
+    pub content_hash: String,
+    pub compressed: Vec<u8>,
+    pub fence: u64,
+    pub sync_id: String,
+    pub now: Timestamp,
+}
+
+/// Switches a record to its new documents: `data_version` goes up by exactly one.
+#[derive(Debug, Clone)]
+pub struct PropertyWrite {
+    pub hotel_id: i64,
+    pub expected_version: u64,
+    /// Every facet's state after this write.
+    pub facets: BTreeMap<String, FacetState>,
+    /// Set when the property facet changed.
+    pub summary: Option<Summary>,
+    pub status: SyncStatus,
+    pub error: Option<String>,
+    pub sync_id: String,
+    pub now: Timestamp,
+    pub fence: u64,
+}
+
+/// An outcome recorded on the small record without a document write (unchanged, failed, not
+/// found). `last_synced` moves for `synced`/`partial`, `last_checked` always.
+#[derive(Debug, Clone)]
+pub struct RecordOutcome {
+    pub hotel_id: i64,
+    pub status: SyncStatus,
+    pub error: Option<String>,
+    pub sync_id: String,
+    pub now: Timestamp,
+    pub fence: u64,
+}
+
+/// A sync's writes to the catalogue. Each carries the invocation's fencing token and is refused
+/// with `Fenced` once a newer token has written the same item; writes to a record are refused
+/// with `Untracked` once it is untracked (untracking sticks). The write protocol for a changed
+/// property is claim → documents into free slots → commit (ARCHITECTURE.md, "Write protocol").
+#[async_trait]
+pub trait PropertyWriter: Send + Sync {
+    /// Marks the record as being written by `fence`, if it is tracked, still at
+    /// `expected_version`, and no newer token has written it. After a claim, no older token can
+    /// commit this record, so the documents the claimer writes are the ones it commits.
+    async fn claim(&self, hotel_id: i64, expected_version: u64, fence: u64) -> PortResult<Usage>;
+    /// Writes one document item; refused (`Fenced`) when a newer token wrote that item.
+    async fn put_document(&self, doc: &DocWrite) -> PortResult<Usage>;
+    /// The commit point: conditional on the version read and on the claim still being ours.
+    async fn commit(&self, w: &PropertyWrite) -> PortResult<Usage>;
+    async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage>;
+}
+
+/// What a bulk track did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrackResult {
+    /// Ids never seen before.
+    pub new: usize,
+    /// Ids that were untracked and are tracked again.
+    pub retracked: usize,
+}
+
+/// The admin API's changes to what is tracked.
+#[async_trait]
+pub trait Tracking: Send + Sync {
+    /// Starts tracking ids (new ones `pending`, untracked ones tracked again).
+    async fn track(&self, ids: &[i64]) -> PortResult<TrackResult>;
+    /// Stops tracking one id (data kept). NotFound when the id was never tracked.
+    async fn untrack(&self, hotel_id: i64) -> PortResult<()>;
+}
+
+#[async_trait]
+pub trait RunLog: Send + Sync {
+    /// Creates a run written by `fence`; Conflict when the id exists.
+    async fn create(&self, run: &SyncRun, fence: u64) -> PortResult<()>;
+    async fn get(&self, sync_id: &str) -> PortResult<Option<SyncRun>>;
+    /// Saves the whole run (checkpoint / finish); `Fenced` when a newer token has saved it.
+    async fn save(&self, run: &SyncRun, fence: u64) -> PortResult<Usage>;
+    /// Runs newest first, with the total count.
+    async fn list(&self, limit: usize, offset: usize) -> PortResult<(Vec<SyncRun>, u64)>;
+}
+
+/// The lease item. `apply` evaluates [`crate::domain::lease::apply`] against the stored state
+/// and writes the result atomically (compare-and-set on the revision read), so every store
+/// enforces the very same rules.
+#[async_trait]
+pub trait Lease: Send + Sync {
+    async fn current(&self) -> PortResult<Option<LeaseState>>;
+    async fn apply(
+        &self,
+        req: &LeaseRequest,
+        ttl: Duration,
+    ) -> PortResult<Result<LeaseState, Refused>>;
+}
+
+/// A stored setting value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSetting {
+    pub value: String,
+    pub updated_at: Timestamp,
+}
+
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn load(&self) -> PortResult<BTreeMap<String, StoredSetting>>;
+    /// Writes all or nothing (one transaction).
+    async fn put_all(
+        &self,
+        values: &[(SettingKey, SettingValue)],
+        now: Timestamp,
+    ) -> PortResult<()>;
+}
