@@ -96,6 +96,11 @@ impl MemoryStore {
         self.lock().writes.clone()
     }
 
+    /// How many writes have been accepted so far (a position in `writes`).
+    pub fn write_count(&self) -> usize {
+        self.lock().writes.len()
+    }
+
     /// Every record (tracked or not), by id.
     pub fn records(&self) -> BTreeMap<i64, SyncRecord> {
         self.lock().records.clone()

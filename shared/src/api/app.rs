@@ -164,6 +164,22 @@ impl App {
         Ok((s, stored))
     }
 
+    /// Closes a run the trigger could not start, then frees the lease. When the run's state
+    /// cannot be known (the store fails), the lease is kept: it expires, and the next sync
+    /// closes the run as an orphan. Releasing first could leave a run `queued` for good.
+    async fn close_and_release(&self, run: &SyncRun, fence: u64) {
+        let closed = match self.runs.get(&run.sync_id).await {
+            Ok(None) => true,
+            Ok(Some(_)) => self.runs.save(run, fence).await.is_ok(),
+            Err(_) => false,
+        };
+        if closed {
+            self.release(&run.sync_id, fence).await;
+        } else {
+            tracing::error!(sync_id = %run.sync_id, "could not close a run that failed to start; its lease will expire and the next sync closes it");
+        }
+    }
+
     async fn release(&self, sync_id: &str, fence: u64) {
         let req = LeaseRequest::Release {
             owner: sync_id.to_string(),
@@ -352,7 +368,11 @@ impl App {
         run.dry_run = body.dry_run.unwrap_or(false);
         run.total = total;
         if let Err(e) = self.runs.create(&run, fence).await {
-            self.release(&sync_id, fence).await;
+            // The create may have applied despite the error: close the run if it exists.
+            run.status = RunStatus::Failed;
+            run.error_message = Some(format!("could not start: {e}"));
+            run.completed_at = Some(self.clock.now());
+            self.close_and_release(&run, fence).await;
             return Err(e.into());
         }
         let dispatch = SyncRequest::Manual {
@@ -365,10 +385,7 @@ impl App {
             run.status = RunStatus::Failed;
             run.error_message = Some(format!("could not start the sync function: {e}"));
             run.completed_at = Some(self.clock.now());
-            if let Err(save) = self.runs.save(&run, fence).await {
-                tracing::error!(sync_id = %sync_id, error = %save, "could not close the run after a failed dispatch");
-            }
-            self.release(&sync_id, fence).await;
+            self.close_and_release(&run, fence).await;
             return Err(e.into());
         }
         tracing::info!(sync_id = %sync_id, total, dry_run = run.dry_run, "manual sync dispatched");

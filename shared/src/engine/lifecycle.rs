@@ -42,6 +42,9 @@ fn held_reason(r: Refused, sync_id: &str) -> String {
         Refused::Held { owner, .. } if owner == sync_id => {
             format!("sync {sync_id} is held by a live invocation (a duplicate delivery); nothing to do")
         }
+        Refused::Held { owner, .. } if owner.is_empty() => {
+            format!("sync {sync_id} no longer holds the lease; the next sync closes it")
+        }
         Refused::Held { owner, .. } => format!("another sync ({owner}) is in progress"),
         Refused::Fenced => format!("sync {sync_id} is no longer ours to run"),
     }
@@ -152,7 +155,9 @@ impl Engine {
                                 }
                             }
                             Err(e) => {
-                                self.release(&sync_id, state.fence).await;
+                                // The write may have applied: close the run if it exists, and
+                                // only then free the lease (or let it expire).
+                                self.abandon_start(&sync_id, state.fence, &e).await;
                                 return Err(port(&sync_id)(e));
                             }
                         }
@@ -362,6 +367,27 @@ impl Engine {
             budget,
         };
         pipeline.run(run, work).await
+    }
+
+    /// A run could not be started after its lease was taken: close it if it was created, then
+    /// release. If that cannot be known, keep the lease: when it expires, the next holder finds
+    /// the run among the orphans and closes it.
+    async fn abandon_start(&self, sync_id: &str, fence: u64, why: &PortError) {
+        match self.deps.runs.get(sync_id).await {
+            Ok(None) => self.release(sync_id, fence).await,
+            Ok(Some(mut r)) => {
+                if r.status.is_active() {
+                    r.status = RunStatus::Failed;
+                    r.completed_at = Some(self.deps.clock.now());
+                    r.error_message = Some(format!("could not start: {why}"));
+                    if self.deps.runs.save(&r, fence).await.is_err() {
+                        return;
+                    }
+                }
+                self.release(sync_id, fence).await;
+            }
+            Err(_) => {}
+        }
     }
 
     async fn release(&self, owner: &str, fence: u64) {

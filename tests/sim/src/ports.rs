@@ -1,0 +1,274 @@
+//! The ports one invocation (or the admin API) sees: the in-memory store with store faults, the
+//! simulated upstream, dispatch into the world's delivery queue. For an invocation they pass
+//! through a tap that counts its calls and kills it at the K-th one — before or after that call
+//! applies — as SIGKILL or a Lambda timeout would: every later call of that invocation never
+//! returns, and the driver drops the invocation's future.
+
+use crate::world::World;
+use async_trait::async_trait;
+use cupid_sync::adapters::memory::MemoryStore;
+use cupid_sync::domain::facet::Facet;
+use cupid_sync::domain::lease::{LeaseRequest, LeaseState, Refused};
+use cupid_sync::domain::run::{SyncRecord, SyncRequest, SyncRun, Tracked};
+use cupid_sync::domain::settings::{SettingKey, SettingValue};
+use cupid_sync::domain::time::Timestamp;
+use cupid_sync::ports::*;
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// One invocation's crash plan and state.
+pub struct Tap {
+    pub invocation: u64,
+    calls: AtomicU64,
+    crash_at: Option<u64>,
+    crash_after: bool,
+    dead: AtomicBool,
+    pub crashed: Notify,
+}
+
+enum Tick {
+    Go,
+    DieBefore,
+    DieAfter,
+}
+
+impl Tap {
+    pub fn new(invocation: u64, crash_at: Option<u64>, crash_after: bool) -> Self {
+        Tap {
+            invocation,
+            calls: AtomicU64::new(0),
+            crash_at,
+            crash_after,
+            dead: AtomicBool::new(false),
+            crashed: Notify::new(),
+        }
+    }
+
+    fn tick(&self) -> Tick {
+        if self.dead.load(Ordering::SeqCst) {
+            return Tick::DieBefore;
+        }
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.crash_at {
+            Some(k) if k == n && self.crash_after => Tick::DieAfter,
+            Some(k) if k == n => Tick::DieBefore,
+            _ => Tick::Go,
+        }
+    }
+
+    async fn die(&self) -> ! {
+        self.dead.store(true, Ordering::SeqCst);
+        self.crashed.notify_one();
+        std::future::pending::<()>().await;
+        unreachable!("a pending future never completes")
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+pub struct SimPorts {
+    pub world: Arc<World>,
+    pub tap: Option<Arc<Tap>>,
+}
+
+#[derive(PartialEq)]
+enum StoreFault {
+    None,
+    Before,
+    After,
+}
+
+fn unavailable(what: &str) -> PortError {
+    PortError::new(what, PortErrorKind::Unavailable, "simulated DynamoDB 500")
+}
+
+impl SimPorts {
+    fn store(&self) -> &MemoryStore {
+        &self.world.store
+    }
+
+    fn draw_store(&self, write: bool) -> (u64, StoreFault) {
+        if self.world.is_calm() {
+            return (0, StoreFault::None);
+        }
+        let f = &self.world.scenario.store;
+        let mut r = self.world.rng.lock().unwrap();
+        let lat = r.random_range(0..=f.max_latency_ms);
+        let roll: f64 = r.random();
+        let fault = if roll < f.p_fail_before {
+            StoreFault::Before
+        } else if write && roll < f.p_fail_before + f.p_fail_after {
+            StoreFault::After
+        } else {
+            StoreFault::None
+        };
+        (lat, fault)
+    }
+
+    /// One store call through the tap and the store's faults.
+    async fn call<T, F>(&self, what: &str, write: bool, f: F) -> PortResult<T>
+    where
+        F: Future<Output = PortResult<T>>,
+    {
+        let tick = self.tap.as_ref().map(|t| t.tick()).unwrap_or(Tick::Go);
+        if let (Tick::DieBefore, Some(t)) = (&tick, &self.tap) {
+            t.die().await;
+        }
+        let (lat, fault) = self.draw_store(write);
+        if lat > 0 {
+            tokio::time::sleep(Duration::from_millis(lat)).await;
+        }
+        if let Some(t) = &self.tap
+            && t.is_dead()
+        {
+            t.die().await;
+        }
+        if fault == StoreFault::Before {
+            return Err(unavailable(what));
+        }
+        let r = f.await;
+        if let (Tick::DieAfter, Some(t)) = (&tick, &self.tap) {
+            t.die().await;
+        }
+        if fault == StoreFault::After && r.is_ok() {
+            return Err(unavailable(what));
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl PropertyReader for SimPorts {
+    async fn scan_tracked(&self, after: Option<i64>, limit: usize) -> PortResult<TrackedPage> {
+        self.call("Scan", false, self.store().scan_tracked(after, limit)).await
+    }
+    async fn get_tracked(&self, ids: &[i64]) -> PortResult<(Vec<Tracked>, Usage)> {
+        self.call("BatchGetItem", false, self.store().get_tracked(ids)).await
+    }
+    async fn count_tracked(&self) -> PortResult<(u64, Usage)> {
+        self.call("Scan count", false, self.store().count_tracked()).await
+    }
+    async fn get_record(&self, hotel_id: i64) -> PortResult<Option<SyncRecord>> {
+        self.call("GetItem", false, self.store().get_record(hotel_id)).await
+    }
+    async fn get_document(&self, hotel_id: i64, key: &str) -> PortResult<(Option<StoredDoc>, Usage)> {
+        self.call("GetItem document", false, self.store().get_document(hotel_id, key))
+            .await
+    }
+}
+
+#[async_trait]
+impl PropertyWriter for SimPorts {
+    async fn claim(&self, hotel_id: i64, expected_version: u64, fence: u64) -> PortResult<Usage> {
+        self.call("claim", true, self.store().claim(hotel_id, expected_version, fence))
+            .await
+    }
+    async fn put_document(&self, doc: &DocWrite) -> PortResult<Usage> {
+        self.call("put_document", true, self.store().put_document(doc)).await
+    }
+    async fn commit(&self, w: &PropertyWrite) -> PortResult<Usage> {
+        self.call("commit", true, self.store().commit(w)).await
+    }
+    async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage> {
+        self.call("record_outcome", true, self.store().record_outcome(o)).await
+    }
+}
+
+#[async_trait]
+impl Tracking for SimPorts {
+    async fn track(&self, ids: &[i64]) -> PortResult<TrackResult> {
+        self.call("track", true, self.store().track(ids)).await
+    }
+    async fn untrack(&self, hotel_id: i64) -> PortResult<()> {
+        self.call("untrack", true, self.store().untrack(hotel_id)).await
+    }
+}
+
+#[async_trait]
+impl RunLog for SimPorts {
+    async fn create(&self, run: &SyncRun, fence: u64) -> PortResult<()> {
+        self.call("create run", true, self.store().create(run, fence)).await
+    }
+    async fn get(&self, sync_id: &str) -> PortResult<Option<SyncRun>> {
+        self.call("get run", false, RunLog::get(self.store(), sync_id)).await
+    }
+    async fn save(&self, run: &SyncRun, fence: u64) -> PortResult<Usage> {
+        self.call("save run", true, self.store().save(run, fence)).await
+    }
+    async fn list(&self, limit: usize, offset: usize) -> PortResult<(Vec<SyncRun>, u64)> {
+        self.call("list runs", false, self.store().list(limit, offset)).await
+    }
+}
+
+#[async_trait]
+impl Lease for SimPorts {
+    async fn current(&self) -> PortResult<Option<LeaseState>> {
+        self.call("get lease", false, self.store().current()).await
+    }
+    async fn apply(
+        &self,
+        req: &LeaseRequest,
+        ttl: Duration,
+    ) -> PortResult<Result<LeaseState, Refused>> {
+        self.call("lease", true, self.store().apply(req, ttl)).await
+    }
+}
+
+#[async_trait]
+impl SettingsStore for SimPorts {
+    async fn load(&self) -> PortResult<BTreeMap<String, StoredSetting>> {
+        self.call("load settings", false, self.store().load()).await
+    }
+    async fn put_all(&self, values: &[(SettingKey, SettingValue)], now: Timestamp) -> PortResult<()> {
+        self.call("put settings", true, self.store().put_all(values, now)).await
+    }
+}
+
+#[async_trait]
+impl Upstream for SimPorts {
+    async fn fetch(&self, hotel_id: i64, facet: &Facet) -> Result<serde_json::Value, FetchError> {
+        let tick = self.tap.as_ref().map(|t| t.tick()).unwrap_or(Tick::Go);
+        if let (Tick::DieBefore | Tick::DieAfter, Some(t)) = (&tick, &self.tap) {
+            t.die().await;
+        }
+        let invocation = self.tap.as_ref().map(|t| t.invocation).unwrap_or(0);
+        let w = &self.world;
+        w.upstream
+            .fetch(&w.rng, invocation, hotel_id, facet, w.now_ms(), w.elapsed_s())
+            .await
+    }
+}
+
+#[async_trait]
+impl Dispatch for SimPorts {
+    async fn dispatch(&self, req: &SyncRequest) -> PortResult<()> {
+        if let Some(t) = &self.tap
+            && let Tick::DieBefore | Tick::DieAfter = t.tick()
+        {
+            t.die().await;
+        }
+        let fail = !self.world.is_calm()
+            && self.world.rng.lock().unwrap().random_bool(self.world.scenario.p_dispatch_fail);
+        if fail {
+            return Err(PortError::new("Invoke sync", PortErrorKind::Unavailable, "simulated Lambda 500"));
+        }
+        self.world.deliver(req.clone(), 0);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Events for SimPorts {
+    async fn publish(&self, event: &RunEvent) -> PortResult<()> {
+        self.world.events.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
