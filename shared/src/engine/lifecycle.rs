@@ -73,7 +73,7 @@ impl Engine {
         budget: Budget,
     ) -> Result<Outcome, EngineError> {
         let settings = self.settings().await;
-        let attached = match self.attach(&req, &settings).await? {
+        let attached = match self.attach(&req, &settings, budget).await? {
             Ok(a) => a,
             Err(reason) => {
                 info!(request = ?req, "sync not started: {reason}");
@@ -84,13 +84,63 @@ impl Engine {
         self.drive(attached, settings, budget).instrument(span).await
     }
 
+    /// Applies an acquisition. When the lease is held by a holder of the same run (this is a
+    /// duplicate delivery, or a platform retry after that holder died), watch it: a renewal
+    /// means the holder is alive (nothing to do); an expiry without one means it died, and the
+    /// run is resumed from its checkpoint instead of waiting for the next sync to close it.
+    async fn acquire(
+        &self,
+        req: &LeaseRequest,
+        sync_id: &str,
+        budget: Budget,
+    ) -> Result<Result<crate::domain::lease::LeaseState, String>, EngineError> {
+        let ttl = self.cfg.lease_ttl;
+        let refused = match self.deps.lease.apply(req, ttl).await.map_err(port(sync_id))? {
+            Ok(state) => return Ok(Ok(state)),
+            Err(r) => r,
+        };
+        let Refused::Held {
+            owner,
+            expires_at_ms,
+            handoff: false,
+        } = &refused
+        else {
+            return Ok(Err(held_reason(refused, sync_id)));
+        };
+        if owner != sync_id {
+            return Ok(Err(held_reason(refused, sync_id)));
+        }
+        let wait = Duration::from_millis(expires_at_ms.saturating_sub(self.deps.clock.now_ms()) + 1);
+        if Instant::now() + wait >= budget.stop_starting {
+            return Ok(Err(held_reason(refused, sync_id)));
+        }
+        info!(wait_ms = wait.as_millis() as u64, "the run's lease is held by another invocation of it; watching for a renewal");
+        tokio::time::sleep(wait).await;
+        match self.deps.lease.current().await.map_err(port(sync_id))? {
+            Some(now) if now.owner.as_deref() == Some(sync_id) && now.expires_at_ms <= *expires_at_ms => {
+                let pickup = LeaseRequest::Pickup {
+                    owner: sync_id.to_string(),
+                    from: None,
+                };
+                match self.deps.lease.apply(&pickup, ttl).await.map_err(port(sync_id))? {
+                    Ok(state) => {
+                        warn!("the run's previous holder stopped without handing over; resuming from its checkpoint");
+                        Ok(Ok(state))
+                    }
+                    Err(r) => Ok(Err(held_reason(r, sync_id))),
+                }
+            }
+            _ => Ok(Err(held_reason(refused, sync_id))),
+        }
+    }
+
     /// Takes the lease for the run `req` names. `Ok(Err(reason))`: nothing to do.
     async fn attach(
         &self,
         req: &SyncRequest,
         settings: &Result<Settings, String>,
+        budget: Budget,
     ) -> Result<Result<Attached, String>, EngineError> {
-        let ttl = self.cfg.lease_ttl;
         match req {
             SyncRequest::Scheduled { scheduled_time } => {
                 if let Ok(s) = settings
@@ -133,9 +183,9 @@ impl Engine {
                     },
                 };
                 let acquired_at = Instant::now();
-                let state = match self.deps.lease.apply(&lease_req, ttl).await.map_err(port(&sync_id))? {
+                let state = match self.acquire(&lease_req, &sync_id, budget).await? {
                     Ok(s) => s,
-                    Err(r) => return Ok(Err(held_reason(r, &sync_id))),
+                    Err(reason) => return Ok(Err(reason)),
                 };
                 let run = match existing {
                     Some(r) => r,
@@ -183,14 +233,14 @@ impl Engine {
                     from: *lease,
                 };
                 let acquired_at = Instant::now();
-                match self.deps.lease.apply(&pickup, ttl).await.map_err(port(sync_id))? {
+                match self.acquire(&pickup, sync_id, budget).await? {
                     Ok(state) => Ok(Ok(Attached {
                         run,
                         fence: state.fence,
                         orphans: state.orphans,
                         acquired_at,
                     })),
-                    Err(r) => Ok(Err(held_reason(r, sync_id))),
+                    Err(reason) => Ok(Err(reason)),
                 }
             }
         }

@@ -118,19 +118,20 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let started = Instant::now();
         let cap = started + self.cfg.max_run;
-        // `cargo lambda watch` reports a deadline that has already passed: a deadline that
-        // leaves no room for even the margin is not a real one, so only the cap applies.
+        // `cargo lambda watch` reports a deadline that has already passed: that one is not
+        // real, so only the cap applies.
         let end = match deadline {
-            Some(d) if d > started + self.cfg.margin => d.min(cap),
+            Some(d) if d > started => d.min(cap),
             Some(_) => {
                 tracing::warn!(
-                    "ignoring an impossible invocation deadline; SYNC_MAX_RUN_SECONDS caps this invocation"
+                    "ignoring an invocation deadline in the past; SYNC_MAX_RUN_SECONDS caps this invocation"
                 );
                 cap
             }
             None => cap,
         };
-        self.invoke(req, pipeline::Budget::new(end, self.cfg.margin))
-            .await
+        // A deadline shorter than the configured margin leaves a proportional one.
+        let margin = self.cfg.margin.min((end - started) / 3);
+        self.invoke(req, pipeline::Budget::new(end, margin)).await
     }
 }

@@ -61,6 +61,8 @@ pub struct Scenario {
     pub lease_ttl_s: u64,
     pub max_run_s: u64,
     pub margin_s: u64,
+    /// The function's timeout: the platform kills an invocation still running then.
+    pub lambda_timeout_s: u64,
     pub scan_page: usize,
     pub touch_unchanged: bool,
     pub interval_s: u64,
@@ -184,6 +186,12 @@ impl Scenario {
             lease_ttl_s,
             max_run_s,
             margin_s: rng.random_range(2..=(max_run_s / 3).max(3)),
+            // Sometimes shorter than SYNC_MAX_RUN_SECONDS: the deadline, not the cap, binds.
+            lambda_timeout_s: if rng.random_bool(0.3) {
+                rng.random_range(20..=max_run_s.max(21))
+            } else {
+                900
+            },
             scan_page: rng.random_range(3..=50),
             touch_unchanged: rng.random_bool(0.7),
             interval_s,
