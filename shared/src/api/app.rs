@@ -644,6 +644,14 @@ impl App {
             return Ok(None);
         };
         let (doc, _) = self.reader.get_document(id, &state.key(facet)).await?;
+        if let Some(d) = &doc
+            && d.content_hash != state.hash
+        {
+            // Never serve a document under a record that describes another version.
+            return Err(ApiError::Internal(format!(
+                "hotel {id}: the stored {facet} document does not match its record"
+            )));
+        }
         match doc {
             None => Err(ApiError::Internal(format!(
                 "hotel {id}: the record points at {} but that document is missing",

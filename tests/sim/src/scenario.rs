@@ -44,6 +44,8 @@ pub enum Action {
     Change { fraction: f64, pick: u64 },
     /// Upstream deletes this property (404 from now on).
     Delete(usize),
+    /// `GET /properties/{id}` (index): what a reader is served must match its record.
+    Read(usize),
     /// `PUT /admin/sync/settings`: batch size and concurrency.
     Settings { batch_size: u32, max_concurrent: u32 },
 }
@@ -161,6 +163,12 @@ impl Scenario {
                     Action::Delete(rng.random_range(0..properties)),
                 ));
             }
+        }
+        for _ in 0..rng.random_range(0..=30) {
+            actions.push((
+                rng.random_range(0..horizon),
+                Action::Read(rng.random_range(0..properties)),
+            ));
         }
         if rng.random_bool(0.3) {
             actions.push((

@@ -363,6 +363,20 @@ impl World {
                 self.upstream.change(&self.ids, &all, fraction, pick);
             }
             Action::Delete(i) => self.upstream.delete(self.ids[i]),
+            Action::Read(i) => {
+                let id = self.ids[i];
+                let req = ApiRequest {
+                    method: "GET".into(),
+                    path: format!("/api/v1/properties/{id}"),
+                    params: BTreeMap::from([("id".to_string(), id.to_string())]),
+                    ..Default::default()
+                };
+                if let Err(e) = self.app().handle(Op::PropertyGet, &req).await
+                    && e.status() == 500
+                {
+                    self.violation(format!("a reader of hotel {id} got: {e}"));
+                }
+            }
             Action::Settings { batch_size, max_concurrent } => {
                 let body = serde_json::json!([
                     {"setting_key": "sync_batch_size", "setting_value": batch_size},
