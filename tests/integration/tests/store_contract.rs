@@ -1,0 +1,355 @@
+//! One contract, two stores: every case runs against the in-memory store and against DynamoDB
+//! (moto), so the fake the simulation trusts cannot drift from the real protocol.
+
+use cupid_sync::adapters::dynamo::{DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings};
+use cupid_sync::adapters::memory::MemoryStore;
+use cupid_sync::domain::lease::{LeaseRequest, Refused};
+use cupid_sync::domain::run::{FacetState, RunStatus, SyncRun, SyncStatus, SyncType};
+use cupid_sync::domain::settings::{SettingKey, SettingValue};
+use cupid_sync::domain::time::Timestamp;
+use cupid_sync::ports::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A clock the test moves by hand (both stores read lease time from it).
+#[derive(Default)]
+struct ManualClock(AtomicU64);
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        1_800_000_000_000 + self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl ManualClock {
+    fn advance(&self, d: Duration) {
+        self.0.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+struct Kit {
+    name: &'static str,
+    reader: Arc<dyn PropertyReader>,
+    writer: Arc<dyn PropertyWriter>,
+    tracking: Arc<dyn Tracking>,
+    runs: Arc<dyn RunLog>,
+    lease: Arc<dyn Lease>,
+    settings: Arc<dyn SettingsStore>,
+    clock: Arc<ManualClock>,
+}
+
+fn memory() -> Kit {
+    let clock = Arc::new(ManualClock::default());
+    let m = Arc::new(MemoryStore::new(clock.clone()));
+    Kit {
+        name: "memory",
+        reader: m.clone(),
+        writer: m.clone(),
+        tracking: m.clone(),
+        runs: m.clone(),
+        lease: m.clone(),
+        settings: m,
+        clock,
+    }
+}
+
+async fn dynamo() -> Kit {
+    let client = integration::ddb().await;
+    let tables = integration::fresh_tables(&client).await;
+    let clock = Arc::new(ManualClock::default());
+    let props = Arc::new(DynamoProperties::new(client.clone(), &tables));
+    Kit {
+        name: "dynamodb",
+        reader: props.clone(),
+        writer: props.clone(),
+        tracking: props,
+        runs: Arc::new(DynamoRunLog::new(client.clone(), &tables)),
+        lease: Arc::new(DynamoLease::new(client.clone(), &tables, clock.clone())),
+        settings: Arc::new(DynamoSettings::new(client, &tables)),
+        clock,
+    }
+}
+
+/// Runs `case` against both stores.
+macro_rules! contract {
+    ($name:ident, $case:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            $case(memory()).await;
+            $case(dynamo().await).await;
+        }
+    };
+}
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn take(owner: &str, handoff: bool) -> LeaseRequest {
+    LeaseRequest::Take {
+        owner: owner.into(),
+        handoff,
+    }
+}
+
+async fn lease_rules(k: Kit) {
+    let n = k.name;
+    let l = &k.lease;
+    assert_eq!(l.current().await.unwrap(), None, "{n}");
+    let a = l.apply(&take("a", false), TTL).await.unwrap().unwrap();
+    assert_eq!((a.owner.as_deref(), a.fence), (Some("a"), 1), "{n}");
+    assert!(
+        matches!(l.apply(&take("b", false), TTL).await.unwrap(), Err(Refused::Held { ref owner, .. }) if owner == "a"),
+        "{n}: a live lease refuses a take"
+    );
+    let hb = LeaseRequest::Heartbeat {
+        owner: "a".into(),
+        fence: 1,
+    };
+    assert!(l.apply(&hb, TTL).await.unwrap().is_ok(), "{n}");
+    // Expiry: b takes over, a becomes an orphan and is fenced out.
+    k.clock.advance(TTL + Duration::from_millis(1));
+    let b = l.apply(&take("b", true), TTL).await.unwrap().unwrap();
+    assert_eq!((b.fence, b.handoff, b.orphans.clone()), (2, true, vec!["a".to_string()]), "{n}");
+    assert_eq!(l.apply(&hb, TTL).await.unwrap(), Err(Refused::Fenced), "{n}");
+    // The reserved run is picked up once, with the reserved token.
+    let pick = LeaseRequest::Pickup {
+        owner: "b".into(),
+        from: Some(2),
+    };
+    let p = l.apply(&pick, TTL).await.unwrap().unwrap();
+    assert_eq!((p.fence, p.handoff), (3, false), "{n}");
+    assert!(l.apply(&pick, TTL).await.unwrap().is_err(), "{n}: a duplicate pickup is refused");
+    let forget = LeaseRequest::ForgetOrphan {
+        owner: "b".into(),
+        fence: 3,
+        orphan: "a".into(),
+    };
+    assert!(l.apply(&forget, TTL).await.unwrap().unwrap().orphans.is_empty(), "{n}");
+    // Hand over, pick up, release.
+    let ho = LeaseRequest::HandOver {
+        owner: "b".into(),
+        fence: 3,
+    };
+    assert!(l.apply(&ho, TTL).await.unwrap().unwrap().handoff, "{n}");
+    let resume = LeaseRequest::Pickup {
+        owner: "b".into(),
+        from: Some(3),
+    };
+    let r = l.apply(&resume, TTL).await.unwrap().unwrap();
+    assert_eq!(r.fence, 4, "{n}");
+    let stale_release = LeaseRequest::Release {
+        owner: "b".into(),
+        fence: 3,
+    };
+    assert_eq!(l.apply(&stale_release, TTL).await.unwrap(), Err(Refused::Fenced), "{n}");
+    let release = LeaseRequest::Release {
+        owner: "b".into(),
+        fence: 4,
+    };
+    let free = l.apply(&release, TTL).await.unwrap().unwrap();
+    assert_eq!((free.owner, free.fence), (None, 4), "{n}");
+    let c = l.apply(&take("c", false), TTL).await.unwrap().unwrap();
+    assert_eq!((c.fence, c.orphans.len()), (5, 0), "{n}: a released run is no orphan");
+    assert_eq!(l.current().await.unwrap().unwrap(), c, "{n}: what is stored is what was granted");
+}
+contract!(lease_follows_the_domain_rules_in_both_stores, lease_rules);
+
+async fn concurrent_takes(k: Kit) {
+    let n = k.name;
+    let tries = (0..10).map(|i| {
+        let l = k.lease.clone();
+        async move { l.apply(&take(&format!("run{i}"), true), TTL).await }
+    });
+    let granted = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(Ok(_))))
+        .count();
+    assert_eq!(granted, 1, "{n}: exactly one of ten concurrent takes wins");
+}
+contract!(one_of_many_concurrent_takes_wins, concurrent_takes);
+
+fn write(id: i64, expected: u64, fence: u64, hash: &str) -> PropertyWrite {
+    let mut facets = BTreeMap::new();
+    facets.insert(
+        "property".to_string(),
+        FacetState {
+            hash: hash.into(),
+            version: expected + 1,
+            slot: Some("a".into()),
+        },
+    );
+    PropertyWrite {
+        hotel_id: id,
+        expected_version: expected,
+        facets,
+        summary: None,
+        status: SyncStatus::Synced,
+        error: None,
+        sync_id: format!("run{fence}"),
+        now: Timestamp(1_800_000_000),
+        fence,
+    }
+}
+
+fn outcome(id: i64, fence: u64) -> RecordOutcome {
+    RecordOutcome {
+        hotel_id: id,
+        status: SyncStatus::Synced,
+        error: None,
+        sync_id: format!("run{fence}"),
+        now: Timestamp(1_800_000_000),
+        fence,
+    }
+}
+
+fn kind<T: std::fmt::Debug>(r: PortResult<T>) -> Option<PortErrorKind> {
+    r.err().map(|e| e.kind)
+}
+
+async fn fenced_records(k: Kit) {
+    let n = k.name;
+    let w = &k.writer;
+    assert_eq!(k.tracking.track(&[1, 2, 3]).await.unwrap().new, 3, "{n}");
+    // The write protocol: claim, then commit with the same token.
+    w.claim(1, 0, 5).await.unwrap();
+    w.commit(&write(1, 0, 5, "h1")).await.unwrap();
+    let r = k.reader.get_record(1).await.unwrap().unwrap();
+    assert_eq!((r.data_version, r.fence, r.sync_status), (1, Some(5), SyncStatus::Synced), "{n}");
+    assert_eq!(r.facets["property"].slot.as_deref(), Some("a"), "{n}");
+    assert_eq!(r.content_hash.as_deref(), Some("h1"), "{n}");
+    // An older token is fenced out of every record write.
+    assert_eq!(kind(w.claim(1, 1, 4).await), Some(PortErrorKind::Fenced), "{n}");
+    assert_eq!(kind(w.record_outcome(&outcome(1, 4)).await), Some(PortErrorKind::Fenced), "{n}");
+    assert_eq!(kind(w.commit(&write(1, 1, 4, "x")).await), Some(PortErrorKind::Fenced), "{n}");
+    // A moved version is a conflict; so is a commit without a claim.
+    assert_eq!(kind(w.claim(1, 0, 6).await), Some(PortErrorKind::Conflict), "{n}");
+    assert_eq!(kind(w.commit(&write(2, 0, 6, "x")).await), Some(PortErrorKind::Conflict), "{n}");
+    // A claim by a newer token makes the older claimer's commit fail.
+    w.claim(2, 0, 7).await.unwrap();
+    w.claim(2, 0, 8).await.unwrap();
+    assert_eq!(kind(w.commit(&write(2, 0, 7, "x")).await), Some(PortErrorKind::Fenced), "{n}");
+    w.commit(&write(2, 0, 8, "h2")).await.unwrap();
+    // Untracking sticks: every sync write to the record is refused.
+    w.claim(3, 0, 9).await.unwrap();
+    k.tracking.untrack(3).await.unwrap();
+    assert_eq!(kind(w.commit(&write(3, 0, 9, "x")).await), Some(PortErrorKind::Untracked), "{n}");
+    assert_eq!(kind(w.claim(3, 0, 10).await), Some(PortErrorKind::Untracked), "{n}");
+    assert_eq!(kind(w.record_outcome(&outcome(3, 10)).await), Some(PortErrorKind::Untracked), "{n}");
+    assert_eq!(k.reader.get_record(3).await.unwrap().unwrap().sync_status, SyncStatus::Untracked, "{n}");
+    // An unknown id is never created by a sync write.
+    assert_eq!(kind(w.record_outcome(&outcome(99, 10)).await), Some(PortErrorKind::Untracked), "{n}");
+    assert!(k.reader.get_record(99).await.unwrap().is_none(), "{n}");
+    assert_eq!(kind(k.tracking.untrack(99).await), Some(PortErrorKind::NotFound), "{n}");
+    // Tracking again.
+    let again = k.tracking.track(&[3, 4]).await.unwrap();
+    assert_eq!((again.new, again.retracked), (1, 1), "{n}");
+}
+contract!(record_writes_are_fenced_and_untracking_sticks, fenced_records);
+
+fn doc(key: &str, fence: u64, hash: &str) -> DocWrite {
+    DocWrite {
+        hotel_id: 1,
+        key: key.into(),
+        data_version: 1,
+        content_hash: hash.into(),
+        compressed: vec![1, 2, 3],
+        fence,
+        sync_id: "s".into(),
+        now: Timestamp(1_800_000_000),
+    }
+}
+
+async fn fenced_documents(k: Kit) {
+    let n = k.name;
+    let w = &k.writer;
+    w.put_document(&doc("property@a", 5, "h5")).await.unwrap();
+    w.put_document(&doc("property@a", 5, "h5")).await.unwrap();
+    assert_eq!(kind(w.put_document(&doc("property@a", 4, "h4")).await), Some(PortErrorKind::Fenced), "{n}");
+    w.put_document(&doc("property@b", 4, "h4")).await.unwrap();
+    w.put_document(&doc("property@a", 6, "h6")).await.unwrap();
+    let (d, _) = k.reader.get_document(1, "property@a").await.unwrap();
+    let d = d.unwrap();
+    assert_eq!((d.content_hash.as_str(), d.compressed.as_slice()), ("h6", &[1u8, 2, 3][..]), "{n}");
+    assert!(k.reader.get_document(1, "property@c").await.unwrap().0.is_none(), "{n}");
+}
+contract!(document_writes_are_fenced, fenced_documents);
+
+async fn run_log(k: Kit) {
+    let n = k.name;
+    let mut a = SyncRun::new("01A".into(), SyncType::Manual, Timestamp(1_800_000_000));
+    k.runs.create(&a, 3).await.unwrap();
+    assert_eq!(kind(k.runs.create(&a, 3).await), Some(PortErrorKind::Conflict), "{n}");
+    a.status = RunStatus::Running;
+    a.skip = vec![5, 9];
+    a.cursor = Some(4);
+    k.runs.save(&a, 4).await.unwrap();
+    a.status = RunStatus::Completed;
+    assert_eq!(kind(k.runs.save(&a, 3).await), Some(PortErrorKind::Fenced), "{n}: an older token cannot save");
+    let got = k.runs.get("01A").await.unwrap().unwrap();
+    assert_eq!((got.status, got.cursor, got.skip.clone()), (RunStatus::Running, Some(4), vec![5, 9]), "{n}");
+    let ghost = SyncRun::new("01Z".into(), SyncType::Manual, Timestamp(1_800_000_000));
+    assert_eq!(kind(k.runs.save(&ghost, 9).await), Some(PortErrorKind::NotFound), "{n}: save never creates");
+    let b = SyncRun::new("01B".into(), SyncType::Scheduled, Timestamp(1_800_000_100));
+    k.runs.create(&b, 5).await.unwrap();
+    let (page, total) = k.runs.list(10, 0).await.unwrap();
+    assert_eq!(total, 2, "{n}");
+    assert_eq!(page.iter().map(|r| r.sync_id.as_str()).collect::<Vec<_>>(), ["01B", "01A"], "{n}");
+}
+contract!(run_saves_are_fenced_and_listed_newest_first, run_log);
+
+async fn scans(k: Kit) {
+    let n = k.name;
+    let ids: Vec<i64> = (1..=57).map(|i| i * 13).collect();
+    k.tracking.track(&ids).await.unwrap();
+    for id in [13, 130, 260] {
+        k.tracking.untrack(id).await.unwrap();
+    }
+    let want: BTreeSet<i64> = ids.iter().copied().filter(|i| ![13, 130, 260].contains(i)).collect();
+    // Page by page: every tracked id exactly once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = k.reader.scan_tracked(after, 10).await.unwrap();
+        seen.extend(page.items.iter().map(|t| t.hotel_id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), want.len(), "{n}: no id twice");
+    assert_eq!(seen.iter().copied().collect::<BTreeSet<_>>(), want, "{n}");
+    // Resuming after any id read so far gives exactly the rest, in the same order.
+    let cut = seen[23];
+    let mut rest = Vec::new();
+    let mut after = Some(cut);
+    loop {
+        let page = k.reader.scan_tracked(after, 7).await.unwrap();
+        rest.extend(page.items.iter().map(|t| t.hotel_id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(rest, seen[24..].to_vec(), "{n}");
+    // Point reads and the count see tracked ids only.
+    let (got, _) = k.reader.get_tracked(&[26, 13, 999, 26]).await.unwrap();
+    assert_eq!(got.iter().map(|t| t.hotel_id).collect::<Vec<_>>(), [26], "{n}");
+    assert_eq!(k.reader.count_tracked().await.unwrap().0, want.len() as u64, "{n}");
+}
+contract!(scans_page_resume_and_skip_untracked, scans);
+
+async fn settings(k: Kit) {
+    let n = k.name;
+    let values = [
+        (SettingKey::SyncBatchSize, SettingValue::Count(25)),
+        (SettingKey::SyncRateLimit, SettingValue::Rate(2.5)),
+    ];
+    k.settings.put_all(&values, Timestamp(1_800_000_000)).await.unwrap();
+    let got = k.settings.load().await.unwrap();
+    assert_eq!(got["sync_batch_size"].value, "25", "{n}");
+    assert_eq!(got["sync_rate_limit"].value, "2.5", "{n}");
+    assert_eq!(got["sync_rate_limit"].updated_at, Timestamp(1_800_000_000), "{n}");
+}
+contract!(settings_round_trip, settings);
