@@ -56,7 +56,9 @@ struct State {
 }
 
 fn scramble(id: i64) -> u64 {
-    (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+    (id as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(29)
 }
 
 /// Write units of an item of `bytes` (1 per KB, at least 1), as DynamoDB bills them.
@@ -111,7 +113,14 @@ impl MemoryStore {
         self.lock().runs.values().map(|(r, _)| r.clone()).collect()
     }
 
-    fn log(&self, st: &mut State, table: Table, key: String, fence: Option<u64>, what: &'static str) {
+    fn log(
+        &self,
+        st: &mut State,
+        table: Table,
+        key: String,
+        fence: Option<u64>,
+        what: &'static str,
+    ) {
         let at_ms = self.clock.now_ms();
         st.writes.push(AcceptedWrite {
             at_ms,
@@ -128,14 +137,13 @@ fn refused(call: String, kind: PortErrorKind, message: &str) -> PortError {
 }
 
 /// The checks every fenced record write makes, in DynamoDB's condition order.
-fn check_record(
-    st: &State,
-    call: &str,
-    hotel_id: i64,
-    fence: u64,
-) -> PortResult<()> {
+fn check_record(st: &State, call: &str, hotel_id: i64, fence: u64) -> PortResult<()> {
     match st.records.get(&hotel_id) {
-        None => Err(refused(call.into(), PortErrorKind::Untracked, "no such record")),
+        None => Err(refused(
+            call.into(),
+            PortErrorKind::Untracked,
+            "no such record",
+        )),
         Some(r) if !r.is_tracked() => Err(refused(
             call.into(),
             PortErrorKind::Untracked,
@@ -159,7 +167,10 @@ impl PropertyReader for MemoryStore {
         let mut evaluated = 0usize;
         let mut last = None;
         let range: Box<dyn Iterator<Item = &(u64, i64)>> = match start {
-            Some(s) => Box::new(st.order.range((std::ops::Bound::Excluded(s), std::ops::Bound::Unbounded))),
+            Some(s) => Box::new(
+                st.order
+                    .range((std::ops::Bound::Excluded(s), std::ops::Bound::Unbounded)),
+            ),
             None => Box::new(st.order.iter()),
         };
         let mut bytes = 0usize;
@@ -176,7 +187,11 @@ impl PropertyReader for MemoryStore {
                 }
             }
         }
-        let next = if evaluated == limit.max(1) { last } else { None };
+        let next = if evaluated == limit.max(1) {
+            last
+        } else {
+            None
+        };
         Ok(TrackedPage {
             items,
             next,
@@ -226,7 +241,10 @@ impl PropertyReader for MemoryStore {
         key: &str,
     ) -> PortResult<(Option<StoredDoc>, Usage)> {
         let st = self.lock();
-        let doc = st.docs.get(&(hotel_id, key.to_string())).map(|d| d.doc.clone());
+        let doc = st
+            .docs
+            .get(&(hotel_id, key.to_string()))
+            .map(|d| d.doc.clone());
         let usage = Usage {
             rcu: doc.as_ref().map(|d| rcu(d.compressed.len())).unwrap_or(1.0),
             wcu: 0.0,
@@ -249,8 +267,17 @@ impl PropertyWriter for MemoryStore {
         }
         r.fence = Some(fence);
         let size = record_bytes(r);
-        self.log(&mut st, Table::Records, hotel_id.to_string(), Some(fence), "claim");
-        Ok(Usage { rcu: 0.0, wcu: wcu(size) })
+        self.log(
+            &mut st,
+            Table::Records,
+            hotel_id.to_string(),
+            Some(fence),
+            "claim",
+        );
+        Ok(Usage {
+            rcu: 0.0,
+            wcu: wcu(size),
+        })
     }
 
     async fn put_document(&self, doc: &DocWrite) -> PortResult<Usage> {
@@ -278,7 +305,13 @@ impl PropertyWriter for MemoryStore {
             },
         );
         let key = format!("{}/{}", doc.hotel_id, doc.key);
-        self.log(&mut st, Table::Documents, key, Some(doc.fence), "put_document");
+        self.log(
+            &mut st,
+            Table::Documents,
+            key,
+            Some(doc.fence),
+            "put_document",
+        );
         Ok(Usage {
             rcu: 0.0,
             wcu: wcu(doc.compressed.len() + 200),
@@ -297,7 +330,11 @@ impl PropertyWriter for MemoryStore {
             return Err(refused(call, PortErrorKind::Untracked, "no such record"));
         };
         if r.fence != Some(w.fence) {
-            return Err(refused(call, PortErrorKind::Conflict, "the record is not claimed by this token"));
+            return Err(refused(
+                call,
+                PortErrorKind::Conflict,
+                "the record is not claimed by this token",
+            ));
         }
         if r.data_version != w.expected_version {
             return Err(refused(call, PortErrorKind::Conflict, "data_version moved"));
@@ -322,8 +359,17 @@ impl PropertyWriter for MemoryStore {
             r.rating = s.rating.or(r.rating);
         }
         let size = record_bytes(r);
-        self.log(&mut st, Table::Records, w.hotel_id.to_string(), Some(w.fence), "commit");
-        Ok(Usage { rcu: 0.0, wcu: wcu(size) })
+        self.log(
+            &mut st,
+            Table::Records,
+            w.hotel_id.to_string(),
+            Some(w.fence),
+            "commit",
+        );
+        Ok(Usage {
+            rcu: 0.0,
+            wcu: wcu(size),
+        })
     }
 
     async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage> {
@@ -342,8 +388,17 @@ impl PropertyWriter for MemoryStore {
         r.last_error = o.error.clone();
         r.fence = Some(o.fence);
         let size = record_bytes(r);
-        self.log(&mut st, Table::Records, o.hotel_id.to_string(), Some(o.fence), "outcome");
-        Ok(Usage { rcu: 0.0, wcu: wcu(size) })
+        self.log(
+            &mut st,
+            Table::Records,
+            o.hotel_id.to_string(),
+            Some(o.fence),
+            "outcome",
+        );
+        Ok(Usage {
+            rcu: 0.0,
+            wcu: wcu(size),
+        })
     }
 }
 
@@ -380,7 +435,13 @@ impl Tracking for MemoryStore {
             )),
             Some(r) => {
                 r.sync_status = SyncStatus::Untracked;
-                self.log(&mut st, Table::Records, hotel_id.to_string(), None, "untrack");
+                self.log(
+                    &mut st,
+                    Table::Records,
+                    hotel_id.to_string(),
+                    None,
+                    "untrack",
+                );
                 Ok(())
             }
         }
@@ -399,7 +460,13 @@ impl RunLog for MemoryStore {
             ));
         }
         st.runs.insert(run.sync_id.clone(), (run.clone(), fence));
-        self.log(&mut st, Table::Runs, run.sync_id.clone(), Some(fence), "create");
+        self.log(
+            &mut st,
+            Table::Runs,
+            run.sync_id.clone(),
+            Some(fence),
+            "create",
+        );
         Ok(())
     }
 
@@ -413,12 +480,22 @@ impl RunLog for MemoryStore {
         match st.runs.get(&run.sync_id) {
             None => return Err(refused(call, PortErrorKind::NotFound, "no such run")),
             Some((_, f)) if *f > fence => {
-                return Err(refused(call, PortErrorKind::Fenced, "a newer sync invocation saved this run"));
+                return Err(refused(
+                    call,
+                    PortErrorKind::Fenced,
+                    "a newer sync invocation saved this run",
+                ));
             }
             Some(_) => {}
         }
         st.runs.insert(run.sync_id.clone(), (run.clone(), fence));
-        self.log(&mut st, Table::Runs, run.sync_id.clone(), Some(fence), "save");
+        self.log(
+            &mut st,
+            Table::Runs,
+            run.sync_id.clone(),
+            Some(fence),
+            "save",
+        );
         Ok(Usage { rcu: 0.0, wcu: 2.0 })
     }
 

@@ -162,7 +162,8 @@ impl ApiError {
                 err["details"] = details.clone()
             }
             ApiError::InvalidStoredSetting(e) => {
-                err["details"] = serde_json::json!({ "setting_key": e.key.as_str(), "stored_value": e.value })
+                err["details"] =
+                    serde_json::json!({ "setting_key": e.key.as_str(), "stored_value": e.value })
             }
             _ => {}
         }

@@ -107,7 +107,11 @@ impl Decision {
 }
 
 /// Decides for one property. `results` are in facet order, property first.
-pub fn decide(tracked: &Tracked, results: &[(Facet, FacetOutcome)], touch_unchanged: bool) -> Decision {
+pub fn decide(
+    tracked: &Tracked,
+    results: &[(Facet, FacetOutcome)],
+    touch_unchanged: bool,
+) -> Decision {
     let mut facet_failures = Vec::new();
     let mut docs = Vec::new();
     let mut summary = None;
@@ -255,7 +259,10 @@ mod tests {
             panic!("{d:?}")
         };
         assert_eq!(
-            w.docs.iter().map(|d| (d.facet.as_str(), d.slot)).collect::<Vec<_>>(),
+            w.docs
+                .iter()
+                .map(|d| (d.facet.as_str(), d.slot))
+                .collect::<Vec<_>>(),
             [("property", "a"), ("lang#fr", "a")]
         );
         assert_eq!((w.expected_version, w.new_version()), (0, 1));
@@ -266,7 +273,10 @@ mod tests {
 
     #[test]
     fn only_changed_facets_are_written_into_the_other_slot() {
-        let t = stored(&[("property", "p1", Some("a")), ("lang#fr", "f1", Some("b"))], 3);
+        let t = stored(
+            &[("property", "p1", Some("a")), ("lang#fr", "f1", Some("b"))],
+            3,
+        );
         let d = decide(
             &t,
             &[(Facet::Property, fetched("p1")), (fr(), fetched("f2"))],
@@ -278,7 +288,10 @@ mod tests {
         assert_eq!(w.docs.len(), 1);
         assert_eq!((w.docs[0].facet.as_str(), w.docs[0].slot), ("lang#fr", "a"));
         assert_eq!(w.facets["property"].slot.as_deref(), Some("a"));
-        assert_eq!(w.facets["property"].version, 3, "an unchanged facet keeps its version");
+        assert_eq!(
+            w.facets["property"].version, 3,
+            "an unchanged facet keeps its version"
+        );
         assert_eq!(w.facets["lang#fr"].version, 4);
         assert_eq!(w.summary, None, "the property facet did not change");
     }
@@ -287,7 +300,14 @@ mod tests {
     fn unchanged_content_touches_unless_told_not_to() {
         let t = stored(&[("property", "p1", Some("a"))], 1);
         let d = decide(&t, &[(Facet::Property, fetched("p1"))], true);
-        assert!(matches!(d.plan, Plan::Unchanged { touch: true, status: SyncStatus::Synced, .. }));
+        assert!(matches!(
+            d.plan,
+            Plan::Unchanged {
+                touch: true,
+                status: SyncStatus::Synced,
+                ..
+            }
+        ));
         let d = decide(&t, &[(Facet::Property, fetched("p1"))], false);
         assert!(matches!(d.plan, Plan::Unchanged { touch: false, .. }));
         // A record not yet `synced` is always written, whatever the touch setting.
@@ -301,12 +321,25 @@ mod tests {
     #[test]
     fn the_property_facet_decides_not_found_and_failure() {
         let t = stored(&[("property", "p1", Some("a"))], 1);
-        let d = decide(&t, &[(Facet::Property, FacetOutcome::NotFound), (fr(), fetched("x"))], true);
+        let d = decide(
+            &t,
+            &[
+                (Facet::Property, FacetOutcome::NotFound),
+                (fr(), fetched("x")),
+            ],
+            true,
+        );
         assert_eq!(d.plan, Plan::NotFound);
         assert_eq!(d.counters().not_found, 1);
         let d = decide(
             &t,
-            &[(Facet::Property, FacetOutcome::Failed("upstream server error (503)".into())), (fr(), fetched("x"))],
+            &[
+                (
+                    Facet::Property,
+                    FacetOutcome::Failed("upstream server error (503)".into()),
+                ),
+                (fr(), fetched("x")),
+            ],
             true,
         );
         assert_eq!(d.plan, Plan::Failed("upstream server error (503)".into()));
@@ -315,10 +348,16 @@ mod tests {
 
     #[test]
     fn another_facet_failing_makes_the_property_partial_and_keeps_that_facet() {
-        let t = stored(&[("property", "p1", Some("a")), ("lang#fr", "f1", Some("a"))], 2);
+        let t = stored(
+            &[("property", "p1", Some("a")), ("lang#fr", "f1", Some("a"))],
+            2,
+        );
         let d = decide(
             &t,
-            &[(Facet::Property, fetched("p2")), (fr(), FacetOutcome::Failed("timed out".into()))],
+            &[
+                (Facet::Property, fetched("p2")),
+                (fr(), FacetOutcome::Failed("timed out".into())),
+            ],
             true,
         );
         let Plan::Write(w) = &d.plan else {
@@ -340,8 +379,18 @@ mod tests {
         };
         let d = decide(&t, &[(Facet::Property, big.clone())], true);
         assert!(matches!(&d.plan, Plan::Failed(r) if r.contains("400 KB")));
-        let d = decide(&t, &[(Facet::Property, fetched("p1")), (Facet::Reviews(5), big)], true);
-        assert!(matches!(d.plan, Plan::Unchanged { status: SyncStatus::Partial, .. }));
+        let d = decide(
+            &t,
+            &[(Facet::Property, fetched("p1")), (Facet::Reviews(5), big)],
+            true,
+        );
+        assert!(matches!(
+            d.plan,
+            Plan::Unchanged {
+                status: SyncStatus::Partial,
+                ..
+            }
+        ));
         assert!(d.facet_failures[0].starts_with("reviews: "));
     }
 }

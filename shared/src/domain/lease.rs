@@ -207,7 +207,10 @@ mod tests {
     #[test]
     fn a_free_lease_is_taken_and_each_acquisition_gets_a_new_token() {
         let s1 = apply(None, &take("a"), 1_000, TTL).unwrap();
-        assert_eq!((s1.owner.as_deref(), s1.fence, s1.expires_at_ms), (Some("a"), 1, 61_000));
+        assert_eq!(
+            (s1.owner.as_deref(), s1.fence, s1.expires_at_ms),
+            (Some("a"), 1, 61_000)
+        );
         let rel = LeaseRequest::Release {
             owner: "a".into(),
             fence: 1,
@@ -260,7 +263,12 @@ mod tests {
             fence: 2,
             orphan: "a".into(),
         };
-        assert!(apply(Some(&t), &forget, TTL + 1, TTL).unwrap().orphans.is_empty());
+        assert!(
+            apply(Some(&t), &forget, TTL + 1, TTL)
+                .unwrap()
+                .orphans
+                .is_empty()
+        );
     }
 
     #[test]
@@ -368,7 +376,10 @@ mod tests {
                         if let Ok(n) = apply(s.as_ref(), &req, now, TTL) {
                             assert!(n.fence >= f);
                             assert!(n.rev > s.as_ref().map(|s| s.rev).unwrap_or(0));
-                            if matches!(req, LeaseRequest::Take { .. } | LeaseRequest::Pickup { .. }) {
+                            if matches!(
+                                req,
+                                LeaseRequest::Take { .. } | LeaseRequest::Pickup { .. }
+                            ) {
                                 assert_eq!(n.fence, f + 1, "{req:?}");
                             }
                             seen.push(n.fence);

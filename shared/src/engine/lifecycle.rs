@@ -40,7 +40,9 @@ fn port(sync_id: &str) -> impl FnOnce(PortError) -> EngineError + '_ {
 fn held_reason(r: Refused, sync_id: &str) -> String {
     match r {
         Refused::Held { owner, .. } if owner == sync_id => {
-            format!("sync {sync_id} is held by a live invocation (a duplicate delivery); nothing to do")
+            format!(
+                "sync {sync_id} is held by a live invocation (a duplicate delivery); nothing to do"
+            )
         }
         Refused::Held { owner, .. } if owner.is_empty() => {
             format!("sync {sync_id} no longer holds the lease; the next sync closes it")
@@ -80,8 +82,11 @@ impl Engine {
                 return Ok(Outcome::Skipped { reason });
             }
         };
-        let span = tracing::info_span!("sync", sync_id = %attached.run.sync_id, fence = attached.fence);
-        self.drive(attached, settings, budget).instrument(span).await
+        let span =
+            tracing::info_span!("sync", sync_id = %attached.run.sync_id, fence = attached.fence);
+        self.drive(attached, settings, budget)
+            .instrument(span)
+            .await
     }
 
     /// Applies an acquisition. When the lease is held by a holder of the same run (this is a
@@ -95,7 +100,13 @@ impl Engine {
         budget: Budget,
     ) -> Result<Result<crate::domain::lease::LeaseState, String>, EngineError> {
         let ttl = self.cfg.lease_ttl;
-        let refused = match self.deps.lease.apply(req, ttl).await.map_err(port(sync_id))? {
+        let refused = match self
+            .deps
+            .lease
+            .apply(req, ttl)
+            .await
+            .map_err(port(sync_id))?
+        {
             Ok(state) => return Ok(Ok(state)),
             Err(r) => r,
         };
@@ -110,21 +121,35 @@ impl Engine {
         if owner != sync_id {
             return Ok(Err(held_reason(refused, sync_id)));
         }
-        let wait = Duration::from_millis(expires_at_ms.saturating_sub(self.deps.clock.now_ms()) + 1);
+        let wait =
+            Duration::from_millis(expires_at_ms.saturating_sub(self.deps.clock.now_ms()) + 1);
         if Instant::now() + wait >= budget.stop_starting {
             return Ok(Err(held_reason(refused, sync_id)));
         }
-        info!(wait_ms = wait.as_millis() as u64, "the run's lease is held by another invocation of it; watching for a renewal");
+        info!(
+            wait_ms = wait.as_millis() as u64,
+            "the run's lease is held by another invocation of it; watching for a renewal"
+        );
         tokio::time::sleep(wait).await;
         match self.deps.lease.current().await.map_err(port(sync_id))? {
-            Some(now) if now.owner.as_deref() == Some(sync_id) && now.expires_at_ms <= *expires_at_ms => {
+            Some(now)
+                if now.owner.as_deref() == Some(sync_id) && now.expires_at_ms <= *expires_at_ms =>
+            {
                 let pickup = LeaseRequest::Pickup {
                     owner: sync_id.to_string(),
                     from: None,
                 };
-                match self.deps.lease.apply(&pickup, ttl).await.map_err(port(sync_id))? {
+                match self
+                    .deps
+                    .lease
+                    .apply(&pickup, ttl)
+                    .await
+                    .map_err(port(sync_id))?
+                {
                     Ok(state) => {
-                        warn!("the run's previous holder stopped without handing over; resuming from its checkpoint");
+                        warn!(
+                            "the run's previous holder stopped without handing over; resuming from its checkpoint"
+                        );
                         Ok(Ok(state))
                     }
                     Err(r) => Ok(Err(held_reason(r, sync_id))),
@@ -295,7 +320,12 @@ impl Engine {
         };
         for orphan in orphans {
             if orphan != me
-                && let Some(mut r) = self.deps.runs.get(&orphan).await.map_err(Stop::Dependency)?
+                && let Some(mut r) = self
+                    .deps
+                    .runs
+                    .get(&orphan)
+                    .await
+                    .map_err(Stop::Dependency)?
                 && r.status.is_active()
             {
                 r.status = RunStatus::Abandoned;
@@ -329,7 +359,8 @@ impl Engine {
         orphans: Vec<String>,
         budget: Budget,
     ) -> Result<Progress, Stop> {
-        self.close_orphans(&run.sync_id, guard.fence, orphans).await?;
+        self.close_orphans(&run.sync_id, guard.fence, orphans)
+            .await?;
         let settings = settings.map_err(Stop::Abort)?;
         let first = run.invocations == 0;
         let mut rcu = 0.0;
@@ -368,7 +399,12 @@ impl Engine {
         };
         if first {
             run.requests_per_property = settings.requests_per_property();
-            info!(total = run.total, dry_run = run.dry_run, sync_type = run.sync_type.as_str(), "sync started");
+            info!(
+                total = run.total,
+                dry_run = run.dry_run,
+                sync_type = run.sync_type.as_str(),
+                "sync started"
+            );
         } else {
             info!(cursor = ?run.cursor, processed = run.counters.processed, "sync resumed");
         }
@@ -453,7 +489,12 @@ impl Engine {
     }
 
     /// Ends the run: `reason` = failed with it; `None` = by its counters.
-    async fn finish(&self, mut run: SyncRun, guard: &FenceGuard, reason: Option<String>) -> Outcome {
+    async fn finish(
+        &self,
+        mut run: SyncRun,
+        guard: &FenceGuard,
+        reason: Option<String>,
+    ) -> Outcome {
         match reason {
             Some(r) => {
                 run.status = RunStatus::Failed;
@@ -472,7 +513,9 @@ impl Engine {
         run.completed_at = Some(self.deps.clock.now());
         if !guard.ok() {
             return Outcome::Skipped {
-                reason: "the lease ran out before the run could be closed; the next holder closes it".into(),
+                reason:
+                    "the lease ran out before the run could be closed; the next holder closes it"
+                        .into(),
             };
         }
         match self.deps.runs.save(&run, guard.fence).await {

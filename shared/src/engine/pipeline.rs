@@ -171,7 +171,12 @@ pub(crate) struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
-    async fn checkpoint(&self, run: &mut SyncRun, order: &mut Order, rcu: &mut f64) -> Result<(), Stop> {
+    async fn checkpoint(
+        &self,
+        run: &mut SyncRun,
+        order: &mut Order,
+        rcu: &mut f64,
+    ) -> Result<(), Stop> {
         order.save_into(run);
         run.counters.consumed_rcu += std::mem::take(rcu);
         run.counters.upstream_requests += self
@@ -270,7 +275,9 @@ impl Pipeline<'_> {
                     Err(e) => {
                         error!(error = %e, "a property task panicked");
                         tasks.abort_all();
-                        stop = Some(Stop::Abort(format!("internal error: a property task panicked ({e})")));
+                        stop = Some(Stop::Abort(format!(
+                            "internal error: a property task panicked ({e})"
+                        )));
                         continue;
                     }
                 };

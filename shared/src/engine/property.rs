@@ -170,7 +170,11 @@ async fn changes(
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
         let old = match t.facets.get(&d.facet) {
             None => None,
-            Some(state) => match ctx.reader.get_document(t.hotel_id, &state.key(&d.facet)).await {
+            Some(state) => match ctx
+                .reader
+                .get_document(t.hotel_id, &state.key(&d.facet))
+                .await
+            {
                 Ok((doc, u)) => {
                     *usage += u;
                     doc.and_then(|doc| document::decompress(&doc.compressed).ok())
@@ -249,7 +253,10 @@ async fn write(
     };
     match &decision.plan {
         Plan::NotFound => {
-            let o = outcome(SyncStatus::NotFound, Some("not found upstream (404)".into()));
+            let o = outcome(
+                SyncStatus::NotFound,
+                Some("not found upstream (404)".into()),
+            );
             fenced(&ctx.guard, ctx.writer.record_outcome(&o)).await
         }
         Plan::Failed(reason) => {
@@ -271,7 +278,12 @@ async fn write(
             for d in &plan.docs {
                 let compressed = match compared[d.index].packed.take() {
                     Some(Ok(z)) => z,
-                    _ => return Err(Refusal::Failed(format!("{}: document not available", d.facet))),
+                    _ => {
+                        return Err(Refusal::Failed(format!(
+                            "{}: document not available",
+                            d.facet
+                        )));
+                    }
                 };
                 docs.push(DocWrite {
                     hotel_id: t.hotel_id,

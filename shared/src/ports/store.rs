@@ -43,8 +43,11 @@ pub trait PropertyReader: Send + Sync {
     async fn count_tracked(&self) -> PortResult<(u64, Usage)>;
     async fn get_record(&self, hotel_id: i64) -> PortResult<Option<SyncRecord>>;
     /// One document item by key (see [`FacetState::key`]).
-    async fn get_document(&self, hotel_id: i64, key: &str)
-    -> PortResult<(Option<StoredDoc>, Usage)>;
+    async fn get_document(
+        &self,
+        hotel_id: i64,
+        key: &str,
+    ) -> PortResult<(Option<StoredDoc>, Usage)>;
 }
 
 /// One facet document for a free slot.

@@ -344,7 +344,10 @@ impl Stack {
         );
         run.hotel_ids = hotel_ids.clone();
         run.dry_run = dry_run;
-        self.runs.create(&run, state.fence).await.expect("create run");
+        self.runs
+            .create(&run, state.fence)
+            .await
+            .expect("create run");
         SyncRequest::Manual {
             sync_id,
             lease: Some(state.fence),

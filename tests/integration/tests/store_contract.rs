@@ -110,8 +110,16 @@ async fn lease_rules(k: Kit) {
     // Expiry: b takes over, a becomes an orphan and is fenced out.
     k.clock.advance(TTL + Duration::from_millis(1));
     let b = l.apply(&take("b", true), TTL).await.unwrap().unwrap();
-    assert_eq!((b.fence, b.handoff, b.orphans.clone()), (2, true, vec!["a".to_string()]), "{n}");
-    assert_eq!(l.apply(&hb, TTL).await.unwrap(), Err(Refused::Fenced), "{n}");
+    assert_eq!(
+        (b.fence, b.handoff, b.orphans.clone()),
+        (2, true, vec!["a".to_string()]),
+        "{n}"
+    );
+    assert_eq!(
+        l.apply(&hb, TTL).await.unwrap(),
+        Err(Refused::Fenced),
+        "{n}"
+    );
     // The reserved run is picked up once, with the reserved token.
     let pick = LeaseRequest::Pickup {
         owner: "b".into(),
@@ -119,13 +127,24 @@ async fn lease_rules(k: Kit) {
     };
     let p = l.apply(&pick, TTL).await.unwrap().unwrap();
     assert_eq!((p.fence, p.handoff), (3, false), "{n}");
-    assert!(l.apply(&pick, TTL).await.unwrap().is_err(), "{n}: a duplicate pickup is refused");
+    assert!(
+        l.apply(&pick, TTL).await.unwrap().is_err(),
+        "{n}: a duplicate pickup is refused"
+    );
     let forget = LeaseRequest::ForgetOrphan {
         owner: "b".into(),
         fence: 3,
         orphan: "a".into(),
     };
-    assert!(l.apply(&forget, TTL).await.unwrap().unwrap().orphans.is_empty(), "{n}");
+    assert!(
+        l.apply(&forget, TTL)
+            .await
+            .unwrap()
+            .unwrap()
+            .orphans
+            .is_empty(),
+        "{n}"
+    );
     // Hand over, pick up, release.
     let ho = LeaseRequest::HandOver {
         owner: "b".into(),
@@ -142,7 +161,11 @@ async fn lease_rules(k: Kit) {
         owner: "b".into(),
         fence: 3,
     };
-    assert_eq!(l.apply(&stale_release, TTL).await.unwrap(), Err(Refused::Fenced), "{n}");
+    assert_eq!(
+        l.apply(&stale_release, TTL).await.unwrap(),
+        Err(Refused::Fenced),
+        "{n}"
+    );
     let release = LeaseRequest::Release {
         owner: "b".into(),
         fence: 4,
@@ -150,8 +173,16 @@ async fn lease_rules(k: Kit) {
     let free = l.apply(&release, TTL).await.unwrap().unwrap();
     assert_eq!((free.owner, free.fence), (None, 4), "{n}");
     let c = l.apply(&take("c", false), TTL).await.unwrap().unwrap();
-    assert_eq!((c.fence, c.orphans.len()), (5, 0), "{n}: a released run is no orphan");
-    assert_eq!(l.current().await.unwrap().unwrap(), c, "{n}: what is stored is what was granted");
+    assert_eq!(
+        (c.fence, c.orphans.len()),
+        (5, 0),
+        "{n}: a released run is no orphan"
+    );
+    assert_eq!(
+        l.current().await.unwrap().unwrap(),
+        c,
+        "{n}: what is stored is what was granted"
+    );
 }
 contract!(lease_follows_the_domain_rules_in_both_stores, lease_rules);
 
@@ -216,37 +247,92 @@ async fn fenced_records(k: Kit) {
     w.claim(1, 0, 5).await.unwrap();
     w.commit(&write(1, 0, 5, "h1")).await.unwrap();
     let r = k.reader.get_record(1).await.unwrap().unwrap();
-    assert_eq!((r.data_version, r.fence, r.sync_status), (1, Some(5), SyncStatus::Synced), "{n}");
+    assert_eq!(
+        (r.data_version, r.fence, r.sync_status),
+        (1, Some(5), SyncStatus::Synced),
+        "{n}"
+    );
     assert_eq!(r.facets["property"].slot.as_deref(), Some("a"), "{n}");
     assert_eq!(r.content_hash.as_deref(), Some("h1"), "{n}");
     // An older token is fenced out of every record write.
-    assert_eq!(kind(w.claim(1, 1, 4).await), Some(PortErrorKind::Fenced), "{n}");
-    assert_eq!(kind(w.record_outcome(&outcome(1, 4)).await), Some(PortErrorKind::Fenced), "{n}");
-    assert_eq!(kind(w.commit(&write(1, 1, 4, "x")).await), Some(PortErrorKind::Fenced), "{n}");
+    assert_eq!(
+        kind(w.claim(1, 1, 4).await),
+        Some(PortErrorKind::Fenced),
+        "{n}"
+    );
+    assert_eq!(
+        kind(w.record_outcome(&outcome(1, 4)).await),
+        Some(PortErrorKind::Fenced),
+        "{n}"
+    );
+    assert_eq!(
+        kind(w.commit(&write(1, 1, 4, "x")).await),
+        Some(PortErrorKind::Fenced),
+        "{n}"
+    );
     // A moved version is a conflict; so is a commit without a claim.
-    assert_eq!(kind(w.claim(1, 0, 6).await), Some(PortErrorKind::Conflict), "{n}");
-    assert_eq!(kind(w.commit(&write(2, 0, 6, "x")).await), Some(PortErrorKind::Conflict), "{n}");
+    assert_eq!(
+        kind(w.claim(1, 0, 6).await),
+        Some(PortErrorKind::Conflict),
+        "{n}"
+    );
+    assert_eq!(
+        kind(w.commit(&write(2, 0, 6, "x")).await),
+        Some(PortErrorKind::Conflict),
+        "{n}"
+    );
     // A claim by a newer token makes the older claimer's commit fail.
     w.claim(2, 0, 7).await.unwrap();
     w.claim(2, 0, 8).await.unwrap();
-    assert_eq!(kind(w.commit(&write(2, 0, 7, "x")).await), Some(PortErrorKind::Fenced), "{n}");
+    assert_eq!(
+        kind(w.commit(&write(2, 0, 7, "x")).await),
+        Some(PortErrorKind::Fenced),
+        "{n}"
+    );
     w.commit(&write(2, 0, 8, "h2")).await.unwrap();
     // Untracking sticks: every sync write to the record is refused.
     w.claim(3, 0, 9).await.unwrap();
     k.tracking.untrack(3).await.unwrap();
-    assert_eq!(kind(w.commit(&write(3, 0, 9, "x")).await), Some(PortErrorKind::Untracked), "{n}");
-    assert_eq!(kind(w.claim(3, 0, 10).await), Some(PortErrorKind::Untracked), "{n}");
-    assert_eq!(kind(w.record_outcome(&outcome(3, 10)).await), Some(PortErrorKind::Untracked), "{n}");
-    assert_eq!(k.reader.get_record(3).await.unwrap().unwrap().sync_status, SyncStatus::Untracked, "{n}");
+    assert_eq!(
+        kind(w.commit(&write(3, 0, 9, "x")).await),
+        Some(PortErrorKind::Untracked),
+        "{n}"
+    );
+    assert_eq!(
+        kind(w.claim(3, 0, 10).await),
+        Some(PortErrorKind::Untracked),
+        "{n}"
+    );
+    assert_eq!(
+        kind(w.record_outcome(&outcome(3, 10)).await),
+        Some(PortErrorKind::Untracked),
+        "{n}"
+    );
+    assert_eq!(
+        k.reader.get_record(3).await.unwrap().unwrap().sync_status,
+        SyncStatus::Untracked,
+        "{n}"
+    );
     // An unknown id is never created by a sync write.
-    assert_eq!(kind(w.record_outcome(&outcome(99, 10)).await), Some(PortErrorKind::Untracked), "{n}");
+    assert_eq!(
+        kind(w.record_outcome(&outcome(99, 10)).await),
+        Some(PortErrorKind::Untracked),
+        "{n}"
+    );
     assert!(k.reader.get_record(99).await.unwrap().is_none(), "{n}");
-    assert_eq!(kind(k.tracking.untrack(99).await), Some(PortErrorKind::NotFound), "{n}");
+    assert_eq!(
+        kind(k.tracking.untrack(99).await),
+        Some(PortErrorKind::NotFound),
+        "{n}"
+    );
     // Tracking again.
     let again = k.tracking.track(&[3, 4]).await.unwrap();
     assert_eq!((again.new, again.retracked), (1, 1), "{n}");
 }
-contract!(record_writes_are_fenced_and_untracking_sticks, fenced_records);
+contract!(
+    record_writes_are_fenced_and_untracking_sticks,
+    fenced_records
+);
 
 fn doc(key: &str, fence: u64, hash: &str) -> DocWrite {
     DocWrite {
@@ -266,13 +352,29 @@ async fn fenced_documents(k: Kit) {
     let w = &k.writer;
     w.put_document(&doc("property@a", 5, "h5")).await.unwrap();
     w.put_document(&doc("property@a", 5, "h5")).await.unwrap();
-    assert_eq!(kind(w.put_document(&doc("property@a", 4, "h4")).await), Some(PortErrorKind::Fenced), "{n}");
+    assert_eq!(
+        kind(w.put_document(&doc("property@a", 4, "h4")).await),
+        Some(PortErrorKind::Fenced),
+        "{n}"
+    );
     w.put_document(&doc("property@b", 4, "h4")).await.unwrap();
     w.put_document(&doc("property@a", 6, "h6")).await.unwrap();
     let (d, _) = k.reader.get_document(1, "property@a").await.unwrap();
     let d = d.unwrap();
-    assert_eq!((d.content_hash.as_str(), d.compressed.as_slice()), ("h6", &[1u8, 2, 3][..]), "{n}");
-    assert!(k.reader.get_document(1, "property@c").await.unwrap().0.is_none(), "{n}");
+    assert_eq!(
+        (d.content_hash.as_str(), d.compressed.as_slice()),
+        ("h6", &[1u8, 2, 3][..]),
+        "{n}"
+    );
+    assert!(
+        k.reader
+            .get_document(1, "property@c")
+            .await
+            .unwrap()
+            .0
+            .is_none(),
+        "{n}"
+    );
 }
 contract!(document_writes_are_fenced, fenced_documents);
 
@@ -280,22 +382,42 @@ async fn run_log(k: Kit) {
     let n = k.name;
     let mut a = SyncRun::new("01A".into(), SyncType::Manual, Timestamp(1_800_000_000));
     k.runs.create(&a, 3).await.unwrap();
-    assert_eq!(kind(k.runs.create(&a, 3).await), Some(PortErrorKind::Conflict), "{n}");
+    assert_eq!(
+        kind(k.runs.create(&a, 3).await),
+        Some(PortErrorKind::Conflict),
+        "{n}"
+    );
     a.status = RunStatus::Running;
     a.skip = vec![5, 9];
     a.cursor = Some(4);
     k.runs.save(&a, 4).await.unwrap();
     a.status = RunStatus::Completed;
-    assert_eq!(kind(k.runs.save(&a, 3).await), Some(PortErrorKind::Fenced), "{n}: an older token cannot save");
+    assert_eq!(
+        kind(k.runs.save(&a, 3).await),
+        Some(PortErrorKind::Fenced),
+        "{n}: an older token cannot save"
+    );
     let got = k.runs.get("01A").await.unwrap().unwrap();
-    assert_eq!((got.status, got.cursor, got.skip.clone()), (RunStatus::Running, Some(4), vec![5, 9]), "{n}");
+    assert_eq!(
+        (got.status, got.cursor, got.skip.clone()),
+        (RunStatus::Running, Some(4), vec![5, 9]),
+        "{n}"
+    );
     let ghost = SyncRun::new("01Z".into(), SyncType::Manual, Timestamp(1_800_000_000));
-    assert_eq!(kind(k.runs.save(&ghost, 9).await), Some(PortErrorKind::NotFound), "{n}: save never creates");
+    assert_eq!(
+        kind(k.runs.save(&ghost, 9).await),
+        Some(PortErrorKind::NotFound),
+        "{n}: save never creates"
+    );
     let b = SyncRun::new("01B".into(), SyncType::Scheduled, Timestamp(1_800_000_100));
     k.runs.create(&b, 5).await.unwrap();
     let (page, total) = k.runs.list(10, 0).await.unwrap();
     assert_eq!(total, 2, "{n}");
-    assert_eq!(page.iter().map(|r| r.sync_id.as_str()).collect::<Vec<_>>(), ["01B", "01A"], "{n}");
+    assert_eq!(
+        page.iter().map(|r| r.sync_id.as_str()).collect::<Vec<_>>(),
+        ["01B", "01A"],
+        "{n}"
+    );
 }
 contract!(run_saves_are_fenced_and_listed_newest_first, run_log);
 
@@ -306,7 +428,11 @@ async fn scans(k: Kit) {
     for id in [13, 130, 260] {
         k.tracking.untrack(id).await.unwrap();
     }
-    let want: BTreeSet<i64> = ids.iter().copied().filter(|i| ![13, 130, 260].contains(i)).collect();
+    let want: BTreeSet<i64> = ids
+        .iter()
+        .copied()
+        .filter(|i| ![13, 130, 260].contains(i))
+        .collect();
     // Page by page: every tracked id exactly once.
     let mut seen = Vec::new();
     let mut after = None;
@@ -335,8 +461,16 @@ async fn scans(k: Kit) {
     assert_eq!(rest, seen[24..].to_vec(), "{n}");
     // Point reads and the count see tracked ids only.
     let (got, _) = k.reader.get_tracked(&[26, 13, 999, 26]).await.unwrap();
-    assert_eq!(got.iter().map(|t| t.hotel_id).collect::<Vec<_>>(), [26], "{n}");
-    assert_eq!(k.reader.count_tracked().await.unwrap().0, want.len() as u64, "{n}");
+    assert_eq!(
+        got.iter().map(|t| t.hotel_id).collect::<Vec<_>>(),
+        [26],
+        "{n}"
+    );
+    assert_eq!(
+        k.reader.count_tracked().await.unwrap().0,
+        want.len() as u64,
+        "{n}"
+    );
 }
 contract!(scans_page_resume_and_skip_untracked, scans);
 
@@ -346,10 +480,17 @@ async fn settings(k: Kit) {
         (SettingKey::SyncBatchSize, SettingValue::Count(25)),
         (SettingKey::SyncRateLimit, SettingValue::Rate(2.5)),
     ];
-    k.settings.put_all(&values, Timestamp(1_800_000_000)).await.unwrap();
+    k.settings
+        .put_all(&values, Timestamp(1_800_000_000))
+        .await
+        .unwrap();
     let got = k.settings.load().await.unwrap();
     assert_eq!(got["sync_batch_size"].value, "25", "{n}");
     assert_eq!(got["sync_rate_limit"].value, "2.5", "{n}");
-    assert_eq!(got["sync_rate_limit"].updated_at, Timestamp(1_800_000_000), "{n}");
+    assert_eq!(
+        got["sync_rate_limit"].updated_at,
+        Timestamp(1_800_000_000),
+        "{n}"
+    );
 }
 contract!(settings_round_trip, settings);

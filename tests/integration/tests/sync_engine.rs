@@ -1,10 +1,10 @@
 //! The sync engine against the DynamoDB API (moto_server) and the Cupid simulator.
 
 use cupid_sim::{ChangeRequest, Faults, IdFault};
+use cupid_sync::domain::lease::LeaseRequest;
 use cupid_sync::domain::run::{RunStatus, SyncStatus, SyncType};
 use cupid_sync::domain::time::Timestamp;
 use cupid_sync::engine::Outcome;
-use cupid_sync::domain::lease::LeaseRequest;
 use cupid_sync::ports::{Lease, PropertyReader, RunLog};
 use integration::{Options, Stack};
 use std::collections::HashMap;
@@ -174,7 +174,10 @@ async fn fault_matrix_gives_the_designed_outcome() {
         assert_eq!(r.sync_status, status);
         assert_eq!(r.data_version, 1, "previous data kept for {id}");
         assert!(r.content_hash.is_some() && r.last_error.is_some());
-        assert!(s.document(id, "property").await.is_some(), "document kept for {id}");
+        assert!(
+            s.document(id, "property").await.is_some(),
+            "document kept for {id}"
+        );
     }
     for id in [ids[0], ids[1], ids[6]] {
         assert_eq!(
@@ -548,7 +551,10 @@ async fn a_crash_between_document_and_record_converges_and_a_newer_write_is_refu
     let want = cupid_sync::domain::facet::Facet::Property
         .canonical(s.sim.sim.property(healed))
         .unwrap();
-    assert_eq!(served.content_hash, want.hash, "converged to upstream's current content");
+    assert_eq!(
+        served.content_hash, want.hash,
+        "converged to upstream's current content"
+    );
 
     // A newer token wrote `foreign`'s free slot: our write is refused and the run stops.
     s.sim.sim.change(&ChangeRequest {
@@ -570,7 +576,12 @@ async fn a_crash_between_document_and_record_converges_and_a_newer_write_is_refu
     let (doc, _) = s.props.get_document(foreign, &key).await.unwrap();
     assert_eq!(doc.unwrap().data_version, 2, "the newer write stands");
     assert_eq!(
-        s.props.get_record(foreign).await.unwrap().unwrap().data_version,
+        s.props
+            .get_record(foreign)
+            .await
+            .unwrap()
+            .unwrap()
+            .data_version,
         1,
         "not committed by the stale invocation"
     );

@@ -66,7 +66,10 @@ fn converged(w: &World, out: &mut Vec<String>) {
         };
         if w.upstream.is_deleted(*id) {
             if r.sync_status != SyncStatus::NotFound {
-                out.push(format!("hotel {id}: deleted upstream but status {:?}", r.sync_status));
+                out.push(format!(
+                    "hotel {id}: deleted upstream but status {:?}",
+                    r.sync_status
+                ));
             }
             continue;
         }
@@ -86,14 +89,20 @@ fn converged(w: &World, out: &mut Vec<String>) {
         }
         for f in w.facets() {
             let key = f.key();
-            let Some(body) = w.upstream.body(*id, &f) else { continue };
-            let want = f.canonical(body).expect("the simulator serves valid bodies");
+            let Some(body) = w.upstream.body(*id, &f) else {
+                continue;
+            };
+            let want = f
+                .canonical(body)
+                .expect("the simulator serves valid bodies");
             let Some(state) = states.get(&key) else {
                 out.push(format!("hotel {id}: facet {key} never stored"));
                 continue;
             };
             if state.hash != want.hash {
-                out.push(format!("hotel {id}: facet {key} not converged (record hash differs)"));
+                out.push(format!(
+                    "hotel {id}: facet {key} not converged (record hash differs)"
+                ));
                 continue;
             }
             let doc = futures::executor::block_on(cupid_sync::ports::PropertyReader::get_document(
@@ -104,9 +113,12 @@ fn converged(w: &World, out: &mut Vec<String>) {
             .ok()
             .and_then(|(d, _)| d);
             match doc {
-                None => out.push(format!("hotel {id}: the record points at a missing {key} document")),
+                None => out.push(format!(
+                    "hotel {id}: the record points at a missing {key} document"
+                )),
                 Some(d) => {
-                    let bytes = cupid_sync::domain::document::decompress(&d.compressed).unwrap_or_default();
+                    let bytes =
+                        cupid_sync::domain::document::decompress(&d.compressed).unwrap_or_default();
                     if d.content_hash != state.hash || bytes != want.bytes {
                         out.push(format!(
                             "hotel {id}: the {key} document the record points at is not the recorded content"
@@ -124,15 +136,24 @@ fn untracked(w: &World, writes: &[AcceptedWrite], out: &mut Vec<String>) {
     let mut spans: Vec<(i64, usize, usize)> = w.untracked_spans.lock().unwrap().clone();
     for (id, from) in w.untracked.lock().unwrap().iter() {
         if records.get(id).map(|r| r.sync_status) != Some(SyncStatus::Untracked) {
-            out.push(format!("hotel {id}: untracked, but its record says {:?}", records.get(id).map(|r| r.sync_status)));
+            out.push(format!(
+                "hotel {id}: untracked, but its record says {:?}",
+                records.get(id).map(|r| r.sync_status)
+            ));
         }
         spans.push((*id, *from, writes.len()));
     }
     for (id, from, to) in spans {
         let key = id.to_string();
         for (i, wr) in writes.iter().enumerate().take(to).skip(from) {
-            if wr.table == Table::Records && wr.key == key && matches!(wr.what, "claim" | "commit" | "outcome") {
-                out.push(format!("hotel {id}: a sync wrote its record ({}, write #{i}) while it was untracked", wr.what));
+            if wr.table == Table::Records
+                && wr.key == key
+                && matches!(wr.what, "claim" | "commit" | "outcome")
+            {
+                out.push(format!(
+                    "hotel {id}: a sync wrote its record ({}, write #{i}) while it was untracked",
+                    wr.what
+                ));
             }
         }
     }
@@ -143,7 +164,10 @@ async fn runs_ended(w: &World, out: &mut Vec<String>) {
     let runs = w.store.runs();
     for r in &runs {
         if r.status.is_active() {
-            out.push(format!("run {} left {} ({:?})", r.sync_id, r.status, r.error_message));
+            out.push(format!(
+                "run {} left {} ({:?})",
+                r.sync_id, r.status, r.error_message
+            ));
         }
     }
     let last = runs.iter().max_by_key(|r| r.sync_id.clone());
@@ -160,11 +184,18 @@ async fn runs_ended(w: &World, out: &mut Vec<String>) {
         ..Default::default()
     };
     use cupid_sync::api::Handler;
-    match w.app().handle(cupid_sync::api::routes::Op::Status, &req).await {
+    match w
+        .app()
+        .handle(cupid_sync::api::routes::Op::Status, &req)
+        .await
+    {
         Ok(resp) => {
             let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
             if !v["data"]["current_run"].is_null() {
-                out.push(format!("status shows a current run at quiescence: {}", v["data"]["current_run"]));
+                out.push(format!(
+                    "status shows a current run at quiescence: {}",
+                    v["data"]["current_run"]
+                ));
             }
         }
         Err(e) => out.push(format!("status failed: {e}")),
@@ -177,7 +208,9 @@ fn upstream_discipline(w: &World, out: &mut Vec<String>) {
     let retries = w.scenario.retries as usize;
     let mut per_request: BTreeMap<(u64, i64, &str), usize> = BTreeMap::new();
     for s in &sent {
-        *per_request.entry((s.invocation, s.hotel_id, s.facet.as_str())).or_default() += 1;
+        *per_request
+            .entry((s.invocation, s.hotel_id, s.facet.as_str()))
+            .or_default() += 1;
     }
     for ((inv, id, facet), n) in per_request {
         if n > retries + 1 {
@@ -196,7 +229,10 @@ fn upstream_discipline(w: &World, out: &mut Vec<String>) {
         while window.front().is_some_and(|f| f.at_ms + 1000 <= s.at_ms) {
             window.pop_front();
         }
-        let mine = window.iter().filter(|x| x.invocation == s.invocation).count();
+        let mine = window
+            .iter()
+            .filter(|x| x.invocation == s.invocation)
+            .count();
         if mine > per_inv {
             out.push(format!(
                 "invocation {} sent {mine} requests within one second (rate limit {r}/s)",

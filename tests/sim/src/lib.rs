@@ -35,7 +35,11 @@ pub struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "seed {} failed (replay: SIM_SEED={} make sim)", self.seed, self.seed)?;
+        writeln!(
+            f,
+            "seed {} failed (replay: SIM_SEED={} make sim)",
+            self.seed, self.seed
+        )?;
         for v in self.violations.iter().take(20) {
             writeln!(f, "  - {v}")?;
         }
@@ -77,7 +81,12 @@ pub fn run_seed(seed: u64) -> Result<Report, Failure> {
         };
         let lines = inv
             .iter()
-            .map(|i| format!("#{} attempt {} {:?} -> {}", i.id, i.attempt, i.request, i.outcome))
+            .map(|i| {
+                format!(
+                    "#{} attempt {} {:?} -> {}",
+                    i.id, i.attempt, i.request, i.outcome
+                )
+            })
             .collect::<Vec<_>>();
         (result, violations, report, lines)
     });

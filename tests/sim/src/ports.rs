@@ -148,37 +148,55 @@ impl SimPorts {
 #[async_trait]
 impl PropertyReader for SimPorts {
     async fn scan_tracked(&self, after: Option<i64>, limit: usize) -> PortResult<TrackedPage> {
-        self.call("Scan", false, self.store().scan_tracked(after, limit)).await
+        self.call("Scan", false, self.store().scan_tracked(after, limit))
+            .await
     }
     async fn get_tracked(&self, ids: &[i64]) -> PortResult<(Vec<Tracked>, Usage)> {
-        self.call("BatchGetItem", false, self.store().get_tracked(ids)).await
+        self.call("BatchGetItem", false, self.store().get_tracked(ids))
+            .await
     }
     async fn count_tracked(&self) -> PortResult<(u64, Usage)> {
-        self.call("Scan count", false, self.store().count_tracked()).await
+        self.call("Scan count", false, self.store().count_tracked())
+            .await
     }
     async fn get_record(&self, hotel_id: i64) -> PortResult<Option<SyncRecord>> {
-        self.call("GetItem", false, self.store().get_record(hotel_id)).await
-    }
-    async fn get_document(&self, hotel_id: i64, key: &str) -> PortResult<(Option<StoredDoc>, Usage)> {
-        self.call("GetItem document", false, self.store().get_document(hotel_id, key))
+        self.call("GetItem", false, self.store().get_record(hotel_id))
             .await
+    }
+    async fn get_document(
+        &self,
+        hotel_id: i64,
+        key: &str,
+    ) -> PortResult<(Option<StoredDoc>, Usage)> {
+        self.call(
+            "GetItem document",
+            false,
+            self.store().get_document(hotel_id, key),
+        )
+        .await
     }
 }
 
 #[async_trait]
 impl PropertyWriter for SimPorts {
     async fn claim(&self, hotel_id: i64, expected_version: u64, fence: u64) -> PortResult<Usage> {
-        self.call("claim", true, self.store().claim(hotel_id, expected_version, fence))
-            .await
+        self.call(
+            "claim",
+            true,
+            self.store().claim(hotel_id, expected_version, fence),
+        )
+        .await
     }
     async fn put_document(&self, doc: &DocWrite) -> PortResult<Usage> {
-        self.call("put_document", true, self.store().put_document(doc)).await
+        self.call("put_document", true, self.store().put_document(doc))
+            .await
     }
     async fn commit(&self, w: &PropertyWrite) -> PortResult<Usage> {
         self.call("commit", true, self.store().commit(w)).await
     }
     async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage> {
-        self.call("record_outcome", true, self.store().record_outcome(o)).await
+        self.call("record_outcome", true, self.store().record_outcome(o))
+            .await
     }
 }
 
@@ -188,23 +206,28 @@ impl Tracking for SimPorts {
         self.call("track", true, self.store().track(ids)).await
     }
     async fn untrack(&self, hotel_id: i64) -> PortResult<()> {
-        self.call("untrack", true, self.store().untrack(hotel_id)).await
+        self.call("untrack", true, self.store().untrack(hotel_id))
+            .await
     }
 }
 
 #[async_trait]
 impl RunLog for SimPorts {
     async fn create(&self, run: &SyncRun, fence: u64) -> PortResult<()> {
-        self.call("create run", true, self.store().create(run, fence)).await
+        self.call("create run", true, self.store().create(run, fence))
+            .await
     }
     async fn get(&self, sync_id: &str) -> PortResult<Option<SyncRun>> {
-        self.call("get run", false, RunLog::get(self.store(), sync_id)).await
+        self.call("get run", false, RunLog::get(self.store(), sync_id))
+            .await
     }
     async fn save(&self, run: &SyncRun, fence: u64) -> PortResult<Usage> {
-        self.call("save run", true, self.store().save(run, fence)).await
+        self.call("save run", true, self.store().save(run, fence))
+            .await
     }
     async fn list(&self, limit: usize, offset: usize) -> PortResult<(Vec<SyncRun>, u64)> {
-        self.call("list runs", false, self.store().list(limit, offset)).await
+        self.call("list runs", false, self.store().list(limit, offset))
+            .await
     }
 }
 
@@ -227,8 +250,13 @@ impl SettingsStore for SimPorts {
     async fn load(&self) -> PortResult<BTreeMap<String, StoredSetting>> {
         self.call("load settings", false, self.store().load()).await
     }
-    async fn put_all(&self, values: &[(SettingKey, SettingValue)], now: Timestamp) -> PortResult<()> {
-        self.call("put settings", true, self.store().put_all(values, now)).await
+    async fn put_all(
+        &self,
+        values: &[(SettingKey, SettingValue)],
+        now: Timestamp,
+    ) -> PortResult<()> {
+        self.call("put settings", true, self.store().put_all(values, now))
+            .await
     }
 }
 
@@ -242,7 +270,14 @@ impl Upstream for SimPorts {
         let invocation = self.tap.as_ref().map(|t| t.invocation).unwrap_or(0);
         let w = &self.world;
         w.upstream
-            .fetch(&w.rng, invocation, hotel_id, facet, w.now_ms(), w.elapsed_s())
+            .fetch(
+                &w.rng,
+                invocation,
+                hotel_id,
+                facet,
+                w.now_ms(),
+                w.elapsed_s(),
+            )
             .await
     }
 }
@@ -256,9 +291,18 @@ impl Dispatch for SimPorts {
             t.die().await;
         }
         let fail = !self.world.is_calm()
-            && self.world.rng.lock().unwrap().random_bool(self.world.scenario.p_dispatch_fail);
+            && self
+                .world
+                .rng
+                .lock()
+                .unwrap()
+                .random_bool(self.world.scenario.p_dispatch_fail);
         if fail {
-            return Err(PortError::new("Invoke sync", PortErrorKind::Unavailable, "simulated Lambda 500"));
+            return Err(PortError::new(
+                "Invoke sync",
+                PortErrorKind::Unavailable,
+                "simulated Lambda 500",
+            ));
         }
         self.world.deliver(req.clone(), 0);
         Ok(())

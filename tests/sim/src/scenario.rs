@@ -35,7 +35,10 @@ pub struct StoreFaults {
 #[derive(Debug, Clone)]
 pub enum Action {
     /// `POST /admin/sync`, for a subset (indexes into the tracked ids) or everything.
-    Trigger { subset: Option<Vec<usize>>, dry_run: bool },
+    Trigger {
+        subset: Option<Vec<usize>>,
+        dry_run: bool,
+    },
     /// `DELETE /admin/properties/{id}` (index into the ids).
     Untrack(usize),
     /// `PUT /admin/properties` of an id untracked earlier (index).
@@ -47,7 +50,10 @@ pub enum Action {
     /// `GET /properties/{id}` (index): what a reader is served must match its record.
     Read(usize),
     /// `PUT /admin/sync/settings`: batch size and concurrency.
-    Settings { batch_size: u32, max_concurrent: u32 },
+    Settings {
+        batch_size: u32,
+        max_concurrent: u32,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -49,7 +49,10 @@ impl SimUpstream {
 
     fn version(&self, id: i64, facet: &str) -> u32 {
         let c = self.content.lock().unwrap();
-        c.versions.get(&(id, facet.to_string())).copied().unwrap_or(0)
+        c.versions
+            .get(&(id, facet.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn is_deleted(&self, id: i64) -> bool {
@@ -76,7 +79,9 @@ impl SimUpstream {
                 ],
                 "v": v
             }),
-            Facet::Lang(l) => json!({"hotel_id": id, "hotel_name": format!("[{l}] Hotel {id} v{v}")}),
+            Facet::Lang(l) => {
+                json!({"hotel_id": id, "hotel_name": format!("[{l}] Hotel {id} v{v}")})
+            }
             Facet::Reviews(n) => Value::Array(
                 (0..(*n as i64))
                     .map(|k| {

@@ -36,6 +36,22 @@ pub struct SimClock {
     ids: AtomicU64,
 }
 
+impl SimClock {
+    /// Wall time that follows tokio's (paused) clock, from 2026-01-01.
+    pub fn new() -> Self {
+        SimClock {
+            start: Instant::now(),
+            ids: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for SimClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Clock for SimClock {
     fn now_ms(&self) -> u64 {
         BASE_MS + self.start.elapsed().as_millis() as u64
@@ -54,7 +70,12 @@ impl Schedule for SimSchedule {
     async fn get(&self) -> PortResult<Option<ScheduleState>> {
         Ok(self.0.lock().unwrap().clone())
     }
-    async fn put(&self, enabled: bool, interval: Interval, anchor: Timestamp) -> PortResult<ScheduleState> {
+    async fn put(
+        &self,
+        enabled: bool,
+        interval: Interval,
+        anchor: Timestamp,
+    ) -> PortResult<ScheduleState> {
         let s = ScheduleState {
             enabled,
             interval,
@@ -104,7 +125,9 @@ impl World {
             start,
             ids: AtomicU64::new(0),
         });
-        let ids: Vec<i64> = (0..scenario.properties as i64).map(|i| 1_000_000 + i * 7).collect();
+        let ids: Vec<i64> = (0..scenario.properties as i64)
+            .map(|i| 1_000_000 + i * 7)
+            .collect();
         Arc::new_cyclic(|me| World {
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x5EED_5EED)),
             store: MemoryStore::new(clock.clone()),
@@ -208,9 +231,19 @@ impl World {
         let (copies, delays) = {
             let mut r = self.rng.lock().unwrap();
             let calm = self.is_calm();
-            let copies = if !calm && r.random_bool(self.scenario.p_duplicate) { 2 } else { 1 };
+            let copies = if !calm && r.random_bool(self.scenario.p_duplicate) {
+                2
+            } else {
+                1
+            };
             let delays: Vec<u64> = (0..copies)
-                .map(|_| if calm { 0 } else { r.random_range(0..=self.scenario.max_delivery_delay_ms) })
+                .map(|_| {
+                    if calm {
+                        0
+                    } else {
+                        r.random_range(0..=self.scenario.max_delivery_delay_ms)
+                    }
+                })
                 .collect();
             (copies, delays)
         };
@@ -266,8 +299,14 @@ impl World {
         let (crashed, failed, outcome) = match result {
             None => (true, true, "killed".to_string()),
             Some(Err(e)) => (false, true, format!("error: {e}")),
-            Some(Ok(Outcome::Finished(run))) => (false, false, format!("finished {} {}", run.sync_id, run.status)),
-            Some(Ok(Outcome::Continued { sync_id, .. })) => (false, false, format!("continued {sync_id}")),
+            Some(Ok(Outcome::Finished(run))) => (
+                false,
+                false,
+                format!("finished {} {}", run.sync_id, run.status),
+            ),
+            Some(Ok(Outcome::Continued { sync_id, .. })) => {
+                (false, false, format!("continued {sync_id}"))
+            }
             Some(Ok(Outcome::Skipped { reason })) => (false, false, format!("skipped: {reason}")),
         };
         self.invocations.lock().unwrap().push(Invocation {
@@ -284,12 +323,20 @@ impl World {
         }
     }
 
-    async fn api(&self, op: Op, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value, (u16, String)> {
+    async fn api(
+        &self,
+        op: Op,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, (u16, String)> {
         let req = ApiRequest {
             method: method.into(),
             path: path.into(),
             content_type: body.as_ref().map(|_| "application/json".to_string()),
-            body: body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default(),
+            body: body
+                .map(|b| serde_json::to_vec(&b).unwrap())
+                .unwrap_or_default(),
             ..Default::default()
         };
         match self.app().handle(op, &req).await {
@@ -301,23 +348,33 @@ impl World {
     async fn act(&self, action: Action) {
         match action {
             Action::Trigger { subset, dry_run } => {
-                let ids: Option<Vec<i64>> = subset.map(|s| s.into_iter().map(|i| self.ids[i]).collect());
+                let ids: Option<Vec<i64>> =
+                    subset.map(|s| s.into_iter().map(|i| self.ids[i]).collect());
                 let untracked: Vec<i64> = {
                     let u = self.untracked.lock().unwrap();
-                    ids.iter().flatten().copied().filter(|id| u.contains_key(id)).collect()
+                    ids.iter()
+                        .flatten()
+                        .copied()
+                        .filter(|id| u.contains_key(id))
+                        .collect()
                 };
                 let mut body = serde_json::json!({ "dry_run": dry_run });
                 if let Some(ids) = &ids {
                     body["hotel_ids"] = serde_json::json!(ids);
                 }
-                match self.api(Op::Trigger, "POST", "/api/v1/admin/sync", Some(body)).await {
+                match self
+                    .api(Op::Trigger, "POST", "/api/v1/admin/sync", Some(body))
+                    .await
+                {
                     Ok(_) if !untracked.is_empty() => self.violation(format!(
                         "a subset sync of untracked ids {untracked:?} was accepted"
                     )),
                     Err((400, m)) if untracked.is_empty() => {
                         self.violation(format!("a subset sync of tracked ids was refused: {m}"))
                     }
-                    Err((status, m)) if status >= 500 && !(status == 503 && m.contains("dependency")) => {
+                    Err((status, m))
+                        if status >= 500 && !(status == 503 && m.contains("dependency")) =>
+                    {
                         self.violation(format!("trigger answered {status}: {m}"))
                     }
                     _ => {}
@@ -337,7 +394,12 @@ impl World {
                 // A store fault may answer an error after the write applied: what counts is the
                 // record itself.
                 let _ = self.app().handle(Op::Untrack, &req).await;
-                if self.store.records().get(&id).is_some_and(|r| !r.is_tracked()) {
+                if self
+                    .store
+                    .records()
+                    .get(&id)
+                    .is_some_and(|r| !r.is_tracked())
+                {
                     let at = self.store.write_count();
                     self.untracked.lock().unwrap().entry(id).or_insert(at);
                 }
@@ -345,8 +407,15 @@ impl World {
             Action::Retrack(i) => {
                 let id = self.ids[i];
                 let body = serde_json::json!({ "hotel_ids": [id] });
-                let _ = self.api(Op::Track, "PUT", "/api/v1/admin/properties", Some(body)).await;
-                if self.store.records().get(&id).is_some_and(|r| r.is_tracked()) {
+                let _ = self
+                    .api(Op::Track, "PUT", "/api/v1/admin/properties", Some(body))
+                    .await;
+                if self
+                    .store
+                    .records()
+                    .get(&id)
+                    .is_some_and(|r| r.is_tracked())
+                {
                     let at = self.store.write_count();
                     if let Some(from) = self.untracked.lock().unwrap().remove(&id) {
                         self.untracked_spans.lock().unwrap().push((id, from, at));
@@ -377,12 +446,22 @@ impl World {
                     self.violation(format!("a reader of hotel {id} got: {e}"));
                 }
             }
-            Action::Settings { batch_size, max_concurrent } => {
+            Action::Settings {
+                batch_size,
+                max_concurrent,
+            } => {
                 let body = serde_json::json!([
                     {"setting_key": "sync_batch_size", "setting_value": batch_size},
                     {"setting_key": "sync_max_concurrent", "setting_value": max_concurrent}
                 ]);
-                let _ = self.api(Op::SettingsPut, "PUT", "/api/v1/admin/sync/settings", Some(body)).await;
+                let _ = self
+                    .api(
+                        Op::SettingsPut,
+                        "PUT",
+                        "/api/v1/admin/sync/settings",
+                        Some(body),
+                    )
+                    .await;
             }
         }
     }
@@ -417,7 +496,10 @@ impl World {
 
     /// Runs the scenario to quiescence, then one clean run. `Err`: it never quiesced.
     pub async fn run(&self) -> Result<(), String> {
-        self.store.track(&self.ids).await.map_err(|e| e.to_string())?;
+        self.store
+            .track(&self.ids)
+            .await
+            .map_err(|e| e.to_string())?;
         let s = &self.scenario;
         for k in 0..s.slots {
             let at = Duration::from_secs(k as u64 * s.interval_s);

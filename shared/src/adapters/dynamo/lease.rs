@@ -46,7 +46,9 @@ impl DynamoLease {
             .send()
             .await
             .map_err(|e| port_err("GetItem lease", e))?;
-        Ok(r.item.as_ref().map(|item| (lease_of(item), item.contains_key("rev"))))
+        Ok(r.item
+            .as_ref()
+            .map(|item| (lease_of(item), item.contains_key("rev"))))
     }
 }
 

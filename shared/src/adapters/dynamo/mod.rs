@@ -173,4 +173,3 @@ pub fn table_def_name(def: &TableDef, t: &Tables) -> String {
         _ => t.settings.clone(),
     }
 }
-

@@ -163,7 +163,14 @@ impl DynamoProperties {
                     && let (Some(hash), Some(version)) = (get_s(f, "hash"), get_n(f, "version"))
                 {
                     let slot = get_s(f, "slot");
-                    facets.insert(k.clone(), FacetState { hash, version, slot });
+                    facets.insert(
+                        k.clone(),
+                        FacetState {
+                            hash,
+                            version,
+                            slot,
+                        },
+                    );
                 }
             }
         } else if let Some(hash) = get_s(item, "content_hash") {
@@ -210,10 +217,9 @@ impl DynamoProperties {
         };
         let (kind, why) = match item {
             None => (PortErrorKind::Untracked, "no such record".to_string()),
-            Some(i) if get_s(&i, "sync_status").as_deref() == Some("untracked") => (
-                PortErrorKind::Untracked,
-                "the property is untracked".into(),
-            ),
+            Some(i) if get_s(&i, "sync_status").as_deref() == Some("untracked") => {
+                (PortErrorKind::Untracked, "the property is untracked".into())
+            }
             Some(i) if get_n::<u64>(&i, "fence").is_some_and(|f| f > fence) => (
                 PortErrorKind::Fenced,
                 format!(
@@ -539,7 +545,8 @@ impl PropertyWriter for DynamoProperties {
             o.fence
         );
         let synced = matches!(o.status, SyncStatus::Synced | SyncStatus::Partial);
-        let mut set = "SET sync_status = :st, last_sync_id = :sid, last_checked = :now, fence = :f".to_string();
+        let mut set = "SET sync_status = :st, last_sync_id = :sid, last_checked = :now, fence = :f"
+            .to_string();
         if synced {
             set.push_str(", last_synced = :now");
         }

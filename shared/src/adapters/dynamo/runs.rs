@@ -1,7 +1,7 @@
 //! The run log (`sync_logs`): one item per run, listed newest first through the runs index.
 //! Saves are fenced: the item carries the token of its last writer.
 
-use super::{get_s, s, n, units, RUN_RETENTION};
+use super::{RUN_RETENTION, get_s, n, s, units};
 use crate::adapters::port_err;
 use crate::adapters::tables;
 use crate::config::Tables;
@@ -279,4 +279,3 @@ impl RunLog for DynamoRunLog {
         Ok((items, total))
     }
 }
-

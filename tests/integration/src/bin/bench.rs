@@ -214,7 +214,11 @@ async fn writes(rows: &mut Vec<Row>, n: u64) {
     let doc_bytes = {
         let mut total = 0;
         for id in &ids[..50] {
-            total += s.document(*id, "property").await.map(|d| d.compressed.len()).unwrap_or(0);
+            total += s
+                .document(*id, "property")
+                .await
+                .map(|d| d.compressed.len())
+                .unwrap_or(0);
         }
         total / 50
     };

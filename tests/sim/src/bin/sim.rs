@@ -1,8 +1,13 @@
 //! `make sim SEEDS=100000` (a long soak) or `SIM_SEED=42 make sim` (replay one seed, verbose).
 
 fn main() {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    if let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse::<u64>().ok()) {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    if let Some(seed) = std::env::var("SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
         println!("{:#?}", sim::Scenario::draw(seed));
         match sim::run_seed(seed) {
             Ok(r) => println!("seed {seed} passed: {r:?}"),
@@ -13,8 +18,14 @@ fn main() {
         }
         return;
     }
-    let seeds: u64 = std::env::var("SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
-    let from: u64 = std::env::var("SIM_FROM").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let seeds: u64 = std::env::var("SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let from: u64 = std::env::var("SIM_FROM")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let t = std::time::Instant::now();
     match sim::run_seeds(from..from + seeds, threads) {
         Ok(r) => println!(
