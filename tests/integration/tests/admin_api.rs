@@ -469,3 +469,89 @@ async fn an_api_gateway_v2_event_reaches_the_handler_intact() {
     .await;
     assert_eq!(resp.status, 401);
 }
+
+/// The sequence that wedged the system: a rate that passed validation made every later call
+/// panic. Now it is refused; a bad value already stored (written before the rule tightened)
+/// gets a clear error naming it from every route that depends on it, never a panic, and the
+/// settings routes still show and replace it.
+#[tokio::test]
+async fn no_setting_value_can_panic_or_wedge_the_api() {
+    let s = Stack::new(Options::default()).await;
+    s.track_exercise_ids().await;
+    for bad in [json!("1e-20"), json!(1e-20), json!("0.05"), json!("inf"), json!(5000)] {
+        let (st, b) = call(
+            &s,
+            "PUT",
+            "/api/v1/admin/sync/settings",
+            Some(json!([{"setting_key": "sync_rate_limit", "setting_value": bad}])),
+        )
+        .await;
+        assert_eq!(st, 400, "{bad}: {b}");
+        assert_eq!(b["error"]["details"]["field"], "sync_rate_limit", "{b}");
+    }
+    use cupid_sync::ports::SettingsStore;
+    assert!(s.settings.load().await.unwrap().is_empty(), "nothing written");
+
+    // A value stored before validation tightened.
+    use aws_sdk_dynamodb::types::AttributeValue as AV;
+    s.client
+        .put_item()
+        .table_name(&s.tables.settings)
+        .item("setting_key", AV::S("sync_rate_limit".into()))
+        .item("setting_value", AV::S("1e-20".into()))
+        .item("updated_at", AV::S("2025-01-01T00:00:00Z".into()))
+        .send()
+        .await
+        .unwrap();
+    for (method, path) in [
+        ("GET", "/api/v1/admin/sync/status"),
+        ("GET", "/api/v1/admin/sync/health"),
+        ("POST", "/api/v1/admin/sync"),
+    ] {
+        let (st, b) = call(&s, method, path, None).await;
+        assert_eq!(st, 500, "{path}: {b}");
+        assert_eq!(b["error"]["code"], "invalid_stored_setting", "{path}: {b}");
+        assert_eq!(b["error"]["details"]["setting_key"], "sync_rate_limit", "{path}: {b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains("PUT /api/v1/admin/sync/settings"),
+            "{b}"
+        );
+    }
+    assert!(s.dispatch.sent.lock().unwrap().is_empty(), "no run was started");
+    assert!(s.lease_free().await, "no lease was taken");
+    let (st, _) = call(&s, "GET", "/api/v1/admin/sync/settings", None).await;
+    assert_eq!(st, 200, "the settings can still be read");
+    let (st, _) = call(
+        &s,
+        "PUT",
+        "/api/v1/admin/sync/settings",
+        Some(json!([{"setting_key": "sync_rate_limit", "setting_value": 20}])),
+    )
+    .await;
+    assert_eq!(st, 200, "and fixed");
+    let (st, b) = call(&s, "GET", "/api/v1/admin/sync/status", None).await;
+    assert_eq!(st, 200, "{b}");
+}
+
+#[tokio::test]
+async fn a_subset_sync_of_ids_that_are_not_tracked_is_refused_naming_them() {
+    let s = Stack::new(Options::default()).await;
+    let ids = s.track_exercise_ids().await;
+    let (st, _) = call(&s, "DELETE", &format!("/api/v1/admin/properties/{}", ids[5]), None).await;
+    assert_eq!(st, 200);
+    let (st, b) = call(
+        &s,
+        "POST",
+        "/api/v1/admin/sync",
+        Some(json!({"hotel_ids": [ids[0], ids[5], 777_777_777]})),
+    )
+    .await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(b["error"]["details"]["field"], "hotel_ids");
+    let msg = b["error"]["message"].as_str().unwrap();
+    assert!(msg.contains(&ids[5].to_string()) && msg.contains("777777777"), "{msg}");
+    assert!(!msg.contains(&ids[0].to_string()), "{msg}");
+    assert!(s.lease_free().await && s.dispatch.sent.lock().unwrap().is_empty(), "nothing started");
+    use cupid_sync::ports::PropertyReader;
+    assert!(s.props.get_record(777_777_777).await.unwrap().is_none(), "not tracked by the attempt");
+}
