@@ -7,6 +7,10 @@ use crate::domain::time::Timestamp;
 use crate::ports::*;
 use async_trait::async_trait;
 
+/// The schedule target's input: Scheduler fills in the slot's time.
+pub const SCHEDULED_INPUT: &str =
+    r#"{"sync_type":"scheduled","scheduled_time":"<aws.scheduler.scheduled-time>"}"#;
+
 /// The SDK config from the environment (region, credentials, AWS_ENDPOINT_URL[_SERVICE]).
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
@@ -203,7 +207,8 @@ impl Schedule for Scheduler {
         let target = Target::builder()
             .arn(&self.target_arn)
             .role_arn(&self.role_arn)
-            .input(r#"{"sync_type":"scheduled"}"#)
+            // The slot's time names its run: a slot delivered twice runs once.
+            .input(SCHEDULED_INPUT)
             .retry_policy(
                 RetryPolicy::builder()
                     .maximum_retry_attempts(2)

@@ -266,3 +266,34 @@ fn the_template_tables_match_the_code_table_definitions() {
         );
     }
 }
+
+/// The schedule in the template and the one the API writes send the same input, and it names
+/// the slot (so a slot delivered twice runs once); the sync function retries failed deliveries
+/// and sends what still fails to a queue with an alarm.
+#[test]
+fn the_schedule_names_its_slot_and_failed_syncs_are_caught() {
+    use cupid_sync::adapters::aws::SCHEDULED_INPUT;
+    use cupid_sync::domain::run::SyncRequest;
+    let t = template();
+    let res = s(&t, &["Resources"]).unwrap();
+    let input = s(res, &["SyncSchedule", "Properties", "Target", "Input"])
+        .and_then(|v| v.as_str())
+        .unwrap();
+    assert_eq!(input, SCHEDULED_INPUT);
+    let filled = input.replace("<aws.scheduler.scheduled-time>", "2026-11-30T12:00:00Z");
+    assert_eq!(
+        serde_json::from_str::<SyncRequest>(&filled).unwrap(),
+        SyncRequest::Scheduled {
+            scheduled_time: Some("2026-11-30T12:00:00Z".into())
+        }
+    );
+    let invoke = s(res, &["SyncFunction", "Properties", "EventInvokeConfig"]).unwrap();
+    assert_eq!(
+        s(invoke, &["MaximumRetryAttempts"]).and_then(|v| v.as_u64()),
+        Some(2)
+    );
+    assert!(s(invoke, &["DestinationConfig", "OnFailure", "Destination"]).is_some());
+    for alarm in ["ScheduleDeadLetterAlarm", "SyncFailedInvocationsAlarm"] {
+        assert!(s(res, &[alarm, "Properties", "MetricName"]).is_some(), "{alarm}");
+    }
+}
