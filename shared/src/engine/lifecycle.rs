@@ -5,70 +5,23 @@
 //! dispatched (at-least-once), and if it never arrives the lease expires and whoever takes it
 //! next closes the run (it is listed among the lease's orphans).
 
+use super::attach::{Attached, port};
 use super::fence::FenceGuard;
 use super::gate::{Gate, GateConfig};
 use super::pipeline::{Budget, Pipeline, Progress, Work};
 use super::property::{PropertyCtx, Stop};
 use super::{Engine, EngineError, Outcome, report};
 use crate::domain::facet::facets_for;
-use crate::domain::lease::{LeaseRequest, Refused};
-use crate::domain::run::{RunStatus, SyncRequest, SyncRun, SyncType, slot_sync_id};
+use crate::domain::lease::LeaseRequest;
+use crate::domain::run::{RunStatus, SyncRequest, SyncRun};
 use crate::domain::settings::Settings;
-use crate::domain::time::Timestamp;
 use crate::ports::*;
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 use tracing::{Instrument, error, info, warn};
 
-/// A run this invocation now holds.
-struct Attached {
-    run: SyncRun,
-    fence: u64,
-    orphans: Vec<String>,
-    acquired_at: Instant,
-}
-
-fn port(sync_id: &str) -> impl FnOnce(PortError) -> EngineError + '_ {
-    move |source| EngineError::Port {
-        sync_id: sync_id.to_string(),
-        source,
-    }
-}
-
-fn held_reason(r: Refused, sync_id: &str) -> String {
-    match r {
-        Refused::Held { owner, .. } if owner == sync_id => {
-            format!(
-                "sync {sync_id} is held by a live invocation (a duplicate delivery); nothing to do"
-            )
-        }
-        Refused::Held { owner, .. } if owner.is_empty() => {
-            format!("sync {sync_id} no longer holds the lease; the next sync closes it")
-        }
-        Refused::Held { owner, .. } => format!("another sync ({owner}) is in progress"),
-        Refused::Fenced => format!("sync {sync_id} is no longer ours to run"),
-    }
-}
-
 impl Engine {
-    /// The effective settings: defaults overlaid with the stored values. A stored value that
-    /// does not validate, or a store that cannot be read, is an error naming it: a run never
-    /// proceeds on values nobody chose.
-    async fn settings(&self) -> Result<Settings, String> {
-        let stored = self
-            .deps
-            .settings
-            .load()
-            .await
-            .map_err(|e| format!("could not read the stored settings: {e}"))?;
-        let mut s = self.cfg.defaults.clone();
-        s.overlay(&stored.into_iter().map(|(k, v)| (k, v.value)).collect())
-            .map_err(|e| e.to_string())?;
-        Ok(s)
-    }
-
     pub(super) async fn invoke(
         &self,
         req: SyncRequest,
@@ -87,188 +40,6 @@ impl Engine {
         self.drive(attached, settings, budget)
             .instrument(span)
             .await
-    }
-
-    /// Applies an acquisition. When the lease is held by a holder of the same run (this is a
-    /// duplicate delivery, or a platform retry after that holder died), watch it: a renewal
-    /// means the holder is alive (nothing to do); an expiry without one means it died, and the
-    /// run is resumed from its checkpoint instead of waiting for the next sync to close it.
-    async fn acquire(
-        &self,
-        req: &LeaseRequest,
-        sync_id: &str,
-        budget: Budget,
-    ) -> Result<Result<crate::domain::lease::LeaseState, String>, EngineError> {
-        let ttl = self.cfg.lease_ttl;
-        let refused = match self
-            .deps
-            .lease
-            .apply(req, ttl)
-            .await
-            .map_err(port(sync_id))?
-        {
-            Ok(state) => return Ok(Ok(state)),
-            Err(r) => r,
-        };
-        let Refused::Held {
-            owner,
-            expires_at_ms,
-            handoff: false,
-        } = &refused
-        else {
-            return Ok(Err(held_reason(refused, sync_id)));
-        };
-        if owner != sync_id {
-            return Ok(Err(held_reason(refused, sync_id)));
-        }
-        let wait =
-            Duration::from_millis(expires_at_ms.saturating_sub(self.deps.clock.now_ms()) + 1);
-        if Instant::now() + wait >= budget.stop_starting {
-            return Ok(Err(held_reason(refused, sync_id)));
-        }
-        info!(
-            wait_ms = wait.as_millis() as u64,
-            "the run's lease is held by another invocation of it; watching for a renewal"
-        );
-        tokio::time::sleep(wait).await;
-        match self.deps.lease.current().await.map_err(port(sync_id))? {
-            Some(now)
-                if now.owner.as_deref() == Some(sync_id) && now.expires_at_ms <= *expires_at_ms =>
-            {
-                let pickup = LeaseRequest::Pickup {
-                    owner: sync_id.to_string(),
-                    from: None,
-                };
-                match self
-                    .deps
-                    .lease
-                    .apply(&pickup, ttl)
-                    .await
-                    .map_err(port(sync_id))?
-                {
-                    Ok(state) => {
-                        warn!(
-                            "the run's previous holder stopped without handing over; resuming from its checkpoint"
-                        );
-                        Ok(Ok(state))
-                    }
-                    Err(r) => Ok(Err(held_reason(r, sync_id))),
-                }
-            }
-            _ => Ok(Err(held_reason(refused, sync_id))),
-        }
-    }
-
-    /// Takes the lease for the run `req` names. `Ok(Err(reason))`: nothing to do.
-    async fn attach(
-        &self,
-        req: &SyncRequest,
-        settings: &Result<Settings, String>,
-        budget: Budget,
-    ) -> Result<Result<Attached, String>, EngineError> {
-        match req {
-            SyncRequest::Scheduled { scheduled_time } => {
-                if let Ok(s) = settings
-                    && !s.enable_auto
-                {
-                    return Ok(Err("automatic sync is disabled".into()));
-                }
-                let slot = match scheduled_time {
-                    None => self.deps.clock.now(),
-                    Some(t) => match Timestamp::parse_rfc3339(t) {
-                        Some(ts) => ts,
-                        None => {
-                            error!(scheduled_time = %t, "invalid scheduled_time");
-                            return Ok(Err(format!(
-                                "scheduled_time `{t}` is not an RFC 3339 time"
-                            )));
-                        }
-                    },
-                };
-                let sync_id = slot_sync_id(slot);
-                let existing = self.deps.runs.get(&sync_id).await.map_err(port(&sync_id))?;
-                if let Some(r) = &existing
-                    && !r.status.is_active()
-                {
-                    return Ok(Err(format!(
-                        "schedule slot {slot} already ran as sync {sync_id} ({})",
-                        r.status
-                    )));
-                }
-                let lease_req = match existing {
-                    // An earlier delivery of this slot started it and died: resume it once its
-                    // lease has expired.
-                    Some(_) => LeaseRequest::Pickup {
-                        owner: sync_id.clone(),
-                        from: None,
-                    },
-                    None => LeaseRequest::Take {
-                        owner: sync_id.clone(),
-                        handoff: false,
-                    },
-                };
-                let acquired_at = Instant::now();
-                let state = match self.acquire(&lease_req, &sync_id, budget).await? {
-                    Ok(s) => s,
-                    Err(reason) => return Ok(Err(reason)),
-                };
-                let run = match existing {
-                    Some(r) => r,
-                    None => {
-                        let mut run = SyncRun::new(sync_id.clone(), SyncType::Scheduled, slot);
-                        run.started_at = self.deps.clock.now();
-                        run.status = RunStatus::Running;
-                        match self.deps.runs.create(&run, state.fence).await {
-                            Ok(()) => run,
-                            Err(e) if e.kind == PortErrorKind::Conflict => {
-                                match self.deps.runs.get(&sync_id).await.map_err(port(&sync_id))? {
-                                    Some(r) if r.status.is_active() => r,
-                                    _ => {
-                                        self.release(&sync_id, state.fence).await;
-                                        return Ok(Err(format!("sync {sync_id} already ended")));
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                // The write may have applied: close the run if it exists, and
-                                // only then free the lease (or let it expire).
-                                self.abandon_start(&sync_id, state.fence, &e).await;
-                                return Err(port(&sync_id)(e));
-                            }
-                        }
-                    }
-                };
-                Ok(Ok(Attached {
-                    run,
-                    fence: state.fence,
-                    orphans: state.orphans,
-                    acquired_at,
-                }))
-            }
-            SyncRequest::Manual { sync_id, lease, .. } | SyncRequest::Resume { sync_id, lease } => {
-                let run = match self.deps.runs.get(sync_id).await.map_err(port(sync_id))? {
-                    None => return Ok(Err(format!("no sync {sync_id} exists; nothing to do"))),
-                    Some(r) if !r.status.is_active() => {
-                        return Ok(Err(format!("sync {sync_id} already ended ({})", r.status)));
-                    }
-                    Some(r) => r,
-                };
-                let pickup = LeaseRequest::Pickup {
-                    owner: sync_id.clone(),
-                    from: *lease,
-                };
-                let acquired_at = Instant::now();
-                match self.acquire(&pickup, sync_id, budget).await? {
-                    Ok(state) => Ok(Ok(Attached {
-                        run,
-                        fence: state.fence,
-                        orphans: state.orphans,
-                        acquired_at,
-                    })),
-                    Err(reason) => Ok(Err(reason)),
-                }
-            }
-        }
     }
 
     async fn drive(
@@ -458,7 +229,7 @@ impl Engine {
     /// A run could not be started after its lease was taken: close it if it was created, then
     /// release. If that cannot be known, keep the lease: when it expires, the next holder finds
     /// the run among the orphans and closes it.
-    async fn abandon_start(&self, sync_id: &str, fence: u64, why: &PortError) {
+    pub(super) async fn abandon_start(&self, sync_id: &str, fence: u64, why: &PortError) {
         match self.deps.runs.get(sync_id).await {
             Ok(None) => self.release(sync_id, fence).await,
             Ok(Some(mut r)) => {
@@ -476,7 +247,7 @@ impl Engine {
         }
     }
 
-    async fn release(&self, owner: &str, fence: u64) {
+    pub(super) async fn release(&self, owner: &str, fence: u64) {
         let req = LeaseRequest::Release {
             owner: owner.to_string(),
             fence,

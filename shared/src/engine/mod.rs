@@ -2,13 +2,15 @@
 //! nothing), close runs whose holder vanished, work on the run's properties under a heartbeat,
 //! then finish the run or hand it to a continuation before the time budget runs out.
 //!
-//! - `lifecycle`: attaching, finishing, handing over, closing orphans
+//! - `attach`: which run an input names, and the lease for it (duplicates do nothing)
+//! - `lifecycle`: driving an invocation, finishing, handing over, closing orphans
 //! - `fence`: the lease guard (heartbeat timer, local expiry)
 //! - `pipeline`: reading properties, tasks, checkpoints, the time budget
 //! - `property`: one property — fetch, decide (`domain::decide`), diff, fenced writes
 //! - `gate`: concurrency, rate limit, bounded retries
 //! - `report`: the run's event and metrics
 
+mod attach;
 mod fence;
 mod gate;
 mod lifecycle;

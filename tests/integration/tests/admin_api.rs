@@ -478,7 +478,13 @@ async fn an_api_gateway_v2_event_reaches_the_handler_intact() {
 async fn no_setting_value_can_panic_or_wedge_the_api() {
     let s = Stack::new(Options::default()).await;
     s.track_exercise_ids().await;
-    for bad in [json!("1e-20"), json!(1e-20), json!("0.05"), json!("inf"), json!(5000)] {
+    for bad in [
+        json!("1e-20"),
+        json!(1e-20),
+        json!("0.05"),
+        json!("inf"),
+        json!(5000),
+    ] {
         let (st, b) = call(
             &s,
             "PUT",
@@ -490,7 +496,10 @@ async fn no_setting_value_can_panic_or_wedge_the_api() {
         assert_eq!(b["error"]["details"]["field"], "sync_rate_limit", "{b}");
     }
     use cupid_sync::ports::SettingsStore;
-    assert!(s.settings.load().await.unwrap().is_empty(), "nothing written");
+    assert!(
+        s.settings.load().await.unwrap().is_empty(),
+        "nothing written"
+    );
 
     // A value stored before validation tightened.
     use aws_sdk_dynamodb::types::AttributeValue as AV;
@@ -511,13 +520,22 @@ async fn no_setting_value_can_panic_or_wedge_the_api() {
         let (st, b) = call(&s, method, path, None).await;
         assert_eq!(st, 500, "{path}: {b}");
         assert_eq!(b["error"]["code"], "invalid_stored_setting", "{path}: {b}");
-        assert_eq!(b["error"]["details"]["setting_key"], "sync_rate_limit", "{path}: {b}");
+        assert_eq!(
+            b["error"]["details"]["setting_key"], "sync_rate_limit",
+            "{path}: {b}"
+        );
         assert!(
-            b["error"]["message"].as_str().unwrap().contains("PUT /api/v1/admin/sync/settings"),
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("PUT /api/v1/admin/sync/settings"),
             "{b}"
         );
     }
-    assert!(s.dispatch.sent.lock().unwrap().is_empty(), "no run was started");
+    assert!(
+        s.dispatch.sent.lock().unwrap().is_empty(),
+        "no run was started"
+    );
     assert!(s.lease_free().await, "no lease was taken");
     let (st, _) = call(&s, "GET", "/api/v1/admin/sync/settings", None).await;
     assert_eq!(st, 200, "the settings can still be read");
@@ -537,7 +555,13 @@ async fn no_setting_value_can_panic_or_wedge_the_api() {
 async fn a_subset_sync_of_ids_that_are_not_tracked_is_refused_naming_them() {
     let s = Stack::new(Options::default()).await;
     let ids = s.track_exercise_ids().await;
-    let (st, _) = call(&s, "DELETE", &format!("/api/v1/admin/properties/{}", ids[5]), None).await;
+    let (st, _) = call(
+        &s,
+        "DELETE",
+        &format!("/api/v1/admin/properties/{}", ids[5]),
+        None,
+    )
+    .await;
     assert_eq!(st, 200);
     let (st, b) = call(
         &s,
@@ -549,9 +573,18 @@ async fn a_subset_sync_of_ids_that_are_not_tracked_is_refused_naming_them() {
     assert_eq!(st, 400, "{b}");
     assert_eq!(b["error"]["details"]["field"], "hotel_ids");
     let msg = b["error"]["message"].as_str().unwrap();
-    assert!(msg.contains(&ids[5].to_string()) && msg.contains("777777777"), "{msg}");
+    assert!(
+        msg.contains(&ids[5].to_string()) && msg.contains("777777777"),
+        "{msg}"
+    );
     assert!(!msg.contains(&ids[0].to_string()), "{msg}");
-    assert!(s.lease_free().await && s.dispatch.sent.lock().unwrap().is_empty(), "nothing started");
+    assert!(
+        s.lease_free().await && s.dispatch.sent.lock().unwrap().is_empty(),
+        "nothing started"
+    );
     use cupid_sync::ports::PropertyReader;
-    assert!(s.props.get_record(777_777_777).await.unwrap().is_none(), "not tracked by the attempt");
+    assert!(
+        s.props.get_record(777_777_777).await.unwrap().is_none(),
+        "not tracked by the attempt"
+    );
 }

@@ -294,6 +294,9 @@ fn the_schedule_names_its_slot_and_failed_syncs_are_caught() {
     );
     assert!(s(invoke, &["DestinationConfig", "OnFailure", "Destination"]).is_some());
     for alarm in ["ScheduleDeadLetterAlarm", "SyncFailedInvocationsAlarm"] {
-        assert!(s(res, &[alarm, "Properties", "MetricName"]).is_some(), "{alarm}");
+        assert!(
+            s(res, &[alarm, "Properties", "MetricName"]).is_some(),
+            "{alarm}"
+        );
     }
 }

@@ -4,6 +4,7 @@ mod lease;
 mod properties;
 mod runs;
 mod settings;
+mod writes;
 
 pub use lease::DynamoLease;
 pub use properties::DynamoProperties;

@@ -1,5 +1,5 @@
-//! The `properties` (small records) and `property_documents` tables: reads, the fenced write
-//! protocol (claim → documents into free slots → commit), tracking.
+//! The `properties` (small records) and `property_documents` tables: reads and tracking. The
+//! sync's fenced writes are in `writes.rs`.
 
 use super::{backoff_unprocessed, get_n, get_s, n, s, unique, units};
 use crate::adapters::port_err;
@@ -9,7 +9,6 @@ use crate::domain::run::{FacetState, SyncRecord, SyncStatus, Tracked};
 use crate::ports::*;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeValue as AV, KeysAndAttributes, PutRequest, ReturnConsumedCapacity, Select,
     WriteRequest,
@@ -18,37 +17,19 @@ use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone)]
 pub struct DynamoProperties {
-    client: Client,
-    properties: String,
-    documents: String,
+    pub(super) client: Client,
+    pub(super) properties: String,
+    pub(super) documents: String,
 }
 
 const TRACKED_PROJECTION: &str = "hotel_id, data_version, content_hash, sync_status, facets";
 /// Tracked records only: the status is not `untracked`.
 const TRACKED_FILTER: &str = "sync_status <> :untracked";
 /// A fenced record write: the record exists, is tracked, and no newer token has written it.
-const RECORD_FENCE: &str = "attribute_exists(hotel_id) AND sync_status <> :untracked AND (attribute_not_exists(fence) OR fence <= :f)";
+pub(super) const RECORD_FENCE: &str = "attribute_exists(hotel_id) AND sync_status <> :untracked AND (attribute_not_exists(fence) OR fence <= :f)";
 
-fn untracked() -> AV {
+pub(super) fn untracked() -> AV {
     s(SyncStatus::Untracked.as_str())
-}
-
-fn facets_av(facets: &BTreeMap<String, FacetState>) -> AV {
-    AV::M(
-        facets
-            .iter()
-            .map(|(k, f)| {
-                let mut m = HashMap::from([
-                    ("hash".to_string(), s(&f.hash)),
-                    ("version".to_string(), n(f.version)),
-                ]);
-                if let Some(slot) = &f.slot {
-                    m.insert("slot".into(), s(slot));
-                }
-                (k.clone(), AV::M(m))
-            })
-            .collect(),
-    )
 }
 
 impl DynamoProperties {
@@ -201,7 +182,7 @@ impl DynamoProperties {
     }
 
     /// After a refused record write: why (a consistent read of what refused it).
-    async fn classify(&self, call: &str, hotel_id: i64, fence: u64) -> PortError {
+    pub(super) async fn classify(&self, call: &str, hotel_id: i64, fence: u64) -> PortError {
         let read = self
             .client
             .get_item()
@@ -239,7 +220,7 @@ impl DynamoProperties {
     }
 }
 
-fn is_condition_failure(e: &PortError) -> bool {
+pub(super) fn is_condition_failure(e: &PortError) -> bool {
     e.kind == PortErrorKind::Conflict
 }
 
@@ -377,211 +358,6 @@ impl PropertyReader for DynamoProperties {
                 .unwrap_or_default(),
         });
         Ok((doc, usage))
-    }
-}
-
-#[async_trait]
-impl PropertyWriter for DynamoProperties {
-    async fn claim(&self, hotel_id: i64, expected_version: u64, fence: u64) -> PortResult<Usage> {
-        let call = format!("UpdateItem claim record hotel {hotel_id} with token {fence}");
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.properties)
-            .key("hotel_id", n(hotel_id))
-            .update_expression("SET fence = :f")
-            .condition_expression(format!("{RECORD_FENCE} AND data_version = :v"))
-            .expression_attribute_values(":f", n(fence))
-            .expression_attribute_values(":v", n(expected_version))
-            .expression_attribute_values(":untracked", untracked())
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match r {
-            Ok(out) => Ok(Usage {
-                rcu: 0.0,
-                wcu: units(out.consumed_capacity()),
-            }),
-            Err(e) => {
-                let pe = port_err(&call, e);
-                if is_condition_failure(&pe) {
-                    Err(self.classify(&call, hotel_id, fence).await)
-                } else {
-                    Err(pe)
-                }
-            }
-        }
-    }
-
-    async fn put_document(&self, d: &DocWrite) -> PortResult<Usage> {
-        let call = format!(
-            "PutItem document hotel {} {} with token {}",
-            d.hotel_id, d.key, d.fence
-        );
-        let r = self
-            .client
-            .put_item()
-            .table_name(&self.documents)
-            .item("hotel_id", n(d.hotel_id))
-            .item("facet", s(&d.key))
-            .item("doc", AV::B(Blob::new(d.compressed.clone())))
-            .item("encoding", s("zstd+json"))
-            .item("data_version", n(d.data_version))
-            .item("content_hash", s(&d.content_hash))
-            .item("updated_at", s(d.now.rfc3339()))
-            .item("sync_id", s(&d.sync_id))
-            .item("fence", n(d.fence))
-            .condition_expression("attribute_not_exists(hotel_id) OR fence <= :f")
-            .expression_attribute_values(":f", n(d.fence))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match r {
-            Ok(out) => Ok(Usage {
-                rcu: 0.0,
-                wcu: units(out.consumed_capacity()),
-            }),
-            Err(e) => {
-                let mut pe = port_err(&call, e);
-                if is_condition_failure(&pe) {
-                    pe.kind = PortErrorKind::Fenced;
-                    pe.message = "a newer sync invocation wrote this document".into();
-                }
-                Err(pe)
-            }
-        }
-    }
-
-    async fn commit(&self, w: &PropertyWrite) -> PortResult<Usage> {
-        let new_version = w.expected_version + 1;
-        let call = format!(
-            "UpdateItem commit record hotel {} to data_version {new_version} with token {}",
-            w.hotel_id, w.fence
-        );
-        let mut set = vec![
-            "data_version = :new".to_string(),
-            "facets = :facets".to_string(),
-            "last_updated = :now".to_string(),
-            "last_synced = :now".to_string(),
-            "last_checked = :now".to_string(),
-            "sync_status = :st".to_string(),
-            "last_sync_id = :sid".to_string(),
-        ];
-        let mut values = HashMap::from([
-            (":new".to_string(), n(new_version)),
-            (":expected".to_string(), n(w.expected_version)),
-            (":facets".to_string(), facets_av(&w.facets)),
-            (":now".to_string(), n(w.now.secs())),
-            (":st".to_string(), s(w.status.as_str())),
-            (":sid".to_string(), s(&w.sync_id)),
-            (":f".to_string(), n(w.fence)),
-            (":untracked".to_string(), untracked()),
-        ]);
-        if let Some(p) = w.facets.get(facet::PROPERTY) {
-            set.push("content_hash = :h".into());
-            values.insert(":h".into(), s(&p.hash));
-        }
-        // Summary fields go through #names: `name` (and others) are DynamoDB reserved words.
-        let mut names = HashMap::new();
-        if let Some(sum) = &w.summary {
-            let fields = [
-                ("name", sum.name.clone().map(s)),
-                ("city", sum.city.clone().map(s)),
-                ("country", sum.country.clone().map(s)),
-                ("stars", sum.stars.map(n)),
-                ("rating", sum.rating.map(n)),
-            ];
-            for (k, v) in fields {
-                if let Some(v) = v {
-                    set.push(format!("#{k} = :{k}"));
-                    names.insert(format!("#{k}"), k.to_string());
-                    values.insert(format!(":{k}"), v);
-                }
-            }
-        }
-        let mut expr = format!("SET {}", set.join(", "));
-        match &w.error {
-            Some(e) => {
-                expr = format!("{expr}, last_error = :err");
-                values.insert(":err".into(), s(e));
-            }
-            None => expr.push_str(" REMOVE last_error"),
-        }
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.properties)
-            .key("hotel_id", n(w.hotel_id))
-            .update_expression(expr)
-            .condition_expression(
-                "attribute_exists(hotel_id) AND sync_status <> :untracked AND fence = :f AND data_version = :expected",
-            )
-            .set_expression_attribute_names((!names.is_empty()).then_some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match r {
-            Ok(out) => Ok(Usage {
-                rcu: 0.0,
-                wcu: units(out.consumed_capacity()),
-            }),
-            Err(e) => {
-                let pe = port_err(&call, e);
-                if is_condition_failure(&pe) {
-                    Err(self.classify(&call, w.hotel_id, w.fence).await)
-                } else {
-                    Err(pe)
-                }
-            }
-        }
-    }
-
-    async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage> {
-        let call = format!(
-            "UpdateItem record hotel {} {} with token {}",
-            o.hotel_id,
-            o.status.as_str(),
-            o.fence
-        );
-        let synced = matches!(o.status, SyncStatus::Synced | SyncStatus::Partial);
-        let mut set = "SET sync_status = :st, last_sync_id = :sid, last_checked = :now, fence = :f"
-            .to_string();
-        if synced {
-            set.push_str(", last_synced = :now");
-        }
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.properties)
-            .key("hotel_id", n(o.hotel_id))
-            .condition_expression(RECORD_FENCE)
-            .expression_attribute_values(":st", s(o.status.as_str()))
-            .expression_attribute_values(":sid", s(&o.sync_id))
-            .expression_attribute_values(":now", n(o.now.secs()))
-            .expression_attribute_values(":f", n(o.fence))
-            .expression_attribute_values(":untracked", untracked())
-            .return_consumed_capacity(ReturnConsumedCapacity::Total);
-        req = match &o.error {
-            Some(err) => req
-                .update_expression(format!("{set}, last_error = :err"))
-                .expression_attribute_values(":err", s(err)),
-            None => req.update_expression(format!("{set} REMOVE last_error")),
-        };
-        match req.send().await {
-            Ok(out) => Ok(Usage {
-                rcu: 0.0,
-                wcu: units(out.consumed_capacity()),
-            }),
-            Err(e) => {
-                let pe = port_err(&call, e);
-                if is_condition_failure(&pe) {
-                    Err(self.classify(&call, o.hotel_id, o.fence).await)
-                } else {
-                    Err(pe)
-                }
-            }
-        }
     }
 }
 

@@ -1,0 +1,227 @@
+//! The admin API's behaviour, written against the ports. Each function binary serves its own
+//! routes of the table with this one handler. By concern: `status` (status, health, logs),
+//! `trigger` (starting a run), `settings` (settings and schedule), `properties` (tracking and
+//! reading properties).
+
+mod properties;
+mod settings;
+mod status;
+mod trigger;
+
+use super::routes::Op;
+use super::{ApiError, ApiRequest, ApiResponse, Handler};
+use crate::domain::facet;
+use crate::domain::health::{self, HealthInput};
+use crate::domain::interval::Interval;
+use crate::domain::lease::{LeaseRequest, Refused};
+use crate::domain::run::{FacetState, RunStatus, SyncRequest, SyncRun, SyncType};
+use crate::domain::settings::{SettingChange, SettingKey, SettingRow, Settings, validate_changes};
+use crate::domain::time::{Timestamp, format_go_duration};
+use crate::ports::*;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most ids one PUT /admin/properties may carry.
+pub const MAX_TRACK_IDS: usize = 1000;
+
+#[derive(Clone)]
+pub struct App {
+    pub reader: Arc<dyn PropertyReader>,
+    pub tracking: Arc<dyn Tracking>,
+    pub runs: Arc<dyn RunLog>,
+    pub lease: Arc<dyn Lease>,
+    pub settings: Arc<dyn SettingsStore>,
+    pub schedule: Arc<dyn Schedule>,
+    pub dispatch: Arc<dyn Dispatch>,
+    pub clock: Arc<dyn Clock>,
+    pub defaults: Settings,
+    pub lease_ttl: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    #[serde(default)]
+    hotel_ids: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrackBody {
+    hotel_ids: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    pub sync_id: String,
+    pub sync_type: String,
+    pub status: String,
+    pub dry_run: bool,
+    pub started_at: String,
+    pub completed_at: Option<String>,
+    pub duration: Option<String>,
+    pub total_properties: u64,
+    pub processed_properties: u64,
+    pub updated_properties: u64,
+    pub unchanged_properties: u64,
+    pub failed_properties: u64,
+    pub not_found_properties: u64,
+    pub error_message: Option<String>,
+    pub created_at: String,
+    pub consumed_rcu: f64,
+    pub consumed_wcu: f64,
+}
+
+impl RunView {
+    pub fn of(r: &SyncRun) -> Self {
+        RunView {
+            sync_id: r.sync_id.clone(),
+            sync_type: r.sync_type.as_str().into(),
+            status: r.status.as_str().into(),
+            dry_run: r.dry_run,
+            started_at: r.started_at.rfc3339(),
+            completed_at: r.completed_at.map(|t| t.rfc3339()),
+            duration: r
+                .duration_secs()
+                .map(|s| format_go_duration(Duration::from_secs(s.max(0) as u64))),
+            total_properties: r.total,
+            processed_properties: r.counters.processed,
+            updated_properties: r.counters.updated,
+            unchanged_properties: r.counters.unchanged,
+            failed_properties: r.counters.failed,
+            not_found_properties: r.counters.not_found,
+            error_message: r.error_message.clone(),
+            created_at: r.started_at.rfc3339(),
+            consumed_rcu: r.counters.consumed_rcu,
+            consumed_wcu: r.counters.consumed_wcu,
+        }
+    }
+}
+
+/// Parses a JSON array of positive hotel ids; errors name the field and index.
+fn parse_ids(raw: &[serde_json::Value], field: &str) -> Result<Vec<i64>, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_hotel_ids",
+            format!("{field} must not be empty"),
+            field,
+        ));
+    }
+    if raw.len() > MAX_TRACK_IDS {
+        return Err(ApiError::bad_request(
+            "invalid_hotel_ids",
+            format!(
+                "{field} has {} ids; at most {MAX_TRACK_IDS} per call",
+                raw.len()
+            ),
+            field,
+        ));
+    }
+    let ids: Vec<i64> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v.as_i64() {
+            Some(id) if id > 0 && id < (1 << 53) => Ok(id),
+            _ => Err(ApiError::bad_request(
+                "invalid_hotel_ids",
+                format!("{field}[{i}] = {v} is not a positive integer hotel id"),
+                format!("{field}[{i}]"),
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    // Duplicates are harmless to the caller and would make BatchGetItem refuse the request.
+    let mut seen = std::collections::HashSet::new();
+    Ok(ids.into_iter().filter(|id| seen.insert(*id)).collect())
+}
+impl App {
+    /// The settings a run would use: a stored value that does not validate is an error naming
+    /// it (never a silent fallback).
+    pub(super) async fn effective_settings(
+        &self,
+    ) -> Result<(Settings, std::collections::BTreeMap<String, StoredSetting>), ApiError> {
+        let stored = self.settings.load().await?;
+        let mut s = self.defaults.clone();
+        s.overlay(
+            &stored
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+        )?;
+        Ok((s, stored))
+    }
+
+    /// The settings with any invalid stored value skipped: for the settings routes, which must
+    /// still show and replace it.
+    pub(super) async fn valid_settings(
+        &self,
+    ) -> Result<(Settings, std::collections::BTreeMap<String, StoredSetting>), ApiError> {
+        let stored = self.settings.load().await?;
+        let mut s = self.defaults.clone();
+        s.overlay_valid(
+            &stored
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+        );
+        Ok((s, stored))
+    }
+
+    /// Closes a run the trigger could not start, then frees the lease. When the run's state
+    /// cannot be known (the store fails), the lease is kept: it expires, and the next sync
+    /// closes the run as an orphan. Releasing first could leave a run `queued` for good.
+    pub(super) async fn close_and_release(&self, run: &SyncRun, fence: u64) {
+        let closed = match self.runs.get(&run.sync_id).await {
+            Ok(None) => true,
+            Ok(Some(_)) => self.runs.save(run, fence).await.is_ok(),
+            Err(_) => false,
+        };
+        if closed {
+            self.release(&run.sync_id, fence).await;
+        } else {
+            tracing::error!(sync_id = %run.sync_id, "could not close a run that failed to start; its lease will expire and the next sync closes it");
+        }
+    }
+
+    pub(super) async fn release(&self, sync_id: &str, fence: u64) {
+        let req = LeaseRequest::Release {
+            owner: sync_id.to_string(),
+            fence,
+        };
+        if let Err(e) = self.lease.apply(&req, self.lease_ttl).await {
+            tracing::warn!(sync_id, error = %e, "could not release the lease; it will expire");
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for App {
+    async fn handle(&self, op: Op, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        match op {
+            Op::PublicHealth => Ok(ApiResponse::ok(
+                200,
+                &serde_json::json!({ "status": "ok", "checked_at": self.clock.now().rfc3339() }),
+            )),
+            Op::AdminHealth => self.admin_health().await,
+            Op::Status => self.status().await,
+            Op::Trigger => self.trigger(req).await,
+            Op::Logs => self.logs(req).await,
+            Op::LogDetail => self.log_detail(req).await,
+            Op::SettingsGet => Ok(ApiResponse::ok(200, &self.settings_rows().await?)),
+            Op::SettingsPut => self.settings_put(req).await,
+            Op::ScheduleStart => self.schedule_start(req).await,
+            Op::ScheduleStop => self.schedule_stop().await,
+            Op::Track => self.track(req).await,
+            Op::Untrack => self.untrack(req).await,
+            Op::PropertyGet => self.property(req).await,
+            Op::PropertyReviews => self.reviews(req).await,
+            // Served by the docs function's own handler (api::openapi::DocsHandler).
+            Op::DocsPage | Op::DocsSpec => Err(ApiError::NotFound(
+                "the docs are served by the docs function".into(),
+            )),
+        }
+    }
+}

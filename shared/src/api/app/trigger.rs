@@ -1,0 +1,120 @@
+//! Starting a manual run: validate, reserve the lease, create the run, dispatch.
+
+use super::*;
+
+impl App {
+    /// Starts a manual run: reserves the lease for it (one run at a time: 409 otherwise),
+    /// creates the run, dispatches the sync function with the reserved token. Any failure after
+    /// the reservation releases it and closes the run, so nothing is left holding the lease.
+    pub(super) async fn trigger(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let body: TriggerBody = req.json()?.unwrap_or(TriggerBody {
+            hotel_ids: None,
+            dry_run: None,
+        });
+        let hotel_ids = body
+            .hotel_ids
+            .as_deref()
+            .map(|ids| parse_ids(ids, "hotel_ids"))
+            .transpose()?;
+        let (settings, _) = self.effective_settings().await?;
+        let listed = match &hotel_ids {
+            None => None,
+            Some(ids) => {
+                let (found, _) = self.reader.get_tracked(ids).await?;
+                let tracked: std::collections::BTreeSet<i64> =
+                    found.iter().map(|t| t.hotel_id).collect();
+                let missing: Vec<i64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !tracked.contains(id))
+                    .collect();
+                if !missing.is_empty() {
+                    let shown: Vec<String> =
+                        missing.iter().take(20).map(|id| id.to_string()).collect();
+                    return Err(ApiError::bad_request(
+                        "untracked_hotel_ids",
+                        format!(
+                            "hotel_ids: {} of them are not tracked ({}{}); track them first with PUT /api/v1/admin/properties",
+                            missing.len(),
+                            shown.join(", "),
+                            if missing.len() > 20 { ", ..." } else { "" }
+                        ),
+                        "hotel_ids",
+                    ));
+                }
+                Some(found.len() as u64)
+            }
+        };
+        let sync_id = self.clock.new_id();
+        let take = LeaseRequest::Take {
+            owner: sync_id.clone(),
+            handoff: true,
+        };
+        let fence = match self.lease.apply(&take, self.lease_ttl).await? {
+            Ok(state) => state.fence,
+            Err(Refused::Held { owner, .. }) => {
+                return Err(ApiError::Conflict {
+                    code: "sync_in_progress",
+                    message: format!("a sync is already running ({owner})"),
+                    details: serde_json::json!({ "sync_id": owner }),
+                });
+            }
+            Err(Refused::Fenced) => {
+                return Err(ApiError::Conflict {
+                    code: "sync_in_progress",
+                    message: "a sync is already running".into(),
+                    details: serde_json::Value::Null,
+                });
+            }
+        };
+        let total = match listed {
+            Some(n) => n,
+            None => match self.reader.count_tracked().await {
+                Ok((n, _)) => n,
+                Err(e) => {
+                    self.release(&sync_id, fence).await;
+                    return Err(e.into());
+                }
+            },
+        };
+        let mut run = SyncRun::new(sync_id.clone(), SyncType::Manual, self.clock.now());
+        run.hotel_ids = hotel_ids.clone();
+        run.dry_run = body.dry_run.unwrap_or(false);
+        run.total = total;
+        if let Err(e) = self.runs.create(&run, fence).await {
+            // The create may have applied despite the error: close the run if it exists.
+            run.status = RunStatus::Failed;
+            run.error_message = Some(format!("could not start: {e}"));
+            run.completed_at = Some(self.clock.now());
+            self.close_and_release(&run, fence).await;
+            return Err(e.into());
+        }
+        let dispatch = SyncRequest::Manual {
+            sync_id: sync_id.clone(),
+            lease: Some(fence),
+            hotel_ids,
+            dry_run: run.dry_run,
+        };
+        if let Err(e) = self.dispatch.dispatch(&dispatch).await {
+            run.status = RunStatus::Failed;
+            run.error_message = Some(format!("could not start the sync function: {e}"));
+            run.completed_at = Some(self.clock.now());
+            self.close_and_release(&run, fence).await;
+            return Err(e.into());
+        }
+        tracing::info!(sync_id = %sync_id, total, dry_run = run.dry_run, "manual sync dispatched");
+        let requests = total * settings.requests_per_property();
+        let estimate = Duration::try_from_secs_f64((requests as f64 / settings.rate_limit).ceil())
+            .unwrap_or(Duration::ZERO);
+        Ok(ApiResponse::ok(
+            202,
+            &serde_json::json!({
+                "status": "running",
+                "sync_id": sync_id,
+                "message": "Synchronization started in background",
+                "estimated_duration": format_go_duration(estimate),
+                "triggered_at": run.started_at.rfc3339(),
+            }),
+        ))
+    }
+}
