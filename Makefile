@@ -7,7 +7,7 @@ API ?= http://localhost:8080
 AUTH := -H 'Authorization: Bearer $(ADMIN_TOKEN)' -H 'Content-Type: application/json'
 export ADMIN_TOKEN
 
-.PHONY: run test tools build lint api-fuzz bench sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings logs clean
+.PHONY: run test tools build lint api-fuzz bench sim sim-bites sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings logs clean
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
@@ -41,6 +41,18 @@ BENCH_OUT ?= $(CURDIR)/.local/bench.md
 bench: tools
 	cargo build --release --workspace --bins
 	tests/stack.sh test target/release/bench $(BENCH_ARGS) --markdown $(BENCH_OUT)
+
+# The deterministic simulation (also in `make test` with 10,000 seeds): SEEDS=N for a long soak,
+# SIM_SEED=S to replay one seed verbosely.
+SEEDS ?= 100000
+sim:
+	cargo build -p sim --bin sim
+	SEEDS=$(SEEDS) target/debug/sim
+
+# Puts each known defect back (tests/sim/planted/*.patch), counts the seeds until the simulation
+# catches it, and takes it out again.
+sim-bites:
+	tests/sim/bites.sh
 
 # schemathesis against the OpenAPI document on a stack of its own (not part of `make test`).
 # FUZZ_EXAMPLES per operation (15 operations; 200 -> ~3,000 requests).
