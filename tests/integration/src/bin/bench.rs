@@ -1,4 +1,4 @@
-//! `make bench`: how close the sync runs to its floors (DESIGN §5, issue 7), with a naive
+//! `make bench`: how close the sync runs to its floors (ARCHITECTURE.md), with a naive
 //! baseline (sequential fetch, unconditional PutItem of every full document) side by side.
 //! Runs the real engine code against moto_server and the Cupid simulator. Not a test: it
 //! prints figures and writes them to BENCHMARKS.md's table when asked (`--markdown FILE`).
