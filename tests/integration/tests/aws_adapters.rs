@@ -40,7 +40,8 @@ async fn the_schedule_is_created_updated_disabled_and_read_back() {
     assert_eq!(raw.schedule_expression(), Some("rate(1 day)"));
     assert_eq!(
         raw.target().and_then(|t| t.input()),
-        Some(r#"{"sync_type":"scheduled"}"#)
+        Some(cupid_sync::adapters::aws::SCHEDULED_INPUT),
+        "the slot's time names its run"
     );
 }
 
