@@ -144,15 +144,15 @@ fn check_record(st: &State, call: &str, hotel_id: i64, fence: u64) -> PortResult
             PortErrorKind::Untracked,
             "no such record",
         )),
-        Some(r) if !r.is_tracked() => Err(refused(
-            call.into(),
-            PortErrorKind::Untracked,
-            "the property is untracked",
-        )),
         Some(r) if r.fence.is_some_and(|f| f > fence) => Err(refused(
             call.into(),
             PortErrorKind::Fenced,
             "a newer sync invocation wrote this record",
+        )),
+        Some(r) if !r.is_tracked() => Err(refused(
+            call.into(),
+            PortErrorKind::Untracked,
+            "the property is untracked",
         )),
         Some(_) => Ok(()),
     }

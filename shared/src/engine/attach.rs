@@ -3,7 +3,7 @@
 
 use super::pipeline::Budget;
 use super::{Engine, EngineError};
-use crate::domain::lease::{LeaseRequest, Refused};
+use crate::domain::lease::{LeaseRequest, LeaseState, Refused};
 use crate::domain::run::{RunStatus, SyncRequest, SyncRun, SyncType, slot_sync_id};
 use crate::domain::settings::Settings;
 use crate::domain::time::Timestamp;
@@ -59,17 +59,20 @@ impl Engine {
         Ok(s)
     }
 
-    /// Applies an acquisition. When the lease is held by a holder of the same run (this is a
-    /// duplicate delivery, or a platform retry after that holder died), watch it: a renewal
-    /// means the holder is alive (nothing to do); an expiry without one means it died, and the
-    /// run is resumed from its checkpoint instead of waiting for the next sync to close it.
+    /// Applies an acquisition; returns the new state and when the successful request was
+    /// sent (the guard's clock starts there). When the lease is held by the same run — a
+    /// duplicate delivery, or a platform retry after the holder died, or a hand-over whose
+    /// continuation never came — watch it: a renewal or a pickup means someone is working on
+    /// the run (nothing to do); an expiry without one means nobody is, and the run is resumed
+    /// from its checkpoint instead of waiting for the next sync to close it.
     async fn acquire(
         &self,
         req: &LeaseRequest,
         sync_id: &str,
         budget: Budget,
-    ) -> Result<Result<crate::domain::lease::LeaseState, String>, EngineError> {
+    ) -> Result<Result<(LeaseState, Instant), String>, EngineError> {
         let ttl = self.cfg.lease_ttl;
+        let sent = Instant::now();
         let refused = match self
             .deps
             .lease
@@ -77,13 +80,13 @@ impl Engine {
             .await
             .map_err(port(sync_id))?
         {
-            Ok(state) => return Ok(Ok(state)),
+            Ok(state) => return Ok(Ok((state, sent))),
             Err(r) => r,
         };
         let Refused::Held {
             owner,
             expires_at_ms,
-            handoff: false,
+            ..
         } = &refused
         else {
             return Ok(Err(held_reason(refused, sync_id)));
@@ -91,25 +94,31 @@ impl Engine {
         if owner != sync_id {
             return Ok(Err(held_reason(refused, sync_id)));
         }
-        let wait =
-            Duration::from_millis(expires_at_ms.saturating_sub(self.deps.clock.now_ms()) + 1);
-        if Instant::now() + wait >= budget.stop_starting {
-            return Ok(Err(held_reason(refused, sync_id)));
-        }
-        info!(
-            wait_ms = wait.as_millis() as u64,
-            "the run's lease is held by another invocation of it; watching for a renewal"
-        );
-        tokio::time::sleep(wait).await;
-        match self.deps.lease.current().await.map_err(port(sync_id))? {
-            Some(now)
-                if now.owner.as_deref() == Some(sync_id) && now.expires_at_ms <= *expires_at_ms =>
-            {
+        let _ = expires_at_ms;
+        // A live holder renews every ttl/6 (a continuation picks up at once): watch for either.
+        // Silence until expiry means nobody is working on the run: resume it.
+        let mut seen: Option<(u64, u64)> = None;
+        loop {
+            let Some(now) = self.deps.lease.current().await.map_err(port(sync_id))? else {
+                return Ok(Err(held_reason(refused, sync_id)));
+            };
+            if now.owner.as_deref() != Some(sync_id) {
+                return Ok(Err(held_reason(refused, sync_id)));
+            }
+            let mark = (now.fence, now.expires_at_ms);
+            if seen.is_some_and(|s| s != mark) {
+                info!("the run's holder is alive (renewed or picked up); nothing to do");
+                return Ok(Err(held_reason(refused, sync_id)));
+            }
+            seen = Some(mark);
+            let now_ms = self.deps.clock.now_ms();
+            if now.expires_at_ms <= now_ms {
                 let pickup = LeaseRequest::Pickup {
                     owner: sync_id.to_string(),
                     from: None,
                 };
-                match self
+                let sent = Instant::now();
+                return match self
                     .deps
                     .lease
                     .apply(&pickup, ttl)
@@ -120,12 +129,41 @@ impl Engine {
                         warn!(
                             "the run's previous holder stopped without handing over; resuming from its checkpoint"
                         );
-                        Ok(Ok(state))
+                        Ok(Ok((state, sent)))
                     }
                     Err(r) => Ok(Err(held_reason(r, sync_id))),
-                }
+                };
             }
-            _ => Ok(Err(held_reason(refused, sync_id))),
+            let to_expiry = Duration::from_millis(now.expires_at_ms - now_ms + 1);
+            let step = to_expiry.min(ttl / 6 + Duration::from_secs(1));
+            if Instant::now() + step >= budget.stop_starting {
+                // Silent, but not expired within our budget: let the platform retry later.
+                return Err(EngineError::HolderSilent {
+                    sync_id: sync_id.to_string(),
+                });
+            }
+            info!(
+                wait_ms = step.as_millis() as u64,
+                "the run's lease is held by another invocation of it; watching for a renewal"
+            );
+            tokio::time::sleep(step).await;
+        }
+    }
+
+    /// After acquiring: the run as it is now (it may have ended while we waited for the lease).
+    /// `Err(reason)`: it ended; the lease is released again.
+    async fn fresh_run(
+        &self,
+        sync_id: &str,
+        fence: u64,
+    ) -> Result<Result<SyncRun, String>, EngineError> {
+        match self.deps.runs.get(sync_id).await.map_err(port(sync_id))? {
+            Some(r) if r.status.is_active() => Ok(Ok(r)),
+            Some(r) => {
+                self.release(sync_id, fence).await;
+                Ok(Err(format!("sync {sync_id} already ended ({})", r.status)))
+            }
+            None => Ok(Err(format!("no sync {sync_id} exists; nothing to do"))),
         }
     }
 
@@ -177,34 +215,32 @@ impl Engine {
                         handoff: false,
                     },
                 };
-                let acquired_at = Instant::now();
-                let state = match self.acquire(&lease_req, &sync_id, budget).await? {
+                let (state, acquired_at) = match self.acquire(&lease_req, &sync_id, budget).await? {
                     Ok(s) => s,
                     Err(reason) => return Ok(Err(reason)),
                 };
                 let run = match existing {
-                    Some(r) => r,
+                    Some(_) => match self.fresh_run(&sync_id, state.fence).await? {
+                        Ok(r) => r,
+                        Err(reason) => return Ok(Err(reason)),
+                    },
                     None => {
                         let mut run = SyncRun::new(sync_id.clone(), SyncType::Scheduled, slot);
                         run.started_at = self.deps.clock.now();
                         run.status = RunStatus::Running;
                         match self.deps.runs.create(&run, state.fence).await {
                             Ok(()) => run,
+                            // Created by an earlier delivery of this slot (or by our own
+                            // request, retried after it applied).
                             Err(e) if e.kind == PortErrorKind::Conflict => {
-                                match self.deps.runs.get(&sync_id).await.map_err(port(&sync_id))? {
-                                    Some(r) if r.status.is_active() => r,
-                                    _ => {
-                                        self.release(&sync_id, state.fence).await;
-                                        return Ok(Err(format!("sync {sync_id} already ended")));
-                                    }
+                                match self.fresh_run(&sync_id, state.fence).await? {
+                                    Ok(r) => r,
+                                    Err(reason) => return Ok(Err(reason)),
                                 }
                             }
-                            Err(e) => {
-                                // The write may have applied: close the run if it exists, and
-                                // only then free the lease (or let it expire).
-                                self.abandon_start(&sync_id, state.fence, &e).await;
-                                return Err(port(&sync_id)(e));
-                            }
+                            // The create may have applied: keep the lease. When it expires, a
+                            // retry of this event resumes the run, or the next sync closes it.
+                            Err(e) => return Err(port(&sync_id)(e)),
                         }
                     }
                 };
@@ -216,25 +252,27 @@ impl Engine {
                 }))
             }
             SyncRequest::Manual { sync_id, lease, .. } | SyncRequest::Resume { sync_id, lease } => {
-                let run = match self.deps.runs.get(sync_id).await.map_err(port(sync_id))? {
+                match self.deps.runs.get(sync_id).await.map_err(port(sync_id))? {
                     None => return Ok(Err(format!("no sync {sync_id} exists; nothing to do"))),
                     Some(r) if !r.status.is_active() => {
                         return Ok(Err(format!("sync {sync_id} already ended ({})", r.status)));
                     }
-                    Some(r) => r,
-                };
+                    Some(_) => {}
+                }
                 let pickup = LeaseRequest::Pickup {
                     owner: sync_id.clone(),
                     from: *lease,
                 };
-                let acquired_at = Instant::now();
                 match self.acquire(&pickup, sync_id, budget).await? {
-                    Ok(state) => Ok(Ok(Attached {
-                        run,
-                        fence: state.fence,
-                        orphans: state.orphans,
-                        acquired_at,
-                    })),
+                    Ok((state, acquired_at)) => match self.fresh_run(sync_id, state.fence).await? {
+                        Ok(run) => Ok(Ok(Attached {
+                            run,
+                            fence: state.fence,
+                            orphans: state.orphans,
+                            acquired_at,
+                        })),
+                        Err(reason) => Ok(Err(reason)),
+                    },
                     Err(reason) => Ok(Err(reason)),
                 }
             }

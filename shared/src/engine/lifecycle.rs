@@ -66,16 +66,16 @@ impl Engine {
             r = self.work(&mut run, &guard, settings, orphans, budget) => r,
         };
         match result {
-            Ok(Progress::Done) => Ok(self.finish(run, &guard, None).await),
+            Ok(Progress::Done) => self.finish(run, &guard, None).await,
             Ok(Progress::Continue) => self.hand_over(run, &guard).await,
-            Err(Stop::Lost) => Ok(Outcome::Skipped {
-                reason: "the lease was lost (a newer invocation holds the run); stopped without further writes".into(),
-            }),
-            Err(Stop::Abort(reason)) => Ok(self.finish(run, &guard, Some(reason)).await),
+            // An error, so the platform retries this event: the retry finds the run held by its
+            // newer holder (and does nothing), or its lease expired (and resumes it).
+            Err(Stop::Lost) => Err(lost(&run.sync_id)),
+            Err(Stop::Abort(reason)) => self.finish(run, &guard, Some(reason)).await,
             Err(Stop::Dependency(e)) => {
                 error!(error = %e, "sync stopped by a failed dependency call");
                 let reason = format!("stopped by a failed dependency call: {e}");
-                Ok(self.finish(run, &guard, Some(reason)).await)
+                self.finish(run, &guard, Some(reason)).await
             }
         }
     }
@@ -226,27 +226,6 @@ impl Engine {
         pipeline.run(run, work).await
     }
 
-    /// A run could not be started after its lease was taken: close it if it was created, then
-    /// release. If that cannot be known, keep the lease: when it expires, the next holder finds
-    /// the run among the orphans and closes it.
-    pub(super) async fn abandon_start(&self, sync_id: &str, fence: u64, why: &PortError) {
-        match self.deps.runs.get(sync_id).await {
-            Ok(None) => self.release(sync_id, fence).await,
-            Ok(Some(mut r)) => {
-                if r.status.is_active() {
-                    r.status = RunStatus::Failed;
-                    r.completed_at = Some(self.deps.clock.now());
-                    r.error_message = Some(format!("could not start: {why}"));
-                    if self.deps.runs.save(&r, fence).await.is_err() {
-                        return;
-                    }
-                }
-                self.release(sync_id, fence).await;
-            }
-            Err(_) => {}
-        }
-    }
-
     pub(super) async fn release(&self, owner: &str, fence: u64) {
         let req = LeaseRequest::Release {
             owner: owner.to_string(),
@@ -259,13 +238,16 @@ impl Engine {
         }
     }
 
-    /// Ends the run: `reason` = failed with it; `None` = by its counters.
+    /// Ends the run: `reason` = failed with it; `None` = by its counters. When the run cannot
+    /// be saved closed, the lease is kept (an error: the platform's retry resumes the run once
+    /// the lease expires, or the next sync closes it); releasing it could leave the run
+    /// `running` for good.
     async fn finish(
         &self,
         mut run: SyncRun,
         guard: &FenceGuard,
         reason: Option<String>,
-    ) -> Outcome {
+    ) -> Result<Outcome, EngineError> {
         match reason {
             Some(r) => {
                 run.status = RunStatus::Failed;
@@ -283,26 +265,14 @@ impl Engine {
         }
         run.completed_at = Some(self.deps.clock.now());
         if !guard.ok() {
-            return Outcome::Skipped {
-                reason:
-                    "the lease ran out before the run could be closed; the next holder closes it"
-                        .into(),
-            };
+            return Err(lost(&run.sync_id));
         }
         match self.deps.runs.save(&run, guard.fence).await {
             Ok(_) => {}
-            Err(e) if e.kind == PortErrorKind::Fenced => {
-                return Outcome::Skipped {
-                    reason: "the lease was lost before the run could be closed".into(),
-                };
-            }
+            Err(e) if e.kind == PortErrorKind::Fenced => return Err(lost(&run.sync_id)),
             Err(e) => {
-                // Keep the lease: once it expires, the next holder finds this run among the
-                // orphans and closes it. Releasing now would leave it `running` for good.
-                error!(error = %e, "could not save the finished run; the next sync closes it");
-                return Outcome::Skipped {
-                    reason: format!("could not close the run: {e}"),
-                };
+                error!(error = %e, "could not save the finished run; keeping the lease");
+                return Err(port(&run.sync_id)(e));
             }
         }
         self.release(&run.sync_id, guard.fence).await;
@@ -324,16 +294,16 @@ impl Engine {
         info!(status = %run.status, total = run.total, updated = run.counters.updated, unchanged = run.counters.unchanged,
               failed = run.counters.failed, not_found = run.counters.not_found, document_writes = run.counters.document_writes,
               error = run.error_message.as_deref().unwrap_or(""), duration_s = run.duration_secs().unwrap_or(0), "sync finished");
-        Outcome::Finished(Box::new(run))
+        Ok(Outcome::Finished(Box::new(run)))
     }
 
-    /// Passes the run to a continuation (its checkpoint is saved).
+    /// Passes the run to a continuation (its checkpoint is saved). When the hand-over or the
+    /// dispatch fails, an error: the platform retries this invocation's event, and the retry
+    /// resumes the run once the handed-off lease expires (or sees the continuation working).
     async fn hand_over(&self, run: SyncRun, guard: &FenceGuard) -> Result<Outcome, EngineError> {
         let sync_id = run.sync_id.clone();
         if !guard.ok() {
-            return Ok(Outcome::Skipped {
-                reason: "the lease ran out before the run could be handed over".into(),
-            });
+            return Err(lost(&sync_id));
         }
         let req = LeaseRequest::HandOver {
             owner: sync_id.clone(),
@@ -341,14 +311,17 @@ impl Engine {
         };
         match self.deps.lease.apply(&req, self.cfg.lease_ttl).await {
             Ok(Ok(_)) => {}
-            Ok(Err(_)) => {
-                return Ok(Outcome::Skipped {
-                    reason: "the lease was lost before the run could be handed over".into(),
-                });
+            Ok(Err(_)) => return Err(lost(&sync_id)),
+            Err(e) => {
+                // The hand-over may have applied before the error: look.
+                let handed = matches!(
+                    self.deps.lease.current().await,
+                    Ok(Some(l)) if l.owner.as_deref() == Some(sync_id.as_str()) && l.fence == guard.fence && l.handoff
+                );
+                if !handed {
+                    return Err(port(&sync_id)(e));
+                }
             }
-            // The platform retries this event; once the lease expires the retry resumes the
-            // run from its checkpoint (a pickup of an expired lease of the same run).
-            Err(e) => return Err(port(&sync_id)(e)),
         }
         let next = SyncRequest::Resume {
             sync_id: sync_id.clone(),
@@ -363,8 +336,8 @@ impl Engine {
             .sleep(tokio::time::sleep)
             .await;
         if let Err(e) = sent {
-            let reason = format!("could not dispatch the continuation: {e}");
-            return Ok(self.finish(run, guard, Some(reason)).await);
+            error!(error = %e, "could not dispatch the continuation; the platform's retry resumes the run");
+            return Err(port(&sync_id)(e));
         }
         info!(
             processed = run.counters.processed,
@@ -375,5 +348,11 @@ impl Engine {
             sync_id,
             processed: run.counters.processed,
         })
+    }
+}
+
+fn lost(sync_id: &str) -> EngineError {
+    EngineError::LeaseLost {
+        sync_id: sync_id.to_string(),
     }
 }

@@ -97,9 +97,20 @@ pub enum Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// Could not even attach to the run (the store is down): the platform retries the event.
+    /// A dependency failed where the run could not be closed or handed over safely (the store
+    /// or dispatch is down): the lease is kept, and the platform's retry of the event resumes
+    /// the run once the lease expires.
     #[error("sync {sync_id}: {source}")]
     Port { sync_id: String, source: PortError },
+    /// The invocation lost its lease (a write was fenced out, or it could not renew in time)
+    /// and stopped without further writes. The platform's retry finds the run held by its
+    /// newer holder (and does nothing) or its lease expired (and resumes it).
+    #[error("sync {sync_id}: the lease was lost; stopped without further writes")]
+    LeaseLost { sync_id: String },
+    /// The run's lease is held by an invocation of it that has stopped renewing, and does not
+    /// expire within this invocation's budget: the platform's retry of this event resumes it.
+    #[error("sync {sync_id}: its lease is held by a silent invocation; retry later to resume it")]
+    HolderSilent { sync_id: String },
 }
 
 pub struct Engine {

@@ -5,6 +5,37 @@ use cupid_sync::adapters::memory::{AcceptedWrite, Table};
 use cupid_sync::domain::run::{RunStatus, SyncStatus};
 use std::collections::BTreeMap;
 
+/// The run a sync input names.
+pub fn names(req: &cupid_sync::domain::run::SyncRequest) -> String {
+    use cupid_sync::domain::run::SyncRequest;
+    match req {
+        SyncRequest::Manual { sync_id, .. } | SyncRequest::Resume { sync_id, .. } => {
+            sync_id.clone()
+        }
+        SyncRequest::Scheduled { scheduled_time } => scheduled_time
+            .as_deref()
+            .and_then(cupid_sync::domain::time::Timestamp::parse_rfc3339)
+            .map(cupid_sync::domain::run::slot_sync_id)
+            .unwrap_or_default(),
+    }
+}
+
+/// Each run ends once: one terminal event at most.
+fn ended_once(w: &World, out: &mut Vec<String>) {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for e in w.events.lock().unwrap().iter() {
+        let id = e.detail["sync_id"].as_str().unwrap_or_default().to_string();
+        *seen.entry(id).or_default() += 1;
+    }
+    for (id, n) in seen {
+        if n > 1 {
+            out.push(format!(
+                "run {id} ended {n} times (SyncCompleted/SyncFailed events)"
+            ));
+        }
+    }
+}
+
 /// Every violation found (empty: the seed passed).
 pub async fn invariants(w: &World) -> Vec<String> {
     let mut out = w.violations.lock().unwrap().clone();
@@ -14,6 +45,7 @@ pub async fn invariants(w: &World) -> Vec<String> {
     untracked(w, &writes, &mut out);
     runs_ended(w, &mut out).await;
     upstream_discipline(w, &mut out);
+    ended_once(w, &mut out);
     out
 }
 

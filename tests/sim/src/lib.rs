@@ -31,6 +31,8 @@ pub struct Failure {
     pub violations: Vec<String>,
     pub scenario: String,
     pub invocations: Vec<String>,
+    /// The lease's history and the runs' final states, for reading a failure.
+    pub trace: Vec<String>,
 }
 
 impl std::fmt::Display for Failure {
@@ -51,6 +53,10 @@ impl std::fmt::Display for Failure {
         for i in self.invocations.iter().take(60) {
             writeln!(f, "  {i}")?;
         }
+        writeln!(f, "trace:")?;
+        for t in self.trace.iter().take(120) {
+            writeln!(f, "  {t}")?;
+        }
         Ok(())
     }
 }
@@ -63,7 +69,7 @@ pub fn run_seed(seed: u64) -> Result<Report, Failure> {
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    let (result, violations, report, invocations) = rt.block_on(async {
+    let (result, violations, report, invocations, trace) = rt.block_on(async {
         let world = world::World::new(scenario.clone());
         let started = tokio::time::Instant::now();
         let result = world.run().await;
@@ -88,7 +94,33 @@ pub fn run_seed(seed: u64) -> Result<Report, Failure> {
                 )
             })
             .collect::<Vec<_>>();
-        (result, violations, report, lines)
+        let mut trace: Vec<String> = world
+            .store
+            .writes()
+            .iter()
+            .filter(|w| {
+                w.table == cupid_sync::adapters::memory::Table::Lease
+                    || (w.table == cupid_sync::adapters::memory::Table::Runs && w.what == "create")
+            })
+            .filter(|w| w.what != "heartbeat")
+            .map(|w| {
+                format!(
+                    "{:>9} ms {:?} {} fence {:?} {}",
+                    w.at_ms - 1_767_225_600_000,
+                    w.table,
+                    w.what,
+                    w.fence,
+                    w.key
+                )
+            })
+            .collect();
+        for r in world.store.runs() {
+            trace.push(format!(
+                "run {} {} ({:?})",
+                r.sync_id, r.status, r.error_message
+            ));
+        }
+        (result, violations, report, lines, trace)
     });
     drop(result);
     if violations.is_empty() {
@@ -99,6 +131,7 @@ pub fn run_seed(seed: u64) -> Result<Report, Failure> {
             violations,
             scenario: format!("{scenario:?}"),
             invocations,
+            trace,
         })
     }
 }

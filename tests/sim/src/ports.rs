@@ -290,13 +290,15 @@ impl Dispatch for SimPorts {
         {
             t.die().await;
         }
-        let fail = !self.world.is_calm()
-            && self
-                .world
-                .rng
-                .lock()
-                .unwrap()
-                .random_bool(self.world.scenario.p_dispatch_fail);
+        // A failed invoke was not delivered — or was, and only the answer was lost.
+        let (fail, delivered) = {
+            let mut r = self.world.rng.lock().unwrap();
+            let fail = !self.world.is_calm() && r.random_bool(self.world.scenario.p_dispatch_fail);
+            (fail, !fail || r.random_bool(0.3))
+        };
+        if delivered {
+            self.world.deliver(req.clone(), 0);
+        }
         if fail {
             return Err(PortError::new(
                 "Invoke sync",
@@ -304,7 +306,6 @@ impl Dispatch for SimPorts {
                 "simulated Lambda 500",
             ));
         }
-        self.world.deliver(req.clone(), 0);
         Ok(())
     }
 }

@@ -372,9 +372,7 @@ impl World {
                     Err((400, m)) if untracked.is_empty() => {
                         self.violation(format!("a subset sync of tracked ids was refused: {m}"))
                     }
-                    Err((status, m))
-                        if status >= 500 && !(status == 503 && m.contains("dependency")) =>
-                    {
+                    Err((status, m)) if status >= 500 && status != 503 => {
                         self.violation(format!("trigger answered {status}: {m}"))
                     }
                     _ => {}
@@ -494,6 +492,39 @@ impl World {
         }
     }
 
+    /// At quiescence, before the clean run closes what is left: a run still open must be one
+    /// the lease lists as an orphan (its holder vanished; the next holder closes it), or one
+    /// whose last invocation died with the platform's retries used up (the next sync takes its
+    /// expired lease and closes it). One left open after an invocation that ended normally was
+    /// dropped: no continuation, no resumption.
+    fn no_run_left_open(&self) {
+        let invocations = self.invocations.lock().unwrap().clone();
+        let orphans = futures::executor::block_on(cupid_sync::ports::Lease::current(&self.store))
+            .ok()
+            .flatten()
+            .map(|l| l.orphans)
+            .unwrap_or_default();
+        for run in self.store.runs() {
+            // Listed on the lease as an orphan: the next holder closes it (that is the rule).
+            if !run.status.is_active() || orphans.contains(&run.sync_id) {
+                continue;
+            }
+            let last = invocations
+                .iter()
+                .filter(|i| crate::check::names(&i.request) == run.sync_id)
+                .next_back();
+            if let Some(last) = last {
+                let died = last.outcome == "killed" || last.outcome.starts_with("error");
+                if !(died && last.attempt >= 2) {
+                    self.violation(format!(
+                        "run {} left {} at quiescence with nothing to resume it (last invocation #{} attempt {}: {})",
+                        run.sync_id, run.status, last.id, last.attempt, last.outcome
+                    ));
+                }
+            }
+        }
+    }
+
     /// Runs the scenario to quiescence, then one clean run. `Err`: it never quiesced.
     pub async fn run(&self) -> Result<(), String> {
         self.store
@@ -524,6 +555,7 @@ impl World {
         let horizon = Duration::from_secs(s.interval_s * s.slots as u64);
         tokio::time::sleep(horizon).await;
         self.quiesce(Duration::from_secs(48 * 3600)).await?;
+        self.no_run_left_open();
         // The final clean run: no faults, no crashes, single deliveries, every lease expired.
         self.calm.store(true, Ordering::SeqCst);
         self.upstream.calm.store(true, Ordering::SeqCst);

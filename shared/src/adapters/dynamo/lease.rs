@@ -52,6 +52,22 @@ impl DynamoLease {
     }
 }
 
+impl DynamoLease {
+    async fn nonce(&self) -> PortResult<Option<String>> {
+        let r = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("sync_id", s(tables::LEASE_KEY))
+            .projection_expression("nonce")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_err("GetItem lease nonce", e))?;
+        Ok(r.item.as_ref().and_then(|i| get_s(i, "nonce")))
+    }
+}
+
 fn lease_of(item: &HashMap<String, AV>) -> LeaseState {
     let orphans = match item.get("orphans") {
         Some(AV::L(l)) => l.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
@@ -67,8 +83,9 @@ fn lease_of(item: &HashMap<String, AV>) -> LeaseState {
     }
 }
 
-fn item_of(l: &LeaseState) -> HashMap<String, AV> {
+fn item_of(l: &LeaseState, nonce: &str) -> HashMap<String, AV> {
     HashMap::from([
+        ("nonce".to_string(), s(nonce)),
         ("sync_id".to_string(), s(tables::LEASE_KEY)),
         ("owner".to_string(), s(l.owner.clone().unwrap_or_default())),
         ("fence".to_string(), n(l.fence)),
@@ -94,6 +111,9 @@ impl Lease for DynamoLease {
         ttl: Duration,
     ) -> PortResult<Result<LeaseState, Refused>> {
         let call = format!("PutItem lease {req:?}");
+        // Marks our write: the SDK retries a put that timed out or got a 5xx, and a retry of a
+        // put that had applied fails its condition on our own write. The nonce tells.
+        let nonce = self.clock.new_id();
         for _ in 0..CAS_ATTEMPTS {
             let read = self.read().await?;
             let now = self.clock.now_ms();
@@ -110,7 +130,7 @@ impl Lease for DynamoLease {
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .set_item(Some(item_of(&next)));
+                .set_item(Some(item_of(&next, &nonce)));
             let put = match &read {
                 None => put.condition_expression("attribute_not_exists(sync_id)"),
                 Some((_, false)) => put.condition_expression("attribute_not_exists(rev)"),
@@ -124,6 +144,9 @@ impl Lease for DynamoLease {
                     let pe = port_err(&call, e);
                     if pe.kind != PortErrorKind::Conflict {
                         return Err(pe);
+                    }
+                    if self.nonce().await? == Some(nonce.clone()) {
+                        return Ok(Ok(next));
                     }
                     // Someone changed the lease since our read: decide again on what is there.
                 }

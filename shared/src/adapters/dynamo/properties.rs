@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue as AV, KeysAndAttributes, PutRequest, ReturnConsumedCapacity, Select,
     WriteRequest,
 };
+use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone)]
@@ -181,8 +182,16 @@ impl DynamoProperties {
         })
     }
 
-    /// After a refused record write: why (a consistent read of what refused it).
-    pub(super) async fn classify(&self, call: &str, hotel_id: i64, fence: u64) -> PortError {
+    /// After a refused record write: why (a consistent read of what refused it). `ours`
+    /// recognises our own write already applied (the SDK retried a request that had applied
+    /// and got a 5xx or timed out): then the write succeeded.
+    pub(super) async fn classify(
+        &self,
+        call: &str,
+        hotel_id: i64,
+        fence: u64,
+        ours: impl Fn(u64, u64) -> bool,
+    ) -> PortResult<Usage> {
         let read = self
             .client
             .get_item()
@@ -194,29 +203,36 @@ impl DynamoProperties {
             .await;
         let item = match read {
             Ok(r) => r.item,
-            Err(e) => return port_err(call, e),
+            Err(e) => return Err(port_err(call, e)),
+        };
+        let stored = |i: &HashMap<String, AV>| {
+            (
+                get_n::<u64>(i, "fence").unwrap_or(0),
+                get_n::<u64>(i, "data_version").unwrap_or(0),
+            )
         };
         let (kind, why) = match item {
             None => (PortErrorKind::Untracked, "no such record".to_string()),
-            Some(i) if get_s(&i, "sync_status").as_deref() == Some("untracked") => {
-                (PortErrorKind::Untracked, "the property is untracked".into())
-            }
-            Some(i) if get_n::<u64>(&i, "fence").is_some_and(|f| f > fence) => (
+            Some(i) if stored(&i).0 > fence => (
                 PortErrorKind::Fenced,
                 format!(
                     "a newer sync invocation (token {}) wrote this record",
-                    get_n::<u64>(&i, "fence").unwrap_or(0)
+                    stored(&i).0
                 ),
             ),
+            Some(i) if get_s(&i, "sync_status").as_deref() == Some("untracked") => {
+                (PortErrorKind::Untracked, "the property is untracked".into())
+            }
+            Some(i) if ours(stored(&i).0, stored(&i).1) => return Ok(Usage::default()),
             Some(i) => (
                 PortErrorKind::Conflict,
                 format!(
                     "data_version moved to {} (or the record is not claimed by token {fence})",
-                    get_n::<u64>(&i, "data_version").unwrap_or(0)
+                    stored(&i).1
                 ),
             ),
         };
-        PortError::new(call, kind, why)
+        Err(PortError::new(call, kind, why))
     }
 }
 
@@ -378,22 +394,44 @@ impl Tracking for DynamoProperties {
             .iter()
             .filter_map(|i| Some((get_n::<i64>(i, "hotel_id")?, get_s(i, "sync_status"))))
             .collect();
-        let new_items: Vec<HashMap<String, AV>> = unique
+        let new_ids: Vec<i64> = unique
             .iter()
+            .copied()
             .filter(|id| !known.contains_key(id))
-            .map(|id| {
-                HashMap::from([
-                    ("hotel_id".to_string(), n(id)),
-                    ("sync_status".to_string(), s(SyncStatus::Pending.as_str())),
-                    ("data_version".to_string(), n(0)),
-                ])
-            })
             .collect();
-        let mut out = TrackResult {
-            new: new_items.len(),
-            retracked: 0,
-        };
-        self.batch_put(&self.properties, new_items).await?;
+        // One conditional put per new id: a concurrent track of the same id, or a sync that
+        // already wrote it, is never overwritten (a batch write cannot be conditional).
+        let puts = new_ids.into_iter().map(|id| async move {
+            let r = self
+                .client
+                .put_item()
+                .table_name(&self.properties)
+                .item("hotel_id", n(id))
+                .item("sync_status", s(SyncStatus::Pending.as_str()))
+                .item("data_version", n(0))
+                .condition_expression("attribute_not_exists(hotel_id)")
+                .send()
+                .await;
+            match r {
+                Ok(_) => Ok(true),
+                Err(e) => {
+                    let pe = port_err(&format!("PutItem track hotel {id}"), e);
+                    if pe.kind == PortErrorKind::Conflict {
+                        Ok(false)
+                    } else {
+                        Err(pe)
+                    }
+                }
+            }
+        });
+        let mut out = TrackResult::default();
+        for r in futures::stream::iter(puts)
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+        {
+            out.new += usize::from(r?);
+        }
         let mut retrack: Vec<&i64> = known
             .iter()
             .filter(|(_, st)| st.as_deref() == Some(SyncStatus::Untracked.as_str()))

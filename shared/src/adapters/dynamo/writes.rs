@@ -58,7 +58,11 @@ impl PropertyWriter for DynamoProperties {
             Err(e) => {
                 let pe = port_err(&call, e);
                 if is_condition_failure(&pe) {
-                    Err(self.classify(&call, hotel_id, fence).await)
+                    // Ours already: claimed by this token at this version.
+                    self.classify(&call, hotel_id, fence, |f, v| {
+                        f == fence && v == expected_version
+                    })
+                    .await
                 } else {
                     Err(pe)
                 }
@@ -182,7 +186,11 @@ impl PropertyWriter for DynamoProperties {
             Err(e) => {
                 let pe = port_err(&call, e);
                 if is_condition_failure(&pe) {
-                    Err(self.classify(&call, w.hotel_id, w.fence).await)
+                    // Ours already: committed by this token to the new version.
+                    self.classify(&call, w.hotel_id, w.fence, |f, v| {
+                        f == w.fence && v == new_version
+                    })
+                    .await
                 } else {
                     Err(pe)
                 }
@@ -229,7 +237,10 @@ impl PropertyWriter for DynamoProperties {
             Err(e) => {
                 let pe = port_err(&call, e);
                 if is_condition_failure(&pe) {
-                    Err(self.classify(&call, o.hotel_id, o.fence).await)
+                    // The outcome's condition holds again on a retry of our own write, so a
+                    // refusal is never ours.
+                    self.classify(&call, o.hotel_id, o.fence, |_, _| false)
+                        .await
                 } else {
                     Err(pe)
                 }

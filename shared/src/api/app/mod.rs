@@ -170,22 +170,6 @@ impl App {
         Ok((s, stored))
     }
 
-    /// Closes a run the trigger could not start, then frees the lease. When the run's state
-    /// cannot be known (the store fails), the lease is kept: it expires, and the next sync
-    /// closes the run as an orphan. Releasing first could leave a run `queued` for good.
-    pub(super) async fn close_and_release(&self, run: &SyncRun, fence: u64) {
-        let closed = match self.runs.get(&run.sync_id).await {
-            Ok(None) => true,
-            Ok(Some(_)) => self.runs.save(run, fence).await.is_ok(),
-            Err(_) => false,
-        };
-        if closed {
-            self.release(&run.sync_id, fence).await;
-        } else {
-            tracing::error!(sync_id = %run.sync_id, "could not close a run that failed to start; its lease will expire and the next sync closes it");
-        }
-    }
-
     pub(super) async fn release(&self, sync_id: &str, fence: u64) {
         let req = LeaseRequest::Release {
             owner: sync_id.to_string(),

@@ -81,27 +81,35 @@ impl App {
         run.hotel_ids = hotel_ids.clone();
         run.dry_run = body.dry_run.unwrap_or(false);
         run.total = total;
-        if let Err(e) = self.runs.create(&run, fence).await {
-            // The create may have applied despite the error: close the run if it exists.
-            run.status = RunStatus::Failed;
-            run.error_message = Some(format!("could not start: {e}"));
-            run.completed_at = Some(self.clock.now());
-            self.close_and_release(&run, fence).await;
-            return Err(e.into());
-        }
+        // From here a failure keeps the reservation: the run may exist (a create can apply
+        // and still answer an error; an invoke can be delivered and still answer one), and
+        // closing it could race the invocation that picks it up. The reservation expires after
+        // the lease TTL; the next sync then closes the run as abandoned if nobody picked it up.
+        let reserved = |e: PortError| {
+            tracing::error!(sync_id = %sync_id, call = %e.call, error = %e.message, "could not start the sync; its reservation will expire");
+            ApiError::Unavailable(format!(
+                "could not start sync {sync_id} ({}); a new sync can start once its reservation expires ({} s)",
+                e.call,
+                self.lease_ttl.as_secs()
+            ))
+        };
+        self.runs.create(&run, fence).await.map_err(reserved)?;
         let dispatch = SyncRequest::Manual {
             sync_id: sync_id.clone(),
             lease: Some(fence),
             hotel_ids,
             dry_run: run.dry_run,
         };
-        if let Err(e) = self.dispatch.dispatch(&dispatch).await {
-            run.status = RunStatus::Failed;
-            run.error_message = Some(format!("could not start the sync function: {e}"));
-            run.completed_at = Some(self.clock.now());
-            self.close_and_release(&run, fence).await;
-            return Err(e.into());
-        }
+        use backon::{ExponentialBuilder, Retryable};
+        (|| self.dispatch.dispatch(&dispatch))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_times(2),
+            )
+            .sleep(tokio::time::sleep)
+            .await
+            .map_err(reserved)?;
         tracing::info!(sync_id = %sync_id, total, dry_run = run.dry_run, "manual sync dispatched");
         let requests = total * settings.requests_per_property();
         let estimate = Duration::try_from_secs_f64((requests as f64 / settings.rate_limit).ceil())
