@@ -336,6 +336,10 @@ impl PropertyWriter for MemoryStore {
                 "the record is not claimed by this token",
             ));
         }
+        if r.data_version == w.expected_version + 1 {
+            // Our own commit, repeated (as an SDK retry of an applied request is): done.
+            return Ok(Usage::default());
+        }
         if r.data_version != w.expected_version {
             return Err(refused(call, PortErrorKind::Conflict, "data_version moved"));
         }

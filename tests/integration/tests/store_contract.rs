@@ -254,6 +254,14 @@ async fn fenced_records(k: Kit) {
     );
     assert_eq!(r.facets["property"].slot.as_deref(), Some("a"), "{n}");
     assert_eq!(r.content_hash.as_deref(), Some("h1"), "{n}");
+    // A repeated write (an SDK retry of a request that had applied) succeeds.
+    w.claim(1, 1, 5).await.unwrap();
+    w.commit(&write(1, 0, 5, "h1")).await.unwrap();
+    assert_eq!(
+        k.reader.get_record(1).await.unwrap().unwrap().data_version,
+        1,
+        "{n}"
+    );
     // An older token is fenced out of every record write.
     assert_eq!(
         kind(w.claim(1, 1, 4).await),
