@@ -268,11 +268,11 @@ async fn a_resumed_run_covers_every_id_exactly_once() {
         rate_limit: 50.0,
         batch_size: 7,
         synthetic: 300,
-        max_run: Duration::from_millis(2500),
-        // Properties stop starting 1.2 s before the end, so what is in flight (fetches, then
+        max_run: Duration::from_millis(4000),
+        // Properties stop starting 2 s before the end, so what is in flight (fetches, then
         // moto's one-at-a-time writes, shared with the tests running beside this one)
-        // finishes before the hand-over.
-        margin: Duration::from_millis(1200),
+        // finishes before the hand-over (a property cut mid-write would be fetched again).
+        margin: Duration::from_millis(2000),
         // Pages of 11 records: batches straddle pages and resumes start mid-page.
         scan_page: 11,
         ..Default::default()
