@@ -511,8 +511,7 @@ impl World {
             }
             let last = invocations
                 .iter()
-                .filter(|i| crate::check::names(&i.request) == run.sync_id)
-                .next_back();
+                .rfind(|i| crate::check::names(&i.request) == run.sync_id);
             if let Some(last) = last {
                 let died = last.outcome == "killed" || last.outcome.starts_with("error");
                 if !(died && last.attempt >= 2) {
