@@ -140,7 +140,8 @@ isolated_stack() {
 
 case "${1:-}" in
   run)
-    cargo build --workspace --quiet
+    log "building the workspace (the first build compiles the AWS SDK: ~6 min on 2 cores; progress below)"
+    cargo build --workspace
     start_moto
     start_sim
     "$ROOT/target/debug/devstack" bootstrap tests/fixtures/hotel_ids.txt
