@@ -156,6 +156,20 @@ impl Config {
             }
         };
         let secret = |var: &str| get(var).filter(|s| !s.is_empty()).map(Secret::new);
+        let max_run = secs(get, "SYNC_MAX_RUN_SECONDS", 840, 1, 900)?;
+        let lease_ttl = secs(get, "SYNC_LEASE_SECONDS", 120, 2, 3600)?;
+        // A retry after a holder died must see its lease expire while it still has time to
+        // work: the lease is at most a third of an invocation's share.
+        if lease_ttl * 3 > max_run {
+            return Err(ConfigError::Invalid {
+                var: "SYNC_LEASE_SECONDS",
+                reason: format!(
+                    "{} s is more than a third of SYNC_MAX_RUN_SECONDS ({} s)",
+                    lease_ttl.as_secs(),
+                    max_run.as_secs()
+                ),
+            });
+        }
         Ok(Config {
             tables: Tables {
                 properties: name(get, "PROPERTIES_TABLE", "cupid-properties")?,
@@ -170,9 +184,9 @@ impl Config {
             admin_token: secret("ADMIN_TOKEN"),
             event_bus: name(get, "EVENT_BUS_NAME", "cupid-sync")?,
             sync_function: name(get, "SYNC_FUNCTION_NAME", "sync")?,
-            max_run: secs(get, "SYNC_MAX_RUN_SECONDS", 840, 1, 900)?,
+            max_run,
             deadline_margin: secs(get, "SYNC_DEADLINE_MARGIN_SECONDS", 30, 0, 300)?,
-            lease_ttl: secs(get, "SYNC_LEASE_SECONDS", 120, 2, 3600)?,
+            lease_ttl,
             touch_unchanged: flag(get, "SYNC_TOUCH_UNCHANGED", true)?,
             dispatch_mode,
             schedule_name: name(get, "SCHEDULE_NAME", "cupid-sync")?,
@@ -248,6 +262,7 @@ mod tests {
             ("CUPID_BASE_URL", "ftp://x"),
             ("PROPERTIES_TABLE", ""),
             ("SYNC_DISPATCH", "carrier-pigeon"),
+            ("SYNC_LEASE_SECONDS", "600"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err().to_string();
             assert!(err.contains(var), "{var}: {err}");

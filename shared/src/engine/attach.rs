@@ -136,8 +136,9 @@ impl Engine {
             }
             let to_expiry = Duration::from_millis(now.expires_at_ms - now_ms + 1);
             let step = to_expiry.min(ttl / 6 + Duration::from_secs(1));
-            if Instant::now() + step >= budget.stop_starting {
-                // Silent, but not expired within our budget: let the platform retry later.
+            if Instant::now() + step >= budget.latest_pickup {
+                // Silent, but not expired while this invocation would still have time to work:
+                // let the platform retry later.
                 return Err(EngineError::HolderSilent {
                     sync_id: sync_id.to_string(),
                 });
@@ -163,7 +164,10 @@ impl Engine {
                 self.release(sync_id, fence).await;
                 Ok(Err(format!("sync {sync_id} already ended ({})", r.status)))
             }
-            None => Ok(Err(format!("no sync {sync_id} exists; nothing to do"))),
+            None => {
+                self.release(sync_id, fence).await;
+                Ok(Err(format!("no sync {sync_id} exists; nothing to do")))
+            }
         }
     }
 

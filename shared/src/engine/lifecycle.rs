@@ -271,8 +271,15 @@ impl Engine {
             Ok(_) => {}
             Err(e) if e.kind == PortErrorKind::Fenced => return Err(lost(&run.sync_id)),
             Err(e) => {
-                error!(error = %e, "could not save the finished run; keeping the lease");
-                return Err(port(&run.sync_id)(e));
+                // The save may have applied before the error: look before giving up.
+                let saved = matches!(
+                    self.deps.runs.get(&run.sync_id).await,
+                    Ok(Some(r)) if r.status == run.status && r.completed_at == run.completed_at
+                );
+                if !saved {
+                    error!(error = %e, "could not save the finished run; keeping the lease");
+                    return Err(port(&run.sync_id)(e));
+                }
             }
         }
         self.release(&run.sync_id, guard.fence).await;

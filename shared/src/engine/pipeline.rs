@@ -111,6 +111,9 @@ pub(crate) enum Progress {
 /// The instants that bound one invocation's work.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Budget {
+    /// A run whose lease is still held is picked up only before this: the middle of the time
+    /// to work, so a resumed invocation has time to make progress.
+    pub latest_pickup: Instant,
     /// No property starts after this.
     pub stop_starting: Instant,
     /// No upstream attempt (or retry wait) runs past this.
@@ -123,8 +126,11 @@ impl Budget {
     /// From the end of the invocation's share and the margin kept before it.
     pub fn new(end: Instant, margin: std::time::Duration) -> Self {
         let at = |part: u32| end.checked_sub(margin / part).unwrap_or(end);
+        let stop_starting = end.checked_sub(margin).unwrap_or(end);
+        let now = Instant::now();
         Budget {
-            stop_starting: end.checked_sub(margin).unwrap_or(end),
+            latest_pickup: now + stop_starting.saturating_duration_since(now) / 2,
+            stop_starting,
             stop_fetching: at(2),
             stop_waiting: at(10),
         }

@@ -285,9 +285,13 @@ impl Upstream for SimPorts {
 #[async_trait]
 impl Dispatch for SimPorts {
     async fn dispatch(&self, req: &SyncRequest) -> PortResult<()> {
-        if let Some(t) = &self.tap
-            && let Tick::DieBefore | Tick::DieAfter = t.tick()
-        {
+        let tick = self.tap.as_ref().map(|t| t.tick()).unwrap_or(Tick::Go);
+        if let (Tick::DieBefore, Some(t)) = (&tick, &self.tap) {
+            t.die().await;
+        }
+        // Killed right after the invoke went out: delivered, and nobody learns it.
+        if let (Tick::DieAfter, Some(t)) = (&tick, &self.tap) {
+            self.world.deliver(req.clone(), 0);
             t.die().await;
         }
         // A failed invoke was not delivered — or was, and only the answer was lost.
@@ -313,6 +317,19 @@ impl Dispatch for SimPorts {
 #[async_trait]
 impl Events for SimPorts {
     async fn publish(&self, event: &RunEvent) -> PortResult<()> {
+        if let Some(t) = &self.tap
+            && let Tick::DieBefore | Tick::DieAfter = t.tick()
+        {
+            t.die().await;
+        }
+        let fail = !self.world.is_calm() && self.world.rng.lock().unwrap().random_bool(0.05);
+        if fail {
+            return Err(PortError::new(
+                "PutEvents",
+                PortErrorKind::Unavailable,
+                "simulated EventBridge 500",
+            ));
+        }
         self.world.events.lock().unwrap().push(event.clone());
         Ok(())
     }

@@ -499,16 +499,30 @@ impl World {
     /// dropped: no continuation, no resumption.
     fn no_run_left_open(&self) {
         let invocations = self.invocations.lock().unwrap().clone();
-        let orphans = futures::executor::block_on(cupid_sync::ports::Lease::current(&self.store))
+        let lease = futures::executor::block_on(cupid_sync::ports::Lease::current(&self.store))
             .ok()
             .flatten()
-            .map(|l| l.orphans)
             .unwrap_or_default();
         for run in self.store.runs() {
-            // Listed on the lease as an orphan: the next holder closes it (that is the rule).
-            if !run.status.is_active() || orphans.contains(&run.sync_id) {
+            if !run.status.is_active() {
                 continue;
             }
+            // Reachable: the lease's owner (its next taker lists it as an orphan) or a listed
+            // orphan (its next holder closes it). Anything else stays open for good.
+            let reachable = lease.owner.as_deref() == Some(run.sync_id.as_str())
+                || lease.orphans.contains(&run.sync_id);
+            if !reachable {
+                self.violation(format!(
+                    "run {} left {} and unreachable: neither the lease's owner nor an orphan",
+                    run.sync_id, run.status
+                ));
+                continue;
+            }
+            if lease.orphans.contains(&run.sync_id) {
+                continue;
+            }
+            // The owner: it must be one nothing could resume (its last invocation died with the
+            // platform's retries used up), not one dropped by an invocation that ended normally.
             let last = invocations
                 .iter()
                 .rfind(|i| crate::check::names(&i.request) == run.sync_id);

@@ -4,8 +4,8 @@ use super::*;
 
 impl App {
     /// Starts a manual run: reserves the lease for it (one run at a time: 409 otherwise),
-    /// creates the run, dispatches the sync function with the reserved token. Any failure after
-    /// the reservation releases it and closes the run, so nothing is left holding the lease.
+    /// creates the run, dispatches the sync function with the reserved token. A failure after
+    /// the reservation never leaves a run open with nobody to close it (see below).
     pub(super) async fn trigger(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         let body: TriggerBody = req.json()?.unwrap_or(TriggerBody {
             hotel_ids: None,
@@ -81,10 +81,9 @@ impl App {
         run.hotel_ids = hotel_ids.clone();
         run.dry_run = body.dry_run.unwrap_or(false);
         run.total = total;
-        // From here a failure keeps the reservation: the run may exist (a create can apply
-        // and still answer an error; an invoke can be delivered and still answer one), and
-        // closing it could race the invocation that picks it up. The reservation expires after
-        // the lease TTL; the next sync then closes the run as abandoned if nobody picked it up.
+        // From here a failure whose effect is unknown keeps the reservation: the run may
+        // exist, and closing it could race the invocation that picks it up. The reservation
+        // expires after the lease TTL; the next sync then closes the run as abandoned.
         let reserved = |e: PortError| {
             tracing::error!(sync_id = %sync_id, call = %e.call, error = %e.message, "could not start the sync; its reservation will expire");
             ApiError::Unavailable(format!(
@@ -93,7 +92,12 @@ impl App {
                 self.lease_ttl.as_secs()
             ))
         };
-        self.runs.create(&run, fence).await.map_err(reserved)?;
+        match self.runs.create(&run, fence).await {
+            Ok(()) => {}
+            // The id is new: a conflict is our own create, retried by the SDK after it applied.
+            Err(e) if e.kind == PortErrorKind::Conflict => {}
+            Err(e) => return Err(reserved(e)),
+        }
         let dispatch = SyncRequest::Manual {
             sync_id: sync_id.clone(),
             lease: Some(fence),
@@ -101,15 +105,43 @@ impl App {
             dry_run: run.dry_run,
         };
         use backon::{ExponentialBuilder, Retryable};
-        (|| self.dispatch.dispatch(&dispatch))
+        let sent = (|| self.dispatch.dispatch(&dispatch))
             .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(100))
                     .with_max_times(2),
             )
             .sleep(tokio::time::sleep)
-            .await
-            .map_err(reserved)?;
+            .await;
+        if let Err(e) = sent {
+            // Was the event delivered after all? The lease arbitrates: picking the run up
+            // ourselves succeeds only if no invocation did. Then nobody works on it: close it.
+            let pickup = LeaseRequest::Pickup {
+                owner: sync_id.clone(),
+                from: Some(fence),
+            };
+            match self.lease.apply(&pickup, self.lease_ttl).await {
+                Ok(Ok(state)) => {
+                    run.status = RunStatus::Failed;
+                    run.error_message = Some(format!("could not start the sync function: {e}"));
+                    run.completed_at = Some(self.clock.now());
+                    if self.runs.save(&run, state.fence).await.is_err() {
+                        return Err(reserved(e));
+                    }
+                    self.release(&sync_id, state.fence).await;
+                    tracing::error!(sync_id = %sync_id, error = %e, "could not start the sync function; the run is closed");
+                    return Err(ApiError::Unavailable(format!(
+                        "could not start the sync function ({}); sync {sync_id} was closed as failed, try again shortly",
+                        e.call
+                    )));
+                }
+                // An invocation holds it: the run started.
+                Ok(Err(_)) => {
+                    tracing::warn!(sync_id = %sync_id, error = %e, "the invoke answered an error but the sync started")
+                }
+                Err(_) => return Err(reserved(e)),
+            }
+        }
         tracing::info!(sync_id = %sync_id, total, dry_run = run.dry_run, "manual sync dispatched");
         let requests = total * settings.requests_per_property();
         let estimate = Duration::try_from_secs_f64((requests as f64 / settings.rate_limit).ceil())
