@@ -14,6 +14,38 @@ use aws_sdk_dynamodb::types::{AttributeValue as AV, ReturnConsumedCapacity};
 use std::collections::{BTreeMap, HashMap};
 
 use super::DynamoProperties;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+
+impl DynamoProperties {
+    /// A fenced record update's answer: its write units, or why it was refused (a consistent
+    /// read tells Fenced / Untracked / Conflict apart; `ours` recognises our own write already
+    /// applied, as when the SDK retried a request that had applied).
+    async fn settle(
+        &self,
+        r: Result<UpdateItemOutput, SdkError<UpdateItemError, HttpResponse>>,
+        call: &str,
+        hotel_id: i64,
+        fence: u64,
+        ours: impl Fn(u64, u64) -> bool,
+    ) -> PortResult<Usage> {
+        match r {
+            Ok(out) => Ok(Usage {
+                rcu: 0.0,
+                wcu: units(out.consumed_capacity()),
+            }),
+            Err(e) => {
+                let pe = port_err(call, e);
+                if is_condition_failure(&pe) {
+                    self.classify(call, hotel_id, fence, ours).await
+                } else {
+                    Err(pe)
+                }
+            }
+        }
+    }
+}
 
 fn facets_av(facets: &BTreeMap<String, FacetState>) -> AV {
     AV::M(
@@ -50,24 +82,11 @@ impl PropertyWriter for DynamoProperties {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        match r {
-            Ok(out) => Ok(Usage {
-                rcu: 0.0,
-                wcu: units(out.consumed_capacity()),
-            }),
-            Err(e) => {
-                let pe = port_err(&call, e);
-                if is_condition_failure(&pe) {
-                    // Ours already: claimed by this token at this version.
-                    self.classify(&call, hotel_id, fence, |f, v| {
-                        f == fence && v == expected_version
-                    })
-                    .await
-                } else {
-                    Err(pe)
-                }
-            }
-        }
+        // Ours already: claimed by this token at this version.
+        self.settle(r, &call, hotel_id, fence, |f, v| {
+            f == fence && v == expected_version
+        })
+        .await
     }
 
     async fn put_document(&self, d: &DocWrite) -> PortResult<Usage> {
@@ -178,24 +197,11 @@ impl PropertyWriter for DynamoProperties {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        match r {
-            Ok(out) => Ok(Usage {
-                rcu: 0.0,
-                wcu: units(out.consumed_capacity()),
-            }),
-            Err(e) => {
-                let pe = port_err(&call, e);
-                if is_condition_failure(&pe) {
-                    // Ours already: committed by this token to the new version.
-                    self.classify(&call, w.hotel_id, w.fence, |f, v| {
-                        f == w.fence && v == new_version
-                    })
-                    .await
-                } else {
-                    Err(pe)
-                }
-            }
-        }
+        // Ours already: committed by this token to the new version.
+        self.settle(r, &call, w.hotel_id, w.fence, |f, v| {
+            f == w.fence && v == new_version
+        })
+        .await
     }
 
     async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage> {
@@ -229,22 +235,9 @@ impl PropertyWriter for DynamoProperties {
                 .expression_attribute_values(":err", s(err)),
             None => req.update_expression(format!("{set} REMOVE last_error")),
         };
-        match req.send().await {
-            Ok(out) => Ok(Usage {
-                rcu: 0.0,
-                wcu: units(out.consumed_capacity()),
-            }),
-            Err(e) => {
-                let pe = port_err(&call, e);
-                if is_condition_failure(&pe) {
-                    // The outcome's condition holds again on a retry of our own write, so a
-                    // refusal is never ours.
-                    self.classify(&call, o.hotel_id, o.fence, |_, _| false)
-                        .await
-                } else {
-                    Err(pe)
-                }
-            }
-        }
+        // The outcome's condition holds again on a retry of our own write, so a refusal is
+        // never ours.
+        self.settle(req.send().await, &call, o.hotel_id, o.fence, |_, _| false)
+            .await
     }
 }
