@@ -6,6 +6,7 @@
 //! runtime with a paused clock, so hours of virtual time take milliseconds and a seed replays
 //! exactly. After quiescence and one clean run, `check::invariants` must find nothing.
 
+mod actions;
 pub mod check;
 pub mod ports;
 pub mod scenario;

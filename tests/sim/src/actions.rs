@@ -1,0 +1,153 @@
+//! What the operators and upstream do during a scenario: triggers (checking the answer), untracks
+//! and re-tracks (recording what the store says), content changes, deletions, settings changes,
+//! reader probes.
+
+use crate::scenario::Action;
+use crate::world::World;
+use cupid_sync::api::routes::Op;
+use cupid_sync::api::{ApiRequest, Handler};
+use cupid_sync::domain::facet::Facet;
+use std::collections::BTreeMap;
+
+impl World {
+    async fn api(
+        &self,
+        op: Op,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let req = ApiRequest {
+            method: method.into(),
+            path: path.into(),
+            content_type: body.as_ref().map(|_| "application/json".to_string()),
+            body: body
+                .map(|b| serde_json::to_vec(&b).unwrap())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        match self.app().handle(op, &req).await {
+            Ok(r) => Ok(serde_json::from_slice(&r.body).unwrap_or_default()),
+            Err(e) => Err((e.status(), e.to_string())),
+        }
+    }
+
+    pub(crate) async fn act(&self, action: Action) {
+        match action {
+            Action::Trigger { subset, dry_run } => {
+                let ids: Option<Vec<i64>> =
+                    subset.map(|s| s.into_iter().map(|i| self.ids[i]).collect());
+                let untracked: Vec<i64> = {
+                    let u = self.untracked.lock().unwrap();
+                    ids.iter()
+                        .flatten()
+                        .copied()
+                        .filter(|id| u.contains_key(id))
+                        .collect()
+                };
+                let mut body = serde_json::json!({ "dry_run": dry_run });
+                if let Some(ids) = &ids {
+                    body["hotel_ids"] = serde_json::json!(ids);
+                }
+                match self
+                    .api(Op::Trigger, "POST", "/api/v1/admin/sync", Some(body))
+                    .await
+                {
+                    Ok(_) if !untracked.is_empty() => self.violation(format!(
+                        "a subset sync of untracked ids {untracked:?} was accepted"
+                    )),
+                    Err((400, m)) if untracked.is_empty() => {
+                        self.violation(format!("a subset sync of tracked ids was refused: {m}"))
+                    }
+                    Err((status, m)) if status >= 500 && status != 503 => {
+                        self.violation(format!("trigger answered {status}: {m}"))
+                    }
+                    _ => {}
+                }
+            }
+            Action::Untrack(i) => {
+                let id = self.ids[i];
+                let path = format!("/api/v1/admin/properties/{id}");
+                let mut req_params = BTreeMap::new();
+                req_params.insert("id".to_string(), id.to_string());
+                let req = ApiRequest {
+                    method: "DELETE".into(),
+                    path,
+                    params: req_params,
+                    ..Default::default()
+                };
+                // A store fault may answer an error after the write applied: what counts is the
+                // record itself.
+                let _ = self.app().handle(Op::Untrack, &req).await;
+                if self
+                    .store
+                    .records()
+                    .get(&id)
+                    .is_some_and(|r| !r.is_tracked())
+                {
+                    let at = self.store.write_count();
+                    self.untracked.lock().unwrap().entry(id).or_insert(at);
+                }
+            }
+            Action::Retrack(i) => {
+                let id = self.ids[i];
+                let body = serde_json::json!({ "hotel_ids": [id] });
+                let _ = self
+                    .api(Op::Track, "PUT", "/api/v1/admin/properties", Some(body))
+                    .await;
+                if self
+                    .store
+                    .records()
+                    .get(&id)
+                    .is_some_and(|r| r.is_tracked())
+                {
+                    let at = self.store.write_count();
+                    if let Some(from) = self.untracked.lock().unwrap().remove(&id) {
+                        self.untracked_spans.lock().unwrap().push((id, from, at));
+                    }
+                }
+            }
+            Action::Change { fraction, pick } => {
+                let all: Vec<Facet> = vec![
+                    Facet::Property,
+                    Facet::Lang("fr".into()),
+                    Facet::Lang("es".into()),
+                    Facet::Reviews(self.scenario.review_count.max(1)),
+                ];
+                self.upstream.change(&self.ids, &all, fraction, pick);
+            }
+            Action::Delete(i) => self.upstream.delete(self.ids[i]),
+            Action::Read(i) => {
+                let id = self.ids[i];
+                let req = ApiRequest {
+                    method: "GET".into(),
+                    path: format!("/api/v1/properties/{id}"),
+                    params: BTreeMap::from([("id".to_string(), id.to_string())]),
+                    ..Default::default()
+                };
+                if let Err(e) = self.app().handle(Op::PropertyGet, &req).await
+                    && e.status() == 500
+                {
+                    self.violation(format!("a reader of hotel {id} got: {e}"));
+                }
+            }
+            Action::Settings {
+                batch_size,
+                max_concurrent,
+            } => {
+                let body = serde_json::json!([
+                    {"setting_key": "sync_batch_size", "setting_value": batch_size},
+                    {"setting_key": "sync_max_concurrent", "setting_value": max_concurrent}
+                ]);
+                let _ = self
+                    .api(
+                        Op::SettingsPut,
+                        "PUT",
+                        "/api/v1/admin/sync/settings",
+                        Some(body),
+                    )
+                    .await;
+            }
+        }
+    }
+}
