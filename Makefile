@@ -7,7 +7,7 @@ API ?= http://localhost:8080
 AUTH := -H 'Authorization: Bearer $(ADMIN_TOKEN)' -H 'Content-Type: application/json'
 export ADMIN_TOKEN
 
-.PHONY: run test tools build lint api-fuzz bench sim sim-bites sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings logs clean
+.PHONY: run test tools build lint api-fuzz bench sim sim-bites ceiling sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings logs clean
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
@@ -48,6 +48,13 @@ SEEDS ?= 100000
 sim:
 	cargo build -p sim --bin sim
 	SEEDS=$(SEEDS) target/debug/sim
+
+# The engine's own ceiling (no network: in-memory store, upstream in process, rate limit off).
+CEILING_N ?= 20000
+ceiling:
+	cargo build -p sim --bin ceiling
+	target/debug/ceiling $(CEILING_N) small
+	target/debug/ceiling $(CEILING_N) recorded
 
 # Puts each known defect back (tests/sim/planted/*.patch), counts the seeds until the simulation
 # catches it, and takes it out again.

@@ -1,0 +1,152 @@
+//! The engine's own ceiling: how many facet requests per second one invocation sustains on this
+//! machine with no network anywhere — the in-memory store, an in-process upstream answering at
+//! once, the rate limit off, real time on a multi-thread runtime (one worker per core).
+//!
+//! `cargo run --release -p sim --bin ceiling -- [N] [small|recorded]`
+//! (`make ceiling`): N properties (default 20,000), documents either small (~300 B) or the
+//! recorded Cupid property body (~65 KB). Prints requests/s and CPU time per request for a first
+//! sync (every document written) and an unchanged re-sync (hash and compare only).
+
+use async_trait::async_trait;
+use cupid_sync::adapters::memory::MemoryStore;
+use cupid_sync::domain::facet::Facet;
+use cupid_sync::domain::run::{RunStatus, SyncRequest};
+use cupid_sync::domain::settings::Settings;
+use cupid_sync::domain::time::Timestamp;
+use cupid_sync::engine::{Engine, EngineConfig, EngineDeps, Outcome};
+use cupid_sync::ports::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[async_trait]
+impl Upstream for Instant0Upstream {
+    async fn fetch(&self, id: i64, _: &Facet) -> Result<serde_json::Value, FetchError> {
+        let mut v = self.body.clone();
+        v["hotel_id"] = serde_json::json!(id);
+        Ok(v)
+    }
+}
+
+struct Instant0Upstream {
+    body: serde_json::Value,
+}
+
+#[derive(Default)]
+struct Sink(Mutex<Vec<SyncRequest>>);
+
+#[async_trait]
+impl Dispatch for Sink {
+    async fn dispatch(&self, r: &SyncRequest) -> PortResult<()> {
+        self.0.lock().unwrap().push(r.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Events for Sink {
+    async fn publish(&self, _: &RunEvent) -> PortResult<()> {
+        Ok(())
+    }
+}
+
+fn cpu_seconds() -> f64 {
+    // /proc/self/stat fields 14 and 15: user and system time in clock ticks.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: i64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let recorded = args.get(1).is_some_and(|a| a == "recorded");
+    let body: serde_json::Value = if recorded {
+        serde_json::from_str(include_str!("../../../fixtures/property_1641879.json"))
+            .expect("the recorded body parses")
+    } else {
+        serde_json::json!({
+            "hotel_id": 0, "hotel_name": "Hotel", "rating": 4.2, "stars": 4,
+            "address": {"city": "Lisbon", "country": "pt", "address": "Rua 1"},
+            "photos": [{"url": "https://p/1.jpg", "score": 1.0, "class_order": 1}],
+            "description": "A quiet hotel by the river with a garden and a view."
+        })
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async move {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = Arc::new(MemoryStore::new(clock.clone()));
+        let ids: Vec<i64> = (1..=n).collect();
+        store.track(&ids).await.expect("track");
+        let sink = Arc::new(Sink::default());
+        let engine = Engine::new(
+            EngineDeps {
+                reader: store.clone(),
+                writer: store.clone(),
+                runs: store.clone(),
+                lease: store.clone(),
+                upstream: Arc::new(Instant0Upstream { body }),
+                dispatch: sink.clone(),
+                events: sink.clone(),
+                settings: store.clone(),
+                clock,
+            },
+            EngineConfig {
+                defaults: Settings {
+                    batch_size: 100,
+                    max_concurrent: 64,
+                    retry_attempts: 0,
+                    // Off: the ceiling is the engine's, not a limit's.
+                    rate_limit: 1e9,
+                    languages: vec![],
+                    review_count: 0,
+                    ..Default::default()
+                },
+                max_run: Duration::from_secs(3600),
+                margin: Duration::from_secs(1),
+                lease_ttl: Duration::from_secs(600),
+                touch_unchanged: true,
+                retry_base: Duration::from_millis(10),
+                max_retry_after: cupid_sync::engine::MAX_RETRY_AFTER,
+                emit_metrics: false,
+                scan_page: 1000,
+            },
+        );
+        println!(
+            "ceiling: N={n}, {} documents, {} worker threads, in-memory store, upstream in process",
+            if recorded { "recorded (~65 KB)" } else { "small (~300 B)" },
+            std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1)
+        );
+        for (k, label) in [(0i64, "first sync (every document written)"), (1, "unchanged re-sync")] {
+            let req = SyncRequest::Scheduled {
+                scheduled_time: Some(Timestamp(1_800_000_000 + k * 3600).rfc3339()),
+            };
+            let (t, cpu) = (Instant::now(), cpu_seconds());
+            let run = match engine.handle(req, None).await {
+                Ok(Outcome::Finished(run)) => run,
+                other => panic!("{other:?}"),
+            };
+            let (took, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+            assert_eq!(run.status, RunStatus::Completed);
+            let requests = run.counters.upstream_requests.max(run.counters.processed) as f64;
+            println!(
+                "  {label}: {requests:.0} requests in {took:.2} s = {:.0} requests/s, {:.0} µs CPU per request (updated {}, unchanged {})",
+                requests / took,
+                cpu / requests * 1e6,
+                run.counters.updated,
+                run.counters.unchanged
+            );
+        }
+    });
+}
