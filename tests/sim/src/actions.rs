@@ -37,26 +37,38 @@ impl World {
             Action::Trigger { subset, dry_run } => {
                 let ids: Option<Vec<i64>> =
                     subset.map(|s| s.into_iter().map(|i| self.ids[i]).collect());
-                let untracked: Vec<i64> = {
-                    let u = self.untracked.lock().unwrap();
+                // What the store says, before and after the call: an untrack or re-track by a
+                // concurrent action may land while the call awaits; only an id untracked (or
+                // tracked) throughout decides what the answer must be.
+                let tracked_now = |w: &World| -> Vec<bool> {
+                    let records = w.store.records();
                     ids.iter()
                         .flatten()
-                        .copied()
-                        .filter(|id| u.contains_key(id))
+                        .map(|id| records.get(id).is_some_and(|r| r.is_tracked()))
                         .collect()
                 };
+                let before = tracked_now(self);
                 let mut body = serde_json::json!({ "dry_run": dry_run });
                 if let Some(ids) = &ids {
                     body["hotel_ids"] = serde_json::json!(ids);
                 }
-                match self
+                let answer = self
                     .api(Op::Trigger, "POST", "/api/v1/admin/sync", Some(body))
-                    .await
-                {
+                    .await;
+                let after = tracked_now(self);
+                let all = ids.iter().flatten().copied();
+                let untracked: Vec<i64> = all
+                    .clone()
+                    .zip(before.iter().zip(&after))
+                    .filter(|(_, (b, a))| !**b && !**a)
+                    .map(|(id, _)| id)
+                    .collect();
+                let all_tracked = before.iter().zip(&after).all(|(b, a)| *b && *a);
+                match answer {
                     Ok(_) if !untracked.is_empty() => self.violation(format!(
                         "a subset sync of untracked ids {untracked:?} was accepted"
                     )),
-                    Err((400, m)) if untracked.is_empty() => {
+                    Err((400, m)) if all_tracked => {
                         self.violation(format!("a subset sync of tracked ids was refused: {m}"))
                     }
                     Err((status, m)) if status >= 500 && status != 503 => {
