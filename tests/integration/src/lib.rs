@@ -7,6 +7,7 @@ use cupid_sync::adapters::cupid::CupidHttp;
 use cupid_sync::adapters::dynamo::{
     DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings, ensure_tables,
 };
+use cupid_sync::adapters::memory::MemorySchedule;
 use cupid_sync::api::app::App;
 use cupid_sync::config::{Secret, Tables};
 use cupid_sync::domain::run::{SyncRequest, SyncRun};
@@ -43,33 +44,6 @@ impl Events for RecordingEvents {
     async fn publish(&self, event: &RunEvent) -> PortResult<()> {
         self.events.lock().unwrap().push(event.clone());
         Ok(())
-    }
-}
-
-/// In-memory schedule (the Scheduler adapter has its own test against moto).
-#[derive(Default)]
-pub struct MemSchedule {
-    pub state: Mutex<Option<ScheduleState>>,
-}
-
-#[async_trait]
-impl Schedule for MemSchedule {
-    async fn get(&self) -> PortResult<Option<ScheduleState>> {
-        Ok(self.state.lock().unwrap().clone())
-    }
-    async fn put(
-        &self,
-        enabled: bool,
-        interval: cupid_sync::domain::interval::Interval,
-        anchor: cupid_sync::domain::time::Timestamp,
-    ) -> PortResult<ScheduleState> {
-        let s = ScheduleState {
-            enabled,
-            interval,
-            anchor: Some(anchor),
-        };
-        *self.state.lock().unwrap() = Some(s.clone());
-        Ok(s)
     }
 }
 
@@ -119,7 +93,7 @@ pub struct Stack {
     pub settings: Arc<DynamoSettings>,
     pub dispatch: Arc<RecordingDispatch>,
     pub events: Arc<RecordingEvents>,
-    pub schedule: Arc<MemSchedule>,
+    pub schedule: Arc<MemorySchedule>,
     pub defaults: Settings,
     pub cfg: EngineConfig,
     pub upstream: Arc<dyn Upstream>,
@@ -195,7 +169,7 @@ impl Stack {
             settings: Arc::new(DynamoSettings::new(client.clone(), &tables)),
             dispatch: Arc::new(RecordingDispatch::default()),
             events: Arc::new(RecordingEvents::default()),
-            schedule: Arc::new(MemSchedule::default()),
+            schedule: Arc::new(MemorySchedule::default()),
             cfg: EngineConfig {
                 defaults: defaults.clone(),
                 max_run: o.max_run,

@@ -6,11 +6,9 @@
 use crate::ports::{SimPorts, Tap};
 use crate::scenario::{Action, Scenario};
 use crate::upstream::SimUpstream;
-use async_trait::async_trait;
-use cupid_sync::adapters::memory::MemoryStore;
+use cupid_sync::adapters::memory::{MemorySchedule, MemoryStore};
 use cupid_sync::api::app::App;
 use cupid_sync::domain::facet::{Facet, facets_for};
-use cupid_sync::domain::interval::Interval;
 use cupid_sync::domain::run::SyncRequest;
 use cupid_sync::domain::settings::Settings;
 use cupid_sync::domain::time::Timestamp;
@@ -60,30 +58,6 @@ impl Clock for SimClock {
     }
 }
 
-#[derive(Default)]
-struct SimSchedule(Mutex<Option<ScheduleState>>);
-
-#[async_trait]
-impl Schedule for SimSchedule {
-    async fn get(&self) -> PortResult<Option<ScheduleState>> {
-        Ok(self.0.lock().unwrap().clone())
-    }
-    async fn put(
-        &self,
-        enabled: bool,
-        interval: Interval,
-        anchor: Timestamp,
-    ) -> PortResult<ScheduleState> {
-        let s = ScheduleState {
-            enabled,
-            interval,
-            anchor: Some(anchor),
-        };
-        *self.0.lock().unwrap() = Some(s.clone());
-        Ok(s)
-    }
-}
-
 /// What one invocation did.
 #[derive(Debug, Clone)]
 pub struct Invocation {
@@ -113,7 +87,7 @@ pub struct World {
     next_invocation: AtomicU64,
     start: Instant,
     me: Weak<World>,
-    schedule: Arc<SimSchedule>,
+    schedule: Arc<MemorySchedule>,
 }
 
 impl World {

@@ -15,6 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod log;
+mod schedule;
+
+pub use schedule::MemorySchedule;
 
 /// Which table an accepted write went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
