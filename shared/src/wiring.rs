@@ -2,7 +2,9 @@
 
 use crate::adapters::aws::{EventBus, LambdaDispatch, Scheduler, sdk_config};
 use crate::adapters::cupid::CupidHttp;
-use crate::adapters::dynamo::{DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings};
+use crate::adapters::dynamo::{
+    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings, DynamoStats,
+};
 use crate::api::app::App;
 use crate::config::Secret;
 use crate::config::{Config, DispatchMode};
@@ -75,6 +77,7 @@ fn app(
         reader: props.clone(),
         tracking: props,
         runs: Arc::new(DynamoRunLog::new(ddb.clone(), &cfg.tables)),
+        stats: Arc::new(DynamoStats::new(ddb.clone(), &cfg.tables)),
         lease: Arc::new(DynamoLease::new(ddb.clone(), &cfg.tables, clock.clone())),
         settings: Arc::new(DynamoSettings::new(ddb, &cfg.tables)),
         schedule,
@@ -163,6 +166,7 @@ pub async fn engine(cfg: &Config) -> Result<Engine, BoxError> {
         reader: props.clone(),
         writer: props,
         runs: Arc::new(DynamoRunLog::new(ddb.clone(), &cfg.tables)),
+        stats: Arc::new(DynamoStats::new(ddb.clone(), &cfg.tables)),
         lease: Arc::new(DynamoLease::new(ddb.clone(), &cfg.tables, clock.clone())),
         upstream: Arc::new(CupidHttp::new(&cfg.cupid_base_url, key, cfg.cupid_timeout)?),
         // A continuation is always a real asynchronous invoke (never detached): the current

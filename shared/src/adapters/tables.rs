@@ -47,6 +47,18 @@ pub const RUNS_GSI: &str = "runs_by_time";
 pub const RUN_KIND: &str = "run";
 /// The lease item's key in the sync_logs table.
 pub const LEASE_KEY: &str = "lease#sync";
+/// The catalogue counts item's key in the sync_logs table (not in the runs index).
+pub const STATS_KEY: &str = "stats#catalogue";
+
+/// The runs-index partition of one run's detail items.
+pub fn detail_kind(sync_id: &str) -> String {
+    format!("detail#{sync_id}")
+}
+
+/// A detail item's key: the run, then the hotel id zero-padded so keys sort by id.
+pub fn detail_key(sync_id: &str, hotel_id: i64) -> String {
+    format!("{sync_id}#d#{:020}", hotel_id.max(0))
+}
 
 pub const PROPERTIES: TableDef = TableDef {
     logical_id: "PropertiesTable",

@@ -10,8 +10,8 @@ use routes::{Op, Resolved, Route};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Request bodies above this are refused with 413.
-pub const MAX_BODY: usize = 64 * 1024;
+/// Request bodies above this are refused with 413 (10,000 ids of 16 digits fit).
+pub const MAX_BODY: usize = 256 * 1024;
 
 /// A request as the handlers see it (no lambda_http types past this point).
 #[derive(Debug, Clone, Default)]

@@ -74,7 +74,7 @@ pub fn spec() -> Value {
             ("401", "Missing or wrong token"),
             ("404", "Unknown id"),
             ("409", "Conflict"),
-            ("413", "Body over 64 KiB"),
+            ("413", "Body over 256 KiB"),
             ("415", "Body is not JSON"),
             ("503", "Unhealthy or dependency down"),
         ] {

@@ -97,6 +97,17 @@ impl Decision {
         c
     }
 
+    /// The record's sync status once this decision is written over a record at `stored`.
+    pub fn status_after(&self, stored: SyncStatus) -> SyncStatus {
+        match &self.plan {
+            Plan::NotFound => SyncStatus::NotFound,
+            Plan::Failed(_) => SyncStatus::Failed,
+            Plan::Unchanged { touch: false, .. } => stored,
+            Plan::Unchanged { status, .. } => *status,
+            Plan::Write(w) => w.status,
+        }
+    }
+
     /// What an operator reads on the run for this property, if anything went wrong.
     pub fn failure_reasons(&self) -> Vec<String> {
         match &self.plan {
@@ -184,7 +195,7 @@ pub fn decide(
         (SyncStatus::Partial, Some(facet_failures.join("; ")))
     };
     let plan = if docs.is_empty() {
-        let touch = touch_unchanged || status != SyncStatus::Synced || !tracked.synced;
+        let touch = touch_unchanged || status != SyncStatus::Synced || !tracked.synced();
         Plan::Unchanged {
             status,
             error,
@@ -236,7 +247,7 @@ mod tests {
                     )
                 })
                 .collect(),
-            synced: true,
+            status: SyncStatus::Synced,
         }
     }
 
@@ -312,7 +323,7 @@ mod tests {
         assert!(matches!(d.plan, Plan::Unchanged { touch: false, .. }));
         // A record not yet `synced` is always written, whatever the touch setting.
         let mut pending = t.clone();
-        pending.synced = false;
+        pending.status = SyncStatus::Pending;
         let d = decide(&pending, &[(Facet::Property, fetched("p1"))], false);
         assert!(matches!(d.plan, Plan::Unchanged { touch: true, .. }));
         assert_eq!(d.counters().unchanged, 1);

@@ -7,4 +7,5 @@ pub mod interval;
 pub mod lease;
 pub mod run;
 pub mod settings;
+pub mod stats;
 pub mod time;

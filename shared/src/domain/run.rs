@@ -119,10 +119,52 @@ pub struct Change {
     pub paths_truncated: bool,
 }
 
-/// Most failures / changes kept on one run item (the item must stay far below 400 KB).
-pub const MAX_DETAILS: usize = 200;
-/// Most changed paths kept per property.
+/// What one run did to one property that changed or failed: its own item in the run log
+/// (`RunLog::put_details`), so the run item stays small whatever the run did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunDetail {
+    pub hotel_id: i64,
+    /// Why the property (or some of its facets) failed; the previous data was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+    /// The facets written, with their changed paths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+}
+
+/// Most changed paths kept per facet change.
 pub const MAX_PATHS: usize = 20;
+/// Longest changed path kept (upstream keys are not ours to bound).
+pub const MAX_PATH_CHARS: usize = 200;
+/// Longest failure reason kept.
+pub const MAX_REASON_CHARS: usize = 1000;
+
+/// Cuts `s` to at most `max` characters (on a char boundary), marking the cut.
+pub fn truncate_chars(s: &mut String, max: usize) {
+    if let Some((i, _)) = s.char_indices().nth(max) {
+        s.truncate(i);
+        s.push('…');
+    }
+}
+
+impl RunDetail {
+    /// Bounds the item: paths and reasons cut to their maximum lengths.
+    pub fn bounded(mut self) -> Self {
+        for f in &mut self.failures {
+            truncate_chars(f, MAX_REASON_CHARS);
+        }
+        for c in &mut self.changes {
+            if c.paths.len() > MAX_PATHS {
+                c.paths.truncate(MAX_PATHS);
+                c.paths_truncated = true;
+            }
+            for p in &mut c.paths {
+                truncate_chars(p, MAX_PATH_CHARS);
+            }
+        }
+        self
+    }
+}
 
 /// Counters of a run (checkpointed after every batch).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -180,10 +222,19 @@ pub struct SyncRun {
     /// A requested subset (manual trigger); `None` = every tracked property.
     pub hotel_ids: Option<Vec<i64>>,
     pub invocations: u32,
-    pub failures: Vec<Failure>,
-    pub changes: Vec<Change>,
-    /// How many failures / changes did not fit on the item.
-    pub details_dropped: u64,
+    /// Properties with a detail item (changed or failed) recorded for this run.
+    pub details: u64,
+    /// The sync status each property of the run ended with (checkpointed with the cursor, so
+    /// exact across continuations); a clean full run stores it as the catalogue counts.
+    pub tally: crate::domain::stats::StatusCounts,
+    /// Properties whose final status the run cannot know (a write failed); no recount then.
+    pub tally_unknown: u64,
+    /// The catalogue counts' epoch when the run started (see `ports::Stats::recount`).
+    pub stats_epoch: Option<u64>,
+    /// Failures and changes kept on the run item by earlier versions (read only: runs now
+    /// keep them in detail items).
+    pub legacy_failures: Vec<Failure>,
+    pub legacy_changes: Vec<Change>,
     /// Upstream requests one property costs in this run (property + translations + reviews).
     pub requests_per_property: u64,
 }
@@ -204,30 +255,16 @@ impl SyncRun {
             skip: Vec::new(),
             hotel_ids: None,
             invocations: 0,
-            failures: Vec::new(),
-            changes: Vec::new(),
-            details_dropped: 0,
+            details: 0,
+            tally: Default::default(),
+            tally_unknown: 0,
+            stats_epoch: None,
+            legacy_failures: Vec::new(),
+            legacy_changes: Vec::new(),
             requests_per_property: 1,
         }
     }
 
-    pub fn record_failure(&mut self, hotel_id: i64, reason: String) {
-        if self.failures.len() < MAX_DETAILS {
-            self.failures.push(Failure { hotel_id, reason });
-        } else {
-            self.details_dropped += 1;
-        }
-    }
-
-    pub fn record_change(&mut self, change: Change) {
-        if self.changes.len() < MAX_DETAILS {
-            self.changes.push(change);
-        } else {
-            self.details_dropped += 1;
-        }
-    }
-
-    /// The final status from the counters.
     pub fn final_status(&self) -> RunStatus {
         if self.counters.failed > 0 || self.counters.partial > 0 {
             RunStatus::CompletedWithErrors
@@ -242,9 +279,10 @@ impl SyncRun {
 }
 
 /// The sync state of one tracked property.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncStatus {
+    #[default]
     Pending,
     Synced,
     Partial,
@@ -263,6 +301,12 @@ impl SyncStatus {
             SyncStatus::NotFound => "not_found",
             SyncStatus::Untracked => "untracked",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        crate::domain::stats::StatusCounts::STATUSES
+            .into_iter()
+            .find(|x| x.as_str() == s)
     }
 }
 
@@ -353,7 +397,7 @@ impl SyncRecord {
             hotel_id: self.hotel_id,
             data_version: self.data_version,
             facets: self.facet_states(),
-            synced: self.sync_status == SyncStatus::Synced,
+            status: self.sync_status,
         }
     }
 }
@@ -400,8 +444,8 @@ pub struct Tracked {
     pub data_version: u64,
     /// Facet key → state.
     pub facets: std::collections::BTreeMap<String, FacetState>,
-    /// The stored sync_status is `synced` (an unchanged property needs no status write).
-    pub synced: bool,
+    /// The stored sync status when read.
+    pub status: SyncStatus,
 }
 
 impl Tracked {
@@ -410,6 +454,10 @@ impl Tracked {
             hotel_id,
             ..Default::default()
         }
+    }
+    /// The stored status is `synced` (an unchanged property then needs no status write).
+    pub fn synced(&self) -> bool {
+        self.status == SyncStatus::Synced
     }
     pub fn hash(&self, facet: &str) -> Option<&str> {
         self.facets.get(facet).map(|f| f.hash.as_str())
@@ -473,12 +521,30 @@ mod tests {
 
     #[test]
     fn details_are_bounded() {
-        let mut run = SyncRun::new("a".into(), SyncType::Manual, Timestamp(0));
-        for i in 0..(MAX_DETAILS as i64 + 5) {
-            run.record_failure(i, "x".into());
+        let d = RunDetail {
+            hotel_id: 1,
+            failures: vec!["é".repeat(MAX_REASON_CHARS + 10)],
+            changes: vec![Change {
+                hotel_id: 1,
+                facet: "property".into(),
+                paths: (0..MAX_PATHS + 3)
+                    .map(|i| format!("$.{}", "k".repeat(i * 20)))
+                    .collect(),
+                paths_truncated: false,
+            }],
         }
-        assert_eq!(run.failures.len(), MAX_DETAILS);
-        assert_eq!(run.details_dropped, 5);
+        .bounded();
+        assert_eq!(d.failures[0].chars().count(), MAX_REASON_CHARS + 1);
+        assert_eq!(d.changes[0].paths.len(), MAX_PATHS);
+        assert!(d.changes[0].paths_truncated);
+        assert!(
+            d.changes[0]
+                .paths
+                .iter()
+                .all(|p| p.chars().count() <= MAX_PATH_CHARS + 1)
+        );
+        // Small enough that a detail item stays far below DynamoDB's 400 KB.
+        assert!(serde_json::to_vec(&d).unwrap().len() < 10_000);
     }
 
     #[test]

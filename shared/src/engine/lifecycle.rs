@@ -156,14 +156,11 @@ impl Engine {
             }
             None => {
                 if first {
-                    let (count, usage) = self
-                        .deps
-                        .reader
-                        .count_tracked()
-                        .await
-                        .map_err(Stop::Dependency)?;
-                    rcu += usage.rcu;
-                    run.total = count;
+                    // The catalogue counts: one small read, whatever the number of properties.
+                    let stats = self.deps.stats.get().await.map_err(Stop::Dependency)?;
+                    rcu += 1.0;
+                    run.total = stats.counts.tracked();
+                    run.stats_epoch = Some(stats.epoch);
                 }
                 Work::scanned(run.cursor)
             }
@@ -218,6 +215,7 @@ impl Engine {
         let pipeline = Pipeline {
             ctx,
             runs: &self.deps.runs,
+            stats: &self.deps.stats,
             batch_size,
             window,
             scan_page: self.cfg.scan_page,
@@ -248,10 +246,10 @@ impl Engine {
         guard: &FenceGuard,
         reason: Option<String>,
     ) -> Result<Outcome, EngineError> {
-        match reason {
+        match &reason {
             Some(r) => {
                 run.status = RunStatus::Failed;
-                run.error_message = Some(r);
+                run.error_message = Some(r.clone());
             }
             None => {
                 run.status = run.final_status();
@@ -282,6 +280,9 @@ impl Engine {
                 }
             }
         }
+        if reason.is_none() {
+            self.recount(&run).await;
+        }
         self.release(&run.sync_id, guard.fence).await;
         let detail_type = if run.status == RunStatus::Failed {
             "SyncFailed"
@@ -302,6 +303,40 @@ impl Engine {
               failed = run.counters.failed, not_found = run.counters.not_found, document_writes = run.counters.document_writes,
               error = run.error_message.as_deref().unwrap_or(""), duration_s = run.duration_secs().unwrap_or(0), "sync finished");
         Ok(Outcome::Finished(Box::new(run)))
+    }
+
+    /// A full run that ended by its counters knows every tracked property's status (its tally,
+    /// exact across continuations): it replaces the catalogue counts, unless tracking changed
+    /// while it ran. Still under the lease, so no other run's moves interleave. Best effort:
+    /// the counts stay as maintained when it cannot.
+    async fn recount(&self, run: &SyncRun) {
+        let Some(epoch) = run.stats_epoch else {
+            return;
+        };
+        if run.hotel_ids.is_some() || run.tally_unknown > 0 {
+            return;
+        }
+        let runs = match self.deps.runs.count().await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "could not count the runs; counts not recounted");
+                return;
+            }
+        };
+        let now = self.deps.clock.now();
+        match self
+            .deps
+            .stats
+            .recount(&run.tally, runs, epoch, &run.sync_id, now)
+            .await
+        {
+            Ok(true) => info!(
+                tracked = run.tally.tracked(),
+                runs, "catalogue counts recounted"
+            ),
+            Ok(false) => info!("tracking changed during the run; counts kept as maintained"),
+            Err(e) => warn!(error = %e, "could not store the recount; counts kept as maintained"),
+        }
     }
 
     /// Passes the run to a continuation (its checkpoint is saved). When the hand-over or the

@@ -34,6 +34,7 @@ pub struct EngineDeps {
     pub reader: Arc<dyn PropertyReader>,
     pub writer: Arc<dyn PropertyWriter>,
     pub runs: Arc<dyn RunLog>,
+    pub stats: Arc<dyn Stats>,
     pub lease: Arc<dyn Lease>,
     pub upstream: Arc<dyn Upstream>,
     pub dispatch: Arc<dyn Dispatch>,

@@ -7,8 +7,9 @@
 //! properties finished out of order after it are saved in `skip`, so a continuation neither
 //! redoes nor misses any, and a batch too long for one invocation still makes progress.
 
-use super::property::{self, PropertyCtx, Report, Stop};
-use crate::domain::run::{SyncRun, Tracked};
+use super::property::{self, PropertyCtx, Report, StatusMove, Stop};
+use crate::domain::run::{RunDetail, SyncRun, Tracked};
+use crate::domain::stats::StatusCounts;
 use crate::ports::*;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -167,9 +168,18 @@ impl Order {
     }
 }
 
+/// What finished since the last checkpoint and is saved with the next one.
+#[derive(Default)]
+struct Unsaved {
+    rcu: f64,
+    details: Vec<RunDetail>,
+    moves: StatusCounts,
+}
+
 pub(crate) struct Pipeline<'a> {
     pub ctx: Arc<PropertyCtx>,
     pub runs: &'a Arc<dyn RunLog>,
+    pub stats: &'a Arc<dyn Stats>,
     pub batch_size: usize,
     pub window: usize,
     pub scan_page: usize,
@@ -177,19 +187,42 @@ pub(crate) struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
+    /// Saves what finished: its detail items, its status moves into the catalogue counts, then
+    /// the run (cursor, counters, tally). A crash before the run save redoes the properties
+    /// (their detail items are replaced; their moves are counted again from what is stored, so
+    /// only the lost flush is missing until the run's recount).
     async fn checkpoint(
         &self,
         run: &mut SyncRun,
         order: &mut Order,
-        rcu: &mut f64,
+        unsaved: &mut Unsaved,
     ) -> Result<(), Stop> {
         order.save_into(run);
-        run.counters.consumed_rcu += std::mem::take(rcu);
+        run.counters.consumed_rcu += std::mem::take(&mut unsaved.rcu);
         run.counters.upstream_requests += self
             .ctx
             .gate
             .sent
             .swap(0, std::sync::atomic::Ordering::Relaxed);
+        if !self.ctx.guard.ok() {
+            return Err(Stop::Lost);
+        }
+        if !unsaved.details.is_empty() {
+            let details = std::mem::take(&mut unsaved.details);
+            match self.runs.put_details(run, &details).await {
+                Ok(u) => {
+                    run.counters.consumed_wcu += u.wcu;
+                    run.details += details.len() as u64;
+                }
+                Err(e) => return Err(Stop::Dependency(e)),
+            }
+        }
+        if !unsaved.moves.is_zero() {
+            let moves = std::mem::take(&mut unsaved.moves);
+            if let Err(e) = self.stats.add(&moves).await {
+                return Err(Stop::Dependency(e));
+            }
+        }
         if !self.ctx.guard.ok() {
             return Err(Stop::Lost);
         }
@@ -226,7 +259,7 @@ impl Pipeline<'_> {
         let mut since_checkpoint = 0usize;
         let mut started_here = 0u64;
         let cursor_before = (run.cursor, run.skip.len());
-        let mut rcu = 0.0;
+        let mut unsaved = Unsaved::default();
         loop {
             // Every invocation starts at least one property, however late it got going, so a
             // run always moves.
@@ -236,7 +269,10 @@ impl Pipeline<'_> {
                 && (Instant::now() < self.budget.stop_starting || started_here == 0)
                 && self.ctx.guard.ok()
             {
-                match work.next(&self.ctx.reader, self.scan_page, &mut rcu).await {
+                match work
+                    .next(&self.ctx.reader, self.scan_page, &mut unsaved.rcu)
+                    .await
+                {
                     Ok(Some(t)) => {
                         if order.earlier.remove(&t.hotel_id) {
                             order.started.push_back((t.hotel_id, true));
@@ -290,15 +326,18 @@ impl Pipeline<'_> {
                 match report {
                     Report::Done {
                         counters,
-                        failures,
-                        changes,
+                        detail,
+                        status,
                     } => {
                         run.counters.add(&counters);
-                        for f in failures {
-                            run.record_failure(id, f);
-                        }
-                        for c in changes {
-                            run.record_change(c);
+                        unsaved.details.extend(detail);
+                        match status {
+                            StatusMove::Known { from, to } => {
+                                run.tally.add(to, 1);
+                                unsaved.moves.moved(from, to);
+                            }
+                            StatusMove::Untracked => {}
+                            StatusMove::Unknown => run.tally_unknown += 1,
                         }
                         order.finish(id);
                         since_checkpoint += 1;
@@ -315,14 +354,14 @@ impl Pipeline<'_> {
             }
             if since_checkpoint >= self.batch_size {
                 since_checkpoint = 0;
-                self.checkpoint(run, &mut order, &mut rcu).await?;
+                self.checkpoint(run, &mut order, &mut unsaved).await?;
             }
         }
         if let Some(s) = stop {
-            self.checkpoint(run, &mut order, &mut rcu).await?;
+            self.checkpoint(run, &mut order, &mut unsaved).await?;
             return Err(s);
         }
-        self.checkpoint(run, &mut order, &mut rcu).await?;
+        self.checkpoint(run, &mut order, &mut unsaved).await?;
         if exhausted && !cut && order.all_done() {
             return Ok(Progress::Done);
         }

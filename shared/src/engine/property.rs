@@ -7,7 +7,7 @@ use super::gate::{FetchStop, Gate};
 use crate::domain::decide::{self, Decision, FacetOutcome, Plan, WritePlan};
 use crate::domain::document::{self, CanonicalDoc, Summary};
 use crate::domain::facet::Facet;
-use crate::domain::run::{Change, Counters, FacetState, MAX_PATHS, SyncStatus, Tracked};
+use crate::domain::run::{Change, Counters, FacetState, MAX_PATHS, RunDetail, SyncStatus, Tracked};
 use crate::ports::*;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -42,12 +42,24 @@ pub(crate) enum Stop {
 pub(crate) enum Report {
     Done {
         counters: Counters,
-        failures: Vec<String>,
-        changes: Vec<Change>,
+        /// What the run log keeps for this property (if it changed or failed).
+        detail: Option<RunDetail>,
+        status: StatusMove,
     },
     /// Not done in this invocation (time budget): the continuation does it.
     Cut,
     Stop(Stop),
+}
+
+/// What the property's stored sync status did (for the catalogue counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatusMove {
+    /// From what the run read to what is stored now (equal: unchanged, or a dry run).
+    Known { from: SyncStatus, to: SyncStatus },
+    /// Untracked meanwhile: no longer the run's to count.
+    Untracked,
+    /// A write failed in a way that leaves the stored status unknown to the run.
+    Unknown,
 }
 
 /// A fetched facet: compared with the stored hash; a changed one kept compressed as it will be
@@ -348,6 +360,14 @@ async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
         warn!(error = %f, "property failed or partial; previous data kept");
     }
     let mut usage = Usage::default();
+    let mut status = StatusMove::Known {
+        from: t.status,
+        to: if ctx.dry_run {
+            t.status
+        } else {
+            decision.status_after(t.status)
+        },
+    };
     let mut change_list = match &decision.plan {
         Plan::Write(plan) => changes(&ctx, &t, plan, &compared, &mut usage).await,
         _ => Vec::new(),
@@ -365,8 +385,10 @@ async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
                 };
                 failures.clear();
                 change_list.clear();
+                status = StatusMove::Untracked;
             }
             Err(Refusal::Failed(reason)) => {
+                status = StatusMove::Unknown;
                 warn!(error = %reason, "property write failed; previous data kept");
                 counters = Counters {
                     processed: 1,
@@ -380,12 +402,20 @@ async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
     }
     counters.consumed_rcu += usage.rcu;
     counters.consumed_wcu += usage.wcu;
+    let detail = (!failures.is_empty() || !change_list.is_empty()).then(|| {
+        RunDetail {
+            hotel_id: id,
+            failures,
+            changes: change_list,
+        }
+        .bounded()
+    });
     (
         id,
         Report::Done {
             counters,
-            failures,
-            changes: change_list,
+            detail,
+            status,
         },
     )
 }

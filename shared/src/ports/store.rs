@@ -4,8 +4,9 @@
 use super::{PortResult, Usage};
 use crate::domain::document::Summary;
 use crate::domain::lease::{LeaseRequest, LeaseState, Refused};
-use crate::domain::run::{FacetState, SyncRecord, SyncRun, SyncStatus, Tracked};
+use crate::domain::run::{FacetState, RunDetail, SyncRecord, SyncRun, SyncStatus, Tracked};
 use crate::domain::settings::{SettingKey, SettingValue};
+use crate::domain::stats::{CatalogueStats, StatusCounts};
 use crate::domain::time::Timestamp;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -39,8 +40,6 @@ pub trait PropertyReader: Send + Sync {
     async fn scan_tracked(&self, after: Option<i64>, limit: usize) -> PortResult<TrackedPage>;
     /// The tracked records among these ids (untracked and unknown ids are absent).
     async fn get_tracked(&self, ids: &[i64]) -> PortResult<(Vec<Tracked>, Usage)>;
-    /// Number of tracked properties (and what counting them read).
-    async fn count_tracked(&self) -> PortResult<(u64, Usage)>;
     async fn get_record(&self, hotel_id: i64) -> PortResult<Option<SyncRecord>>;
     /// One document item by key (see [`FacetState::key`]).
     async fn get_document(
@@ -117,7 +116,8 @@ pub struct TrackResult {
     pub retracked: usize,
 }
 
-/// The admin API's changes to what is tracked.
+/// The admin API's changes to what is tracked. Each keeps the catalogue counts ([`Stats`])
+/// up to date and bumps their epoch.
 #[async_trait]
 pub trait Tracking: Send + Sync {
     /// Starts tracking ids (new ones `pending`, untracked ones tracked again).
@@ -126,15 +126,69 @@ pub trait Tracking: Send + Sync {
     async fn untrack(&self, hotel_id: i64) -> PortResult<()>;
 }
 
+/// Where a page of runs starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunsFrom {
+    /// After this run (a cursor a previous page returned): reads only the page.
+    After(String),
+    /// Skipping this many of the newest (reads the skipped runs' keys too).
+    Offset(usize),
+}
+
+/// One page of a run's details.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DetailPage {
+    pub items: Vec<RunDetail>,
+    /// The hotel id to continue after; `None`: this was the last page.
+    pub next: Option<i64>,
+}
+
 #[async_trait]
 pub trait RunLog: Send + Sync {
-    /// Creates a run written by `fence`; Conflict when the id exists.
+    /// Creates a run written by `fence`; Conflict when the id exists. Counts the run.
     async fn create(&self, run: &SyncRun, fence: u64) -> PortResult<()>;
     async fn get(&self, sync_id: &str) -> PortResult<Option<SyncRun>>;
-    /// Saves the whole run (checkpoint / finish); `Fenced` when a newer token has saved it.
+    /// Saves the whole run (checkpoint / finish); `Fenced` when a newer token has saved it. A
+    /// successful finish is recorded as the catalogue's last success.
     async fn save(&self, run: &SyncRun, fence: u64) -> PortResult<Usage>;
-    /// Runs newest first, with the total count.
-    async fn list(&self, limit: usize, offset: usize) -> PortResult<(Vec<SyncRun>, u64)>;
+    /// At most `limit` runs, newest first, and the cursor of the next page (`None`: no more).
+    async fn list(
+        &self,
+        limit: usize,
+        from: RunsFrom,
+    ) -> PortResult<(Vec<SyncRun>, Option<String>)>;
+    /// Writes a run's detail items (one per property; idempotent: a property's item is
+    /// replaced). Not fenced: they are log lines keyed by property, written before the
+    /// checkpoint that covers them.
+    async fn put_details(&self, run: &SyncRun, details: &[RunDetail]) -> PortResult<Usage>;
+    /// One page of a run's details in hotel id order, after `after`.
+    async fn details(
+        &self,
+        sync_id: &str,
+        limit: usize,
+        after: Option<i64>,
+    ) -> PortResult<DetailPage>;
+    /// Every run in the log (a full read of the runs index: for recounts, not for admin reads).
+    async fn count(&self) -> PortResult<u64>;
+}
+
+/// The catalogue counts (one small item). Reads are constant-time; see ARCHITECTURE.md
+/// ("Counts") for how they stay right.
+#[async_trait]
+pub trait Stats: Send + Sync {
+    async fn get(&self) -> PortResult<CatalogueStats>;
+    /// Adds a sync's status moves (flushed with each checkpoint).
+    async fn add(&self, delta: &StatusCounts) -> PortResult<()>;
+    /// Replaces the counts of tracked statuses and the run count with a recount, if no tracking
+    /// change happened since `epoch` was read (returns whether it did).
+    async fn recount(
+        &self,
+        counts: &StatusCounts,
+        runs: u64,
+        epoch: u64,
+        by: &str,
+        now: Timestamp,
+    ) -> PortResult<bool>;
 }
 
 /// The lease item. `apply` evaluates [`crate::domain::lease::apply`] against the stored state

@@ -5,12 +5,12 @@ use async_trait::async_trait;
 use cupid_sim::{SimConfig, SimHandle};
 use cupid_sync::adapters::cupid::CupidHttp;
 use cupid_sync::adapters::dynamo::{
-    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings, ensure_tables,
+    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings, DynamoStats, ensure_tables,
 };
 use cupid_sync::adapters::memory::MemorySchedule;
 use cupid_sync::api::app::App;
 use cupid_sync::config::{Secret, Tables};
-use cupid_sync::domain::run::{SyncRequest, SyncRun};
+use cupid_sync::domain::run::{Change, Failure, RunDetail, SyncRequest, SyncRun};
 use cupid_sync::domain::settings::Settings;
 use cupid_sync::engine::{Engine, EngineConfig, EngineDeps, Outcome};
 use cupid_sync::ports::*;
@@ -89,6 +89,7 @@ pub struct Stack {
     pub client: aws_sdk_dynamodb::Client,
     pub props: Arc<DynamoProperties>,
     pub runs: Arc<DynamoRunLog>,
+    pub stats: Arc<DynamoStats>,
     pub lease: Arc<DynamoLease>,
     pub settings: Arc<DynamoSettings>,
     pub dispatch: Arc<RecordingDispatch>,
@@ -165,6 +166,7 @@ impl Stack {
         Stack {
             props: Arc::new(DynamoProperties::new(client.clone(), &tables)),
             runs: Arc::new(DynamoRunLog::new(client.clone(), &tables)),
+            stats: Arc::new(DynamoStats::new(client.clone(), &tables)),
             lease: Arc::new(DynamoLease::new(client.clone(), &tables, clock)),
             settings: Arc::new(DynamoSettings::new(client.clone(), &tables)),
             dispatch: Arc::new(RecordingDispatch::default()),
@@ -207,6 +209,7 @@ impl Stack {
                 reader: self.props.clone(),
                 writer,
                 runs: self.runs.clone(),
+                stats: self.stats.clone(),
                 lease: self.lease.clone(),
                 upstream,
                 dispatch: self.dispatch.clone(),
@@ -223,6 +226,7 @@ impl Stack {
             reader: self.props.clone(),
             tracking: self.props.clone(),
             runs: self.runs.clone(),
+            stats: self.stats.clone(),
             lease: self.lease.clone(),
             settings: self.settings.clone(),
             schedule: self.schedule.clone(),
@@ -231,6 +235,43 @@ impl Stack {
             defaults: self.defaults.clone(),
             lease_ttl: self.cfg.lease_ttl,
         }
+    }
+
+    /// Every detail item of a run (all pages).
+    pub async fn details(&self, run: &SyncRun) -> Vec<RunDetail> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.runs.details(&run.sync_id, 100, after).await.unwrap();
+            out.extend(page.items);
+            match page.next {
+                Some(a) => after = Some(a),
+                None => return out,
+            }
+        }
+    }
+
+    /// A run's failures, from its detail items.
+    pub async fn failures(&self, run: &SyncRun) -> Vec<Failure> {
+        self.details(run)
+            .await
+            .into_iter()
+            .flat_map(|d| {
+                d.failures.into_iter().map(move |reason| Failure {
+                    hotel_id: d.hotel_id,
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    /// A run's changes, from its detail items.
+    pub async fn changes(&self, run: &SyncRun) -> Vec<Change> {
+        self.details(run)
+            .await
+            .into_iter()
+            .flat_map(|d| d.changes)
+            .collect()
     }
 
     pub async fn track_exercise_ids(&self) -> Vec<i64> {

@@ -22,7 +22,12 @@ async fn four_facets_per_property_and_a_new_review_costs_exactly_one_write() {
     let s = Stack::new(four_facets()).await;
     let ids = s.track_exercise_ids().await;
     let first = s.sync().await;
-    assert_eq!(first.status, RunStatus::Completed, "{:?}", first.failures);
+    assert_eq!(
+        first.status,
+        RunStatus::Completed,
+        "{:?}",
+        s.failures(&first).await
+    );
     assert_eq!(
         (
             first.total,
@@ -66,8 +71,9 @@ async fn four_facets_per_property_and_a_new_review_costs_exactly_one_write() {
         ),
         (3, 97, 3)
     );
-    let mut changed: Vec<(i64, String, Vec<String>)> = second
-        .changes
+    let mut changed: Vec<(i64, String, Vec<String>)> = s
+        .changes(&second)
+        .await
         .iter()
         .map(|c| (c.hotel_id, c.facet.clone(), c.paths.clone()))
         .collect();
@@ -161,7 +167,8 @@ async fn a_translation_outage_leaves_properties_partial_with_english_fresh() {
         );
     }
     assert!(
-        run.failures
+        s.failures(&run)
+            .await
             .iter()
             .any(|f| f.reason.starts_with("lang#es: "))
     );

@@ -1,11 +1,16 @@
 //! One contract, two stores: every case runs against the in-memory store and against DynamoDB
 //! (moto), so the fake the simulation trusts cannot drift from the real protocol.
 
-use cupid_sync::adapters::dynamo::{DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings};
+use cupid_sync::adapters::dynamo::{
+    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings, DynamoStats,
+};
 use cupid_sync::adapters::memory::MemoryStore;
 use cupid_sync::domain::lease::{LeaseRequest, Refused};
-use cupid_sync::domain::run::{FacetState, RunStatus, SyncRun, SyncStatus, SyncType};
+use cupid_sync::domain::run::{
+    Change, FacetState, RunDetail, RunStatus, SyncRun, SyncStatus, SyncType,
+};
 use cupid_sync::domain::settings::{SettingKey, SettingValue};
+use cupid_sync::domain::stats::StatusCounts;
 use cupid_sync::domain::time::Timestamp;
 use cupid_sync::ports::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +40,7 @@ struct Kit {
     writer: Arc<dyn PropertyWriter>,
     tracking: Arc<dyn Tracking>,
     runs: Arc<dyn RunLog>,
+    stats: Arc<dyn Stats>,
     lease: Arc<dyn Lease>,
     settings: Arc<dyn SettingsStore>,
     clock: Arc<ManualClock>,
@@ -49,6 +55,7 @@ fn memory() -> Kit {
         writer: m.clone(),
         tracking: m.clone(),
         runs: m.clone(),
+        stats: m.clone(),
         lease: m.clone(),
         settings: m,
         clock,
@@ -66,6 +73,7 @@ async fn dynamo() -> Kit {
         writer: props.clone(),
         tracking: props,
         runs: Arc::new(DynamoRunLog::new(client.clone(), &tables)),
+        stats: Arc::new(DynamoStats::new(client.clone(), &tables)),
         lease: Arc::new(DynamoLease::new(client.clone(), &tables, clock.clone())),
         settings: Arc::new(DynamoSettings::new(client, &tables)),
         clock,
@@ -419,15 +427,174 @@ async fn run_log(k: Kit) {
     );
     let b = SyncRun::new("01B".into(), SyncType::Scheduled, Timestamp(1_800_000_100));
     k.runs.create(&b, 5).await.unwrap();
-    let (page, total) = k.runs.list(10, 0).await.unwrap();
-    assert_eq!(total, 2, "{n}");
+    let (page, next) = k.runs.list(10, RunsFrom::Offset(0)).await.unwrap();
+    assert_eq!(next, None, "{n}: one page holds both");
     assert_eq!(
         page.iter().map(|r| r.sync_id.as_str()).collect::<Vec<_>>(),
         ["01B", "01A"],
         "{n}"
     );
+    assert_eq!(
+        k.stats.get().await.unwrap().runs,
+        2,
+        "{n}: creates are counted"
+    );
+    // A successful finish is the catalogue's last success.
+    a.status = RunStatus::Completed;
+    a.completed_at = Some(Timestamp(1_800_000_500));
+    k.runs.save(&a, 4).await.unwrap();
+    assert_eq!(
+        k.stats.get().await.unwrap().last_success,
+        Some(("01A".to_string(), Timestamp(1_800_000_500))),
+        "{n}"
+    );
 }
 contract!(run_saves_are_fenced_and_listed_newest_first, run_log);
+
+async fn run_pages(k: Kit) {
+    let n = k.name;
+    let ids: Vec<String> = (0..7).map(|i| format!("01P{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let r = SyncRun::new(
+            id.clone(),
+            SyncType::Manual,
+            Timestamp(1_800_000_000 + i as i64),
+        );
+        k.runs.create(&r, 1).await.unwrap();
+    }
+    // Cursor pages: newest first, each run once, the last page says there is no more.
+    let mut seen = Vec::new();
+    let mut from = RunsFrom::Offset(0);
+    loop {
+        let (page, next) = k.runs.list(3, from).await.unwrap();
+        seen.extend(page.iter().map(|r| r.sync_id.clone()));
+        match next {
+            Some(c) => from = RunsFrom::After(c),
+            None => break,
+        }
+    }
+    let mut want = ids.clone();
+    want.reverse();
+    assert_eq!(seen, want, "{n}");
+    let (page, _) = k.runs.list(2, RunsFrom::Offset(5)).await.unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.sync_id.as_str()).collect::<Vec<_>>(),
+        ["01P1", "01P0"],
+        "{n}: an offset skips the newest"
+    );
+    let (page, next) = k.runs.list(2, RunsFrom::Offset(9)).await.unwrap();
+    assert!(page.is_empty() && next.is_none(), "{n}: past the end");
+    assert_eq!(k.runs.count().await.unwrap(), 7, "{n}");
+    // Details: one item per property, replaced when written again, paged in id order, and
+    // not listed among the runs.
+    let run = SyncRun::new("01P3".into(), SyncType::Manual, Timestamp(1_800_000_003));
+    let detail = |id: i64, reason: &str| RunDetail {
+        hotel_id: id,
+        failures: vec![reason.to_string()],
+        changes: vec![Change {
+            hotel_id: id,
+            facet: "property".into(),
+            paths: vec!["$.hotel_name".into()],
+            paths_truncated: false,
+        }],
+    };
+    let first: Vec<RunDetail> = (1..=30).map(|i| detail(i * 7, "first")).collect();
+    k.runs.put_details(&run, &first).await.unwrap();
+    k.runs
+        .put_details(&run, &[detail(14, "again")])
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut after = None;
+    loop {
+        let page = k.runs.details("01P3", 8, after).await.unwrap();
+        assert!(page.items.len() <= 8, "{n}");
+        got.extend(page.items);
+        match page.next {
+            Some(a) => after = Some(a),
+            None => break,
+        }
+    }
+    assert_eq!(
+        got.iter().map(|d| d.hotel_id).collect::<Vec<_>>(),
+        (1..=30).map(|i| i * 7).collect::<Vec<_>>(),
+        "{n}"
+    );
+    assert_eq!(got[1].failures, ["again"], "{n}: a rewrite replaces");
+    assert!(
+        k.runs
+            .details("01P4", 8, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "{n}: another run has none"
+    );
+    assert_eq!(
+        k.runs.count().await.unwrap(),
+        7,
+        "{n}: details are not runs"
+    );
+}
+contract!(runs_page_by_cursor_and_details_page_by_property, run_pages);
+
+async fn counts(k: Kit) {
+    let n = k.name;
+    let s0 = k.stats.get().await.unwrap();
+    assert_eq!(
+        (s0.counts, s0.epoch, s0.runs),
+        (StatusCounts::default(), 0, 0),
+        "{n}"
+    );
+    k.tracking.track(&[1, 2, 3, 4, 4]).await.unwrap();
+    k.tracking.track(&[4, 5]).await.unwrap();
+    k.tracking.untrack(2).await.unwrap();
+    k.tracking.untrack(2).await.unwrap();
+    let s = k.stats.get().await.unwrap();
+    assert_eq!((s.counts.pending, s.counts.untracked), (4, 1), "{n}");
+    assert_eq!(s.counts.tracked(), 4, "{n}");
+    assert_eq!(s.epoch, 3, "{n}: each tracking change bumps the epoch once");
+    k.tracking.track(&[2]).await.unwrap();
+    let s = k.stats.get().await.unwrap();
+    assert_eq!(
+        (s.counts.pending, s.counts.untracked, s.epoch),
+        (5, 0, 4),
+        "{n}"
+    );
+    // A sync's moves.
+    let mut d = StatusCounts::default();
+    d.moved(SyncStatus::Pending, SyncStatus::Synced);
+    d.moved(SyncStatus::Pending, SyncStatus::Failed);
+    k.stats.add(&d).await.unwrap();
+    let s = k.stats.get().await.unwrap();
+    assert_eq!(
+        (s.counts.pending, s.counts.synced, s.counts.failed),
+        (3, 1, 1),
+        "{n}"
+    );
+    assert_eq!(s.epoch, 4, "{n}: sync moves leave the epoch");
+    // A recount against an old epoch is refused; against the current one it replaces the
+    // tracked statuses (untracked stays as maintained).
+    let mut truth = StatusCounts::default();
+    truth.add(SyncStatus::Synced, 5);
+    let now = Timestamp(1_800_000_000);
+    assert!(
+        !k.stats.recount(&truth, 9, 3, "01R", now).await.unwrap(),
+        "{n}"
+    );
+    assert!(
+        k.stats.recount(&truth, 9, 4, "01R", now).await.unwrap(),
+        "{n}"
+    );
+    let s = k.stats.get().await.unwrap();
+    assert_eq!(
+        (s.counts.synced, s.counts.pending, s.runs),
+        (5, 0, 9),
+        "{n}"
+    );
+    assert_eq!(s.recounted, Some(("01R".to_string(), now)), "{n}");
+}
+contract!(counts_follow_tracking_moves_and_recounts, counts);
 
 async fn scans(k: Kit) {
     let n = k.name;
@@ -467,7 +634,7 @@ async fn scans(k: Kit) {
         }
     }
     assert_eq!(rest, seen[24..].to_vec(), "{n}");
-    // Point reads and the count see tracked ids only.
+    // Point reads and the counts see tracked ids only.
     let (got, _) = k.reader.get_tracked(&[26, 13, 999, 26]).await.unwrap();
     assert_eq!(
         got.iter().map(|t| t.hotel_id).collect::<Vec<_>>(),
@@ -475,7 +642,7 @@ async fn scans(k: Kit) {
         "{n}"
     );
     assert_eq!(
-        k.reader.count_tracked().await.unwrap().0,
+        k.stats.get().await.unwrap().counts.tracked(),
         want.len() as u64,
         "{n}"
     );

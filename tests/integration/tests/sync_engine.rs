@@ -21,7 +21,12 @@ async fn first_sync_then_no_change_then_five_changes() {
     let ids = s.track_exercise_ids().await;
 
     let first = s.sync().await;
-    assert_eq!(first.status, RunStatus::Completed, "{:?}", first.failures);
+    assert_eq!(
+        first.status,
+        RunStatus::Completed,
+        "{:?}",
+        s.failures(&first).await
+    );
     assert_eq!(
         (
             first.total,
@@ -75,12 +80,13 @@ async fn first_sync_then_no_change_then_five_changes() {
         ),
         (5, 5, 95)
     );
-    let mut got: Vec<i64> = third.changes.iter().map(|c| c.hotel_id).collect();
+    let third_changes = s.changes(&third).await;
+    let mut got: Vec<i64> = third_changes.iter().map(|c| c.hotel_id).collect();
     got.sort();
     let mut want = changed.clone();
     want.sort();
     assert_eq!(got, want);
-    for c in &third.changes {
+    for c in &third_changes {
         assert_eq!(
             c.paths,
             vec!["hotel_name".to_string(), "rating".to_string()],
@@ -148,8 +154,9 @@ async fn fault_matrix_gives_the_designed_outcome() {
     assert_eq!(st.per_id[&ids[3]], 1, "no retry on 404");
     assert_eq!(st.per_id[&ids[4]], 1, "no retry on a malformed body");
     assert_eq!(st.per_id[&ids[6]], 2);
+    let failures = s.failures(&run).await;
     let reason = |id: i64| {
-        run.failures
+        failures
             .iter()
             .find(|f| f.hotel_id == id)
             .map(|f| f.reason.clone())
@@ -291,7 +298,7 @@ async fn a_resumed_run_covers_every_id_exactly_once() {
         (run.total, run.counters.processed, run.counters.updated),
         (300, 300, 300),
         "{:?}",
-        run.failures
+        s.failures(&run).await
     );
     let st = s.sim.sim.stats();
     assert_eq!(st.total, 300);
@@ -348,7 +355,7 @@ async fn dry_run_records_the_diff_and_writes_nothing() {
         ),
         (2, 1, 1, 0)
     );
-    assert_eq!(run.changes[0].paths, vec!["hotel_name", "rating"]);
+    assert_eq!(s.changes(&run).await[0].paths, vec!["hotel_name", "rating"]);
     assert_eq!(
         s.props
             .get_record(ids[3])
@@ -395,10 +402,11 @@ async fn an_oversized_document_fails_clearly_and_keeps_the_previous_version() {
         panic!("{out:?}")
     };
     assert_eq!(run.counters.failed, 1);
+    let failures = s.failures(&run).await;
     assert!(
-        run.failures[0].reason.contains("400 KB"),
+        failures[0].reason.contains("400 KB"),
         "{}",
-        run.failures[0].reason
+        failures[0].reason
     );
     let r = s.props.get_record(ids[0]).await.unwrap().unwrap();
     assert_eq!((r.data_version, r.sync_status), (1, SyncStatus::Failed));
@@ -540,10 +548,11 @@ async fn a_crash_between_document_and_record_converges_and_a_newer_write_is_refu
         ..Default::default()
     });
     let run = s.sync().await;
+    let failures = s.failures(&run).await;
     assert!(
-        !run.failures.iter().any(|f| f.hotel_id == healed),
+        !failures.iter().any(|f| f.hotel_id == healed),
         "{:?}",
-        run.failures
+        failures
     );
     let r = s.props.get_record(healed).await.unwrap().unwrap();
     assert_eq!((r.data_version, r.sync_status), (2, SyncStatus::Synced));

@@ -46,7 +46,57 @@ pub async fn invariants(w: &World) -> Vec<String> {
     runs_ended(w, &mut out).await;
     upstream_discipline(w, &mut out);
     ended_once(w, &mut out);
+    counts(w, &mut out).await;
     out
+}
+
+/// The maintained counts agree with a full recount, and the final run's detail items are
+/// every property it changed.
+async fn counts(w: &World, out: &mut Vec<String>) {
+    use cupid_sync::ports::{RunLog, Stats};
+    let stats = Stats::get(&w.store).await.expect("memory store");
+    let truth = w.store.status_counts();
+    if stats.counts != truth {
+        out.push(format!(
+            "counts at quiescence {:?} differ from a recount {:?}",
+            stats.counts, truth
+        ));
+    }
+    let runs = w.store.runs();
+    if stats.runs != runs.len() as u64 {
+        out.push(format!(
+            "run count {} but {} runs in the log",
+            stats.runs,
+            runs.len()
+        ));
+    }
+    let Some(last) = runs.iter().max_by_key(|r| r.sync_id.clone()) else {
+        return;
+    };
+    let mut details = Vec::new();
+    let mut after = None;
+    loop {
+        let page = w
+            .store
+            .details(&last.sync_id, 7, after)
+            .await
+            .expect("memory store");
+        details.extend(page.items);
+        match page.next {
+            Some(a) => after = Some(a),
+            None => break,
+        }
+    }
+    let changed = details.iter().filter(|d| !d.changes.is_empty()).count() as u64;
+    if details.len() as u64 != last.details || changed != last.counters.updated {
+        out.push(format!(
+            "the final run counts {} details and {} updated, its log holds {} details, {} with changes",
+            last.details,
+            last.counters.updated,
+            details.len(),
+            changed
+        ));
+    }
 }
 
 /// No write was accepted from an invocation after a newer fencing token was issued, and no item

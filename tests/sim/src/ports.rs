@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use cupid_sync::adapters::memory::MemoryStore;
 use cupid_sync::domain::facet::Facet;
 use cupid_sync::domain::lease::{LeaseRequest, LeaseState, Refused};
-use cupid_sync::domain::run::{SyncRecord, SyncRequest, SyncRun, Tracked};
+use cupid_sync::domain::run::{RunDetail, SyncRecord, SyncRequest, SyncRun, Tracked};
 use cupid_sync::domain::settings::{SettingKey, SettingValue};
+use cupid_sync::domain::stats::{CatalogueStats, StatusCounts};
 use cupid_sync::domain::time::Timestamp;
 use cupid_sync::ports::*;
 use rand::Rng;
@@ -155,10 +156,6 @@ impl PropertyReader for SimPorts {
         self.call("BatchGetItem", false, self.store().get_tracked(ids))
             .await
     }
-    async fn count_tracked(&self) -> PortResult<(u64, Usage)> {
-        self.call("Scan count", false, self.store().count_tracked())
-            .await
-    }
     async fn get_record(&self, hotel_id: i64) -> PortResult<Option<SyncRecord>> {
         self.call("GetItem", false, self.store().get_record(hotel_id))
             .await
@@ -225,9 +222,59 @@ impl RunLog for SimPorts {
         self.call("save run", true, self.store().save(run, fence))
             .await
     }
-    async fn list(&self, limit: usize, offset: usize) -> PortResult<(Vec<SyncRun>, u64)> {
-        self.call("list runs", false, self.store().list(limit, offset))
+    async fn list(
+        &self,
+        limit: usize,
+        from: RunsFrom,
+    ) -> PortResult<(Vec<SyncRun>, Option<String>)> {
+        self.call("list runs", false, self.store().list(limit, from))
             .await
+    }
+    async fn put_details(&self, run: &SyncRun, details: &[RunDetail]) -> PortResult<Usage> {
+        self.call("put details", true, self.store().put_details(run, details))
+            .await
+    }
+    async fn details(
+        &self,
+        sync_id: &str,
+        limit: usize,
+        after: Option<i64>,
+    ) -> PortResult<DetailPage> {
+        self.call(
+            "query details",
+            false,
+            self.store().details(sync_id, limit, after),
+        )
+        .await
+    }
+    async fn count(&self) -> PortResult<u64> {
+        self.call("count runs", false, self.store().count()).await
+    }
+}
+
+#[async_trait]
+impl Stats for SimPorts {
+    async fn get(&self) -> PortResult<CatalogueStats> {
+        self.call("get counts", false, Stats::get(self.store()))
+            .await
+    }
+    async fn add(&self, delta: &StatusCounts) -> PortResult<()> {
+        self.call("add counts", true, self.store().add(delta)).await
+    }
+    async fn recount(
+        &self,
+        counts: &StatusCounts,
+        runs: u64,
+        epoch: u64,
+        by: &str,
+        now: Timestamp,
+    ) -> PortResult<bool> {
+        self.call(
+            "recount",
+            true,
+            self.store().recount(counts, runs, epoch, by, now),
+        )
+        .await
     }
 }
 

@@ -132,6 +132,7 @@ impl Rig {
                 reader: s.clone(),
                 writer: s.clone(),
                 runs: s.clone(),
+                stats: s.clone(),
                 lease: s.clone(),
                 upstream,
                 dispatch: self.dispatch.clone(),
@@ -280,7 +281,8 @@ async fn with_no_retries_a_429_is_one_attempt() {
     let run = rig.run(up.clone(), rig.slot(0)).await;
     assert_eq!(up.attempts(1).len(), 1);
     assert_eq!(run.counters.failed, 1);
-    assert_eq!(run.failures[0].reason, "rate limited (429)");
+    let details = rig.store.details(&run.sync_id, 10, None).await.unwrap();
+    assert_eq!(details.items[0].failures, ["rate limited (429)"]);
 }
 
 #[tokio::test(start_paused = true)]

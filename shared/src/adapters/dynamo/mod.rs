@@ -4,12 +4,14 @@ mod lease;
 mod properties;
 mod runs;
 mod settings;
+mod stats;
 mod writes;
 
 pub use lease::DynamoLease;
 pub use properties::DynamoProperties;
 pub use runs::DynamoRunLog;
 pub use settings::DynamoSettings;
+pub use stats::DynamoStats;
 
 use super::port_err;
 use super::tables::{self, TableDef};

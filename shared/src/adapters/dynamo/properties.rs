@@ -6,12 +6,12 @@ use crate::adapters::port_err;
 use crate::config::Tables;
 use crate::domain::facet;
 use crate::domain::run::{FacetState, SyncRecord, SyncStatus, Tracked};
+use crate::domain::stats::StatusCounts;
 use crate::ports::*;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeValue as AV, KeysAndAttributes, PutRequest, ReturnConsumedCapacity, Select,
-    WriteRequest,
+    AttributeValue as AV, KeysAndAttributes, PutRequest, ReturnConsumedCapacity, WriteRequest,
 };
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +21,8 @@ pub struct DynamoProperties {
     pub(super) client: Client,
     pub(super) properties: String,
     pub(super) documents: String,
+    /// Tracking changes keep the catalogue counts (in the run log table) up to date.
+    pub(super) stats: super::DynamoStats,
 }
 
 const TRACKED_PROJECTION: &str = "hotel_id, data_version, content_hash, sync_status, facets";
@@ -36,6 +38,7 @@ pub(super) fn untracked() -> AV {
 impl DynamoProperties {
     pub fn new(client: Client, tables: &Tables) -> Self {
         DynamoProperties {
+            stats: super::DynamoStats::new(client.clone(), tables),
             client,
             properties: tables.properties.clone(),
             documents: tables.documents.clone(),
@@ -91,50 +94,81 @@ impl DynamoProperties {
         Ok((out, usage))
     }
 
-    /// BatchWriteItem puts in chunks of 25, retrying UnprocessedItems with backoff.
+    /// BatchWriteItem puts in chunks of 25 (8 in flight), retrying UnprocessedItems with
+    /// backoff.
     pub async fn batch_put(
         &self,
         table: &str,
         items: Vec<HashMap<String, AV>>,
     ) -> PortResult<Usage> {
-        let mut usage = Usage::default();
+        let mut chunks: Vec<Vec<WriteRequest>> = Vec::new();
         for chunk in items.chunks(25) {
-            let mut pending: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|item| {
-                    PutRequest::builder()
-                        .set_item(Some(item.clone()))
-                        .build()
-                        .map(|p| WriteRequest::builder().put_request(p).build())
-                        .map_err(|e| {
-                            PortError::new("BatchWriteItem", PortErrorKind::Invalid, e.to_string())
-                        })
-                })
-                .collect::<Result<_, _>>()?;
-            let mut attempt = 0u32;
-            while !pending.is_empty() {
-                let resp = self
-                    .client
-                    .batch_write_item()
-                    .request_items(table, pending.clone())
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await
-                    .map_err(|e| port_err(&format!("BatchWriteItem {table}"), e))?;
-                for c in resp.consumed_capacity() {
-                    usage.wcu += c.capacity_units().unwrap_or(0.0);
-                }
-                pending = resp
-                    .unprocessed_items()
-                    .and_then(|u| u.get(table))
-                    .cloned()
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    backoff_unprocessed(&mut attempt, &format!("BatchWriteItem {table}")).await?;
-                }
+            let mut reqs = Vec::with_capacity(chunk.len());
+            for item in chunk {
+                let put = PutRequest::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+                    .map_err(|e| {
+                        PortError::new("BatchWriteItem", PortErrorKind::Invalid, e.to_string())
+                    })?;
+                reqs.push(WriteRequest::builder().put_request(put).build());
             }
+            chunks.push(reqs);
+        }
+        let table = table.to_string();
+        let calls = chunks
+            .into_iter()
+            .map(|c| batch_write(self.client.clone(), table.clone(), c));
+        let mut usage = Usage::default();
+        for u in futures::stream::iter(calls)
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await
+        {
+            usage += u?;
         }
         Ok(usage)
+    }
+
+    /// A full recount of the records per sync status (a parallel Scan of the whole table):
+    /// what the maintained counts must equal at quiescence. For tests and benchmarks, never
+    /// on an admin read.
+    pub async fn recount(&self) -> PortResult<StatusCounts> {
+        let segments = 4;
+        let scans = (0..segments).map(|segment| async move {
+            let mut c = StatusCounts::default();
+            let mut start: Option<HashMap<String, AV>> = None;
+            loop {
+                let resp = self
+                    .client
+                    .scan()
+                    .table_name(&self.properties)
+                    .segment(segment)
+                    .total_segments(segments)
+                    .projection_expression("sync_status")
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| port_err(&format!("Scan recount {}", self.properties), e))?;
+                for item in resp.items() {
+                    let st = get_s(item, "sync_status")
+                        .as_deref()
+                        .and_then(SyncStatus::parse)
+                        .unwrap_or(SyncStatus::Pending);
+                    c.add(st, 1);
+                }
+                match resp.last_evaluated_key() {
+                    Some(k) if !k.is_empty() => start = Some(k.clone()),
+                    _ => break,
+                }
+            }
+            Ok::<_, PortError>(c)
+        });
+        let mut total = StatusCounts::default();
+        for c in futures::future::try_join_all(scans).await? {
+            total.plus(&c);
+        }
+        Ok(total)
     }
 
     fn facets_of(item: &HashMap<String, AV>) -> BTreeMap<String, FacetState> {
@@ -178,7 +212,10 @@ impl DynamoProperties {
             hotel_id: get_n(item, "hotel_id")?,
             data_version: get_n(item, "data_version").unwrap_or(0),
             facets: Self::facets_of(item),
-            synced: status.as_deref() == Some(SyncStatus::Synced.as_str()),
+            status: status
+                .as_deref()
+                .and_then(SyncStatus::parse)
+                .unwrap_or(SyncStatus::Pending),
         })
     }
 
@@ -236,6 +273,38 @@ impl DynamoProperties {
     }
 }
 
+/// One BatchWriteItem call (≤ 25 requests), retrying its unprocessed items with backoff.
+pub(super) async fn batch_write(
+    client: Client,
+    table: String,
+    mut pending: Vec<WriteRequest>,
+) -> PortResult<Usage> {
+    let call = format!("BatchWriteItem {table}");
+    let mut usage = Usage::default();
+    let mut attempt = 0u32;
+    while !pending.is_empty() {
+        let resp = client
+            .batch_write_item()
+            .request_items(&table, pending.clone())
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| port_err(&call, e))?;
+        for c in resp.consumed_capacity() {
+            usage.wcu += c.capacity_units().unwrap_or(0.0);
+        }
+        pending = resp
+            .unprocessed_items()
+            .and_then(|u| u.get(&table))
+            .cloned()
+            .unwrap_or_default();
+        if !pending.is_empty() {
+            backoff_unprocessed(&mut attempt, &call).await?;
+        }
+    }
+    Ok(usage)
+}
+
 pub(super) fn is_condition_failure(e: &PortError) -> bool {
     e.kind == PortErrorKind::Conflict
 }
@@ -286,33 +355,6 @@ impl PropertyReader for DynamoProperties {
         // In the order asked for.
         let out = ids.iter().filter_map(|id| found.get(id).cloned()).collect();
         Ok((out, usage))
-    }
-
-    async fn count_tracked(&self) -> PortResult<(u64, Usage)> {
-        let mut total = 0u64;
-        let mut usage = Usage::default();
-        let mut start: Option<HashMap<String, AV>> = None;
-        loop {
-            let resp = self
-                .client
-                .scan()
-                .table_name(&self.properties)
-                .select(Select::Count)
-                .filter_expression(TRACKED_FILTER)
-                .expression_attribute_values(":untracked", untracked())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| port_err(&format!("Scan count {}", self.properties), e))?;
-            total += resp.count() as u64;
-            usage.rcu += units(resp.consumed_capacity());
-            match resp.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        Ok((total, usage))
     }
 
     async fn get_record(&self, hotel_id: i64) -> PortResult<Option<SyncRecord>> {
@@ -394,28 +436,47 @@ impl Tracking for DynamoProperties {
             .iter()
             .filter_map(|i| Some((get_n::<i64>(i, "hotel_id")?, get_s(i, "sync_status"))))
             .collect();
-        let new_ids: Vec<i64> = unique
+        // New ids in batches of 25 (a batch write cannot be conditional: an id tracked by two
+        // concurrent calls is written by both, as the same `pending` record).
+        let new_items: Vec<HashMap<String, AV>> = unique
             .iter()
-            .copied()
             .filter(|id| !known.contains_key(id))
+            .map(|id| {
+                HashMap::from([
+                    ("hotel_id".to_string(), n(id)),
+                    ("sync_status".to_string(), s(SyncStatus::Pending.as_str())),
+                    ("data_version".to_string(), n(0)),
+                ])
+            })
             .collect();
-        // One conditional put per new id: a concurrent track of the same id, or a sync that
-        // already wrote it, is never overwritten (a batch write cannot be conditional).
-        let puts = new_ids.into_iter().map(|id| async move {
+        let mut out = TrackResult {
+            new: new_items.len(),
+            retracked: 0,
+        };
+        let table = self.properties.clone();
+        self.batch_put(&table, new_items).await?;
+        // Untracked ids tracked again, each only if it is still untracked.
+        let retrack_ids: Vec<i64> = known
+            .iter()
+            .filter(|(_, st)| st.as_deref() == Some(SyncStatus::Untracked.as_str()))
+            .map(|(id, _)| *id)
+            .collect();
+        let retrack = retrack_ids.into_iter().map(|id| async move {
             let r = self
                 .client
-                .put_item()
+                .update_item()
                 .table_name(&self.properties)
-                .item("hotel_id", n(id))
-                .item("sync_status", s(SyncStatus::Pending.as_str()))
-                .item("data_version", n(0))
-                .condition_expression("attribute_not_exists(hotel_id)")
+                .key("hotel_id", n(id))
+                .update_expression("SET sync_status = :p")
+                .condition_expression("sync_status = :u")
+                .expression_attribute_values(":p", s(SyncStatus::Pending.as_str()))
+                .expression_attribute_values(":u", untracked())
                 .send()
                 .await;
             match r {
                 Ok(_) => Ok(true),
                 Err(e) => {
-                    let pe = port_err(&format!("PutItem track hotel {id}"), e);
+                    let pe = port_err(&format!("UpdateItem re-track hotel {id}"), e);
                     if pe.kind == PortErrorKind::Conflict {
                         Ok(false)
                     } else {
@@ -424,43 +485,32 @@ impl Tracking for DynamoProperties {
                 }
             }
         });
-        let mut out = TrackResult::default();
-        for r in futures::stream::iter(puts)
+        for r in futures::stream::iter(retrack)
             .buffer_unordered(16)
             .collect::<Vec<_>>()
             .await
         {
-            out.new += usize::from(r?);
+            out.retracked += usize::from(r?);
         }
-        let mut retrack: Vec<&i64> = known
-            .iter()
-            .filter(|(_, st)| st.as_deref() == Some(SyncStatus::Untracked.as_str()))
-            .map(|(id, _)| id)
-            .collect();
-        retrack.sort_unstable();
-        for id in retrack {
-            self.client
-                .update_item()
-                .table_name(&self.properties)
-                .key("hotel_id", n(id))
-                .update_expression("SET sync_status = :p")
-                .expression_attribute_values(":p", s(SyncStatus::Pending.as_str()))
-                .send()
-                .await
-                .map_err(|e| port_err(&format!("UpdateItem re-track hotel {id}"), e))?;
-            out.retracked += 1;
+        if out.new + out.retracked > 0 {
+            let mut d = StatusCounts::default();
+            d.add(SyncStatus::Pending, (out.new + out.retracked) as i64);
+            d.add(SyncStatus::Untracked, -(out.retracked as i64));
+            self.stats.apply(&d, true).await?;
         }
         Ok(out)
     }
 
     async fn untrack(&self, hotel_id: i64) -> PortResult<()> {
-        self.client
+        let r = self
+            .client
             .update_item()
             .table_name(&self.properties)
             .key("hotel_id", n(hotel_id))
             .update_expression("SET sync_status = :u")
             .condition_expression("attribute_exists(hotel_id)")
             .expression_attribute_values(":u", untracked())
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedOld)
             .send()
             .await
             .map_err(|e| {
@@ -470,6 +520,17 @@ impl Tracking for DynamoProperties {
                 }
                 pe
             })?;
+        let was = r
+            .attributes()
+            .and_then(|a| get_s(a, "sync_status"))
+            .as_deref()
+            .and_then(SyncStatus::parse)
+            .unwrap_or(SyncStatus::Pending);
+        if was != SyncStatus::Untracked {
+            let mut d = StatusCounts::default();
+            d.moved(was, SyncStatus::Untracked);
+            self.stats.apply(&d, true).await?;
+        }
         Ok(())
     }
 }

@@ -5,7 +5,8 @@ use super::{RUN_RETENTION, get_s, n, s, units};
 use crate::adapters::port_err;
 use crate::adapters::tables;
 use crate::config::Tables;
-use crate::domain::run::{Change, Counters, Failure, RunStatus, SyncRun, SyncType};
+use crate::domain::run::{Change, Counters, Failure, RunDetail, RunStatus, SyncRun, SyncType};
+use crate::domain::stats::StatusCounts;
 use crate::domain::time::Timestamp;
 use crate::ports::*;
 use async_trait::async_trait;
@@ -58,12 +59,19 @@ struct RunItem {
     consumed_wcu: f64,
     #[serde(default)]
     invocations: u32,
-    #[serde(default)]
+    /// Written by earlier versions only (details now have their own items).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     failures: Vec<Failure>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     changes: Vec<Change>,
     #[serde(default)]
-    details_dropped: u64,
+    details: u64,
+    #[serde(default)]
+    tally: StatusCounts,
+    #[serde(default)]
+    tally_unknown: u64,
+    #[serde(default)]
+    stats_epoch: Option<u64>,
     #[serde(default = "one")]
     requests_per_property: u64,
     expires_at: i64,
@@ -100,9 +108,12 @@ impl RunItem {
             consumed_rcu: r.counters.consumed_rcu,
             consumed_wcu: r.counters.consumed_wcu,
             invocations: r.invocations,
-            failures: r.failures.clone(),
-            changes: r.changes.clone(),
-            details_dropped: r.details_dropped,
+            failures: r.legacy_failures.clone(),
+            changes: r.legacy_changes.clone(),
+            details: r.details,
+            tally: r.tally,
+            tally_unknown: r.tally_unknown,
+            stats_epoch: r.stats_epoch,
             requests_per_property: r.requests_per_property,
             expires_at: r.started_at.plus(RUN_RETENTION).secs(),
             fence: Some(fence),
@@ -137,9 +148,12 @@ impl RunItem {
             skip: self.skip,
             hotel_ids: self.hotel_ids,
             invocations: self.invocations,
-            failures: self.failures,
-            changes: self.changes,
-            details_dropped: self.details_dropped,
+            details: self.details,
+            tally: self.tally,
+            tally_unknown: self.tally_unknown,
+            stats_epoch: self.stats_epoch,
+            legacy_failures: self.failures,
+            legacy_changes: self.changes,
             requests_per_property: self.requests_per_property,
         }
     }
@@ -149,11 +163,23 @@ impl RunItem {
 pub struct DynamoRunLog {
     client: Client,
     table: String,
+    stats: super::DynamoStats,
+}
+
+/// The stored shape of a detail item.
+#[derive(Debug, Serialize, Deserialize)]
+struct DetailItem {
+    sync_id: String,
+    log_kind: String,
+    #[serde(flatten)]
+    detail: RunDetail,
+    expires_at: i64,
 }
 
 impl DynamoRunLog {
     pub fn new(client: Client, tables: &Tables) -> Self {
         DynamoRunLog {
+            stats: super::DynamoStats::new(client.clone(), tables),
             client,
             table: tables.sync_logs.clone(),
         }
@@ -194,6 +220,15 @@ impl RunLog for DynamoRunLog {
             .send()
             .await
             .map_err(|e| port_err(&format!("PutItem create run {}", run.sync_id), e))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("sync_id", s(tables::STATS_KEY))
+            .update_expression("ADD runs :one")
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(|e| port_err(&format!("UpdateItem count run {}", run.sync_id), e))?;
         Ok(())
     }
 
@@ -228,10 +263,21 @@ impl RunLog for DynamoRunLog {
             .send()
             .await;
         match r {
-            Ok(out) => Ok(Usage {
-                rcu: 0.0,
-                wcu: units(out.consumed_capacity()),
-            }),
+            Ok(out) => {
+                if let Some(done) = run.completed_at
+                    && matches!(
+                        run.status,
+                        RunStatus::Completed | RunStatus::CompletedWithErrors
+                    )
+                    && !run.dry_run
+                {
+                    self.stats.succeeded(&run.sync_id, done).await?;
+                }
+                Ok(Usage {
+                    rcu: 0.0,
+                    wcu: units(out.consumed_capacity()),
+                })
+            }
             Err(e) => {
                 let mut pe = port_err(&call, e);
                 if pe.kind == PortErrorKind::Conflict {
@@ -248,8 +294,190 @@ impl RunLog for DynamoRunLog {
         }
     }
 
-    async fn list(&self, limit: usize, offset: usize) -> PortResult<(Vec<SyncRun>, u64)> {
+    async fn list(
+        &self,
+        limit: usize,
+        from: RunsFrom,
+    ) -> PortResult<(Vec<SyncRun>, Option<String>)> {
+        let call = format!("Query {} {}", self.table, tables::RUNS_GSI);
+        // An offset reads the skipped runs' keys only; a cursor starts right at the page.
+        let (mut start, mut skip) = match from {
+            RunsFrom::After(id) => (
+                Some(HashMap::from([
+                    ("sync_id".to_string(), s(id)),
+                    ("log_kind".to_string(), s(tables::RUN_KIND)),
+                ])),
+                0,
+            ),
+            RunsFrom::Offset(n) => (None, n),
+        };
+        while skip > 0 {
+            let resp = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(tables::RUNS_GSI)
+                .key_condition_expression("log_kind = :k")
+                .expression_attribute_values(":k", s(tables::RUN_KIND))
+                .projection_expression("sync_id, log_kind")
+                .scan_index_forward(false)
+                .limit(skip.min(1000) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| port_err(&call, e))?;
+            skip -= resp.items().len().min(skip);
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok((Vec::new(), None)),
+            }
+        }
         let mut items = Vec::new();
+        let mut more = false;
+        // One more than asked: whether a next page exists without a second call.
+        while items.len() <= limit {
+            let resp = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(tables::RUNS_GSI)
+                .key_condition_expression("log_kind = :k")
+                .expression_attribute_values(":k", s(tables::RUN_KIND))
+                .scan_index_forward(false)
+                .limit((limit + 1 - items.len()) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| port_err(&call, e))?;
+            for item in resp.items() {
+                items.push(Self::decode(item.clone())?);
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        if items.len() > limit {
+            items.truncate(limit);
+            more = true;
+        }
+        let next = more
+            .then(|| items.last().map(|r| r.sync_id.clone()))
+            .flatten();
+        Ok((items, next))
+    }
+
+    async fn put_details(&self, run: &SyncRun, details: &[RunDetail]) -> PortResult<Usage> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let expires_at = run.started_at.plus(RUN_RETENTION).secs();
+        let requests: Vec<WriteRequest> = details
+            .iter()
+            .map(|d| {
+                let item = serde_dynamo::to_item(DetailItem {
+                    sync_id: tables::detail_key(&run.sync_id, d.hotel_id),
+                    log_kind: tables::detail_kind(&run.sync_id),
+                    detail: d.clone(),
+                    expires_at,
+                })
+                .map_err(|e| {
+                    PortError::new(
+                        format!("encode detail of hotel {}", d.hotel_id),
+                        PortErrorKind::Invalid,
+                        e.to_string(),
+                    )
+                })?;
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+                    .map_err(|e| {
+                        PortError::new("BatchWriteItem", PortErrorKind::Invalid, e.to_string())
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let call = format!("BatchWriteItem details of run {}", run.sync_id);
+        let mut usage = Usage::default();
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0u32;
+            while !pending.is_empty() {
+                let resp = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending.clone())
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(|e| port_err(&call, e))?;
+                for c in resp.consumed_capacity() {
+                    usage.wcu += c.capacity_units().unwrap_or(0.0);
+                }
+                pending = resp
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    super::backoff_unprocessed(&mut attempt, &call).await?;
+                }
+            }
+        }
+        Ok(usage)
+    }
+
+    async fn details(
+        &self,
+        sync_id: &str,
+        limit: usize,
+        after: Option<i64>,
+    ) -> PortResult<DetailPage> {
+        let kind = tables::detail_kind(sync_id);
+        let start = after.map(|a| {
+            HashMap::from([
+                ("sync_id".to_string(), s(tables::detail_key(sync_id, a))),
+                ("log_kind".to_string(), s(kind.clone())),
+            ])
+        });
+        let resp = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(tables::RUNS_GSI)
+            .key_condition_expression("log_kind = :k")
+            .expression_attribute_values(":k", s(kind.clone()))
+            .limit(limit as i32 + 1)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| port_err(&format!("Query details of run {sync_id}"), e))?;
+        let mut items: Vec<RunDetail> = resp
+            .items()
+            .iter()
+            .map(|i| {
+                serde_dynamo::from_item::<_, DetailItem>(i.clone())
+                    .map(|d| d.detail)
+                    .map_err(|e| {
+                        PortError::new(
+                            format!("decode a detail of run {sync_id}"),
+                            PortErrorKind::Invalid,
+                            e.to_string(),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        // One more than asked tells whether a next page exists.
+        let more = items.len() > limit
+            || resp.last_evaluated_key().is_some_and(|k| !k.is_empty()) && items.len() == limit;
+        items.truncate(limit);
+        let next = if more {
+            items.last().map(|d| d.hotel_id)
+        } else {
+            None
+        };
+        Ok(DetailPage { items, next })
+    }
+
+    async fn count(&self) -> PortResult<u64> {
         let mut total = 0u64;
         let mut start: Option<HashMap<String, AV>> = None;
         loop {
@@ -260,22 +488,17 @@ impl RunLog for DynamoRunLog {
                 .index_name(tables::RUNS_GSI)
                 .key_condition_expression("log_kind = :k")
                 .expression_attribute_values(":k", s(tables::RUN_KIND))
-                .scan_index_forward(false)
+                .select(aws_sdk_dynamodb::types::Select::Count)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| port_err(&format!("Query {} {}", self.table, tables::RUNS_GSI), e))?;
-            for item in resp.items() {
-                if (total as usize) >= offset && items.len() < limit {
-                    items.push(Self::decode(item.clone())?);
-                }
-                total += 1;
-            }
+                .map_err(|e| port_err(&format!("Query count {}", tables::RUNS_GSI), e))?;
+            total += resp.count() as u64;
             match resp.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
                 _ => break,
             }
         }
-        Ok((items, total))
+        Ok(total)
     }
 }

@@ -2,8 +2,9 @@
 
 use super::{MemoryStore, Table, refused};
 use crate::domain::lease::{self, LeaseRequest, LeaseState, Refused};
-use crate::domain::run::SyncRun;
+use crate::domain::run::{RunDetail, RunStatus, SyncRun};
 use crate::domain::settings::{SettingKey, SettingValue};
+use crate::domain::stats::{CatalogueStats, StatusCounts};
 use crate::domain::time::Timestamp;
 use crate::ports::*;
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ impl RunLog for MemoryStore {
             ));
         }
         st.runs.insert(run.sync_id.clone(), (run.clone(), fence));
+        st.stats.runs += 1;
         self.log(
             &mut st,
             Table::Runs,
@@ -51,6 +53,20 @@ impl RunLog for MemoryStore {
             Some(_) => {}
         }
         st.runs.insert(run.sync_id.clone(), (run.clone(), fence));
+        if let Some(done) = run.completed_at
+            && matches!(
+                run.status,
+                RunStatus::Completed | RunStatus::CompletedWithErrors
+            )
+            && !run.dry_run
+            && st
+                .stats
+                .last_success
+                .as_ref()
+                .is_none_or(|(_, t)| *t <= done)
+        {
+            st.stats.last_success = Some((run.sync_id.clone(), done));
+        }
         self.log(
             &mut st,
             Table::Runs,
@@ -61,18 +77,117 @@ impl RunLog for MemoryStore {
         Ok(Usage { rcu: 0.0, wcu: 2.0 })
     }
 
-    async fn list(&self, limit: usize, offset: usize) -> PortResult<(Vec<SyncRun>, u64)> {
+    async fn list(
+        &self,
+        limit: usize,
+        from: RunsFrom,
+    ) -> PortResult<(Vec<SyncRun>, Option<String>)> {
         let st = self.lock();
-        let total = st.runs.len() as u64;
-        let items = st
-            .runs
-            .values()
-            .rev()
-            .skip(offset)
-            .take(limit)
-            .map(|(r, _)| r.clone())
-            .collect();
-        Ok((items, total))
+        let newest_first = st.runs.iter().rev();
+        let page: Vec<SyncRun> = match &from {
+            RunsFrom::After(id) => newest_first
+                .filter(|(k, _)| k.as_str() < id.as_str())
+                .take(limit)
+                .map(|(_, (r, _))| r.clone())
+                .collect(),
+            RunsFrom::Offset(n) => newest_first
+                .skip(*n)
+                .take(limit)
+                .map(|(_, (r, _))| r.clone())
+                .collect(),
+        };
+        let next = match page.last() {
+            Some(last) if page.len() == limit => st
+                .runs
+                .range(..last.sync_id.clone())
+                .next_back()
+                .map(|_| last.sync_id.clone()),
+            _ => None,
+        };
+        Ok((page, next))
+    }
+
+    async fn put_details(&self, run: &SyncRun, details: &[RunDetail]) -> PortResult<Usage> {
+        let mut st = self.lock();
+        let mut units = 0.0;
+        for d in details {
+            units += super::wcu(serde_json::to_vec(d).map(|v| v.len()).unwrap_or(0) + 60);
+            st.details
+                .insert((run.sync_id.clone(), d.hotel_id), d.clone());
+        }
+        self.log(
+            &mut st,
+            Table::Details,
+            run.sync_id.clone(),
+            None,
+            "details",
+        );
+        Ok(Usage {
+            rcu: 0.0,
+            wcu: units,
+        })
+    }
+
+    async fn details(
+        &self,
+        sync_id: &str,
+        limit: usize,
+        after: Option<i64>,
+    ) -> PortResult<DetailPage> {
+        let st = self.lock();
+        let from = (
+            sync_id.to_string(),
+            after.map_or(i64::MIN, |a| a.saturating_add(1)),
+        );
+        let to = (sync_id.to_string(), i64::MAX);
+        let mut it = st.details.range(from..=to);
+        let items: Vec<RunDetail> = it.by_ref().take(limit).map(|(_, d)| d.clone()).collect();
+        let next = match (items.last(), it.next()) {
+            (Some(last), Some(_)) => Some(last.hotel_id),
+            _ => None,
+        };
+        Ok(DetailPage { items, next })
+    }
+
+    async fn count(&self) -> PortResult<u64> {
+        Ok(self.lock().runs.len() as u64)
+    }
+}
+
+#[async_trait]
+impl Stats for MemoryStore {
+    async fn get(&self) -> PortResult<CatalogueStats> {
+        Ok(self.lock().stats.clone())
+    }
+
+    async fn add(&self, delta: &StatusCounts) -> PortResult<()> {
+        let mut st = self.lock();
+        st.stats.counts.plus(delta);
+        self.log(&mut st, Table::Stats, "stats".into(), None, "add");
+        Ok(())
+    }
+
+    async fn recount(
+        &self,
+        counts: &StatusCounts,
+        runs: u64,
+        epoch: u64,
+        by: &str,
+        now: Timestamp,
+    ) -> PortResult<bool> {
+        let mut st = self.lock();
+        if st.stats.epoch != epoch {
+            return Ok(false);
+        }
+        let untracked = st.stats.counts.untracked;
+        st.stats.counts = StatusCounts {
+            untracked,
+            ..*counts
+        };
+        st.stats.runs = runs;
+        st.stats.recounted = Some((by.to_string(), now));
+        self.log(&mut st, Table::Stats, "stats".into(), None, "recount");
+        Ok(true)
     }
 }
 

@@ -7,7 +7,8 @@
 //! against this store and DynamoDB (moto), so the two cannot drift.
 
 use crate::domain::lease::LeaseState;
-use crate::domain::run::{SyncRecord, SyncRun, SyncStatus, Tracked};
+use crate::domain::run::{RunDetail, SyncRecord, SyncRun, SyncStatus, Tracked};
+use crate::domain::stats::CatalogueStats;
 use crate::domain::time::Timestamp;
 use crate::ports::*;
 use async_trait::async_trait;
@@ -27,6 +28,8 @@ pub enum Table {
     Runs,
     Lease,
     Settings,
+    Details,
+    Stats,
 }
 
 /// One accepted write.
@@ -55,6 +58,8 @@ pub(super) struct State {
     pub(super) runs: BTreeMap<String, (SyncRun, u64)>,
     pub(super) lease: Option<LeaseState>,
     pub(super) settings: BTreeMap<String, StoredSetting>,
+    pub(super) details: BTreeMap<(String, i64), RunDetail>,
+    pub(super) stats: CatalogueStats,
     pub(super) writes: Vec<AcceptedWrite>,
 }
 
@@ -65,7 +70,7 @@ fn scramble(id: i64) -> u64 {
 }
 
 /// Write units of an item of `bytes` (1 per KB, at least 1), as DynamoDB bills them.
-fn wcu(bytes: usize) -> f64 {
+pub(super) fn wcu(bytes: usize) -> f64 {
     bytes.div_ceil(1024).max(1) as f64
 }
 
@@ -109,6 +114,16 @@ impl MemoryStore {
     /// Every record (tracked or not), by id.
     pub fn records(&self) -> BTreeMap<i64, SyncRecord> {
         self.lock().records.clone()
+    }
+
+    /// A full recount of the records per sync status (what the maintained counts must equal
+    /// at quiescence).
+    pub fn status_counts(&self) -> crate::domain::stats::StatusCounts {
+        let mut c = crate::domain::stats::StatusCounts::default();
+        for r in self.lock().records.values() {
+            c.add(r.sync_status, 1);
+        }
+        c
     }
 
     /// Every run.
@@ -220,18 +235,6 @@ impl PropertyReader for MemoryStore {
             wcu: 0.0,
         };
         Ok((out, usage))
-    }
-
-    async fn count_tracked(&self) -> PortResult<(u64, Usage)> {
-        let st = self.lock();
-        let n = st.records.values().filter(|r| r.is_tracked()).count() as u64;
-        Ok((
-            n,
-            Usage {
-                rcu: rcu(st.records.len() * 400) / 2.0,
-                wcu: 0.0,
-            },
-        ))
     }
 
     async fn get_record(&self, hotel_id: i64) -> PortResult<Option<SyncRecord>> {
@@ -429,6 +432,13 @@ impl Tracking for MemoryStore {
             }
             self.log(&mut st, Table::Records, id.to_string(), None, "track");
         }
+        if out.new + out.retracked > 0 {
+            let c = &mut st.stats.counts;
+            c.add(SyncStatus::Pending, (out.new + out.retracked) as i64);
+            c.add(SyncStatus::Untracked, -(out.retracked as i64));
+            st.stats.epoch += 1;
+            self.log(&mut st, Table::Stats, "stats".into(), None, "track");
+        }
         Ok(out)
     }
 
@@ -441,7 +451,7 @@ impl Tracking for MemoryStore {
                 "never tracked",
             )),
             Some(r) => {
-                r.sync_status = SyncStatus::Untracked;
+                let was = std::mem::replace(&mut r.sync_status, SyncStatus::Untracked);
                 self.log(
                     &mut st,
                     Table::Records,
@@ -449,6 +459,11 @@ impl Tracking for MemoryStore {
                     None,
                     "untrack",
                 );
+                if was != SyncStatus::Untracked {
+                    st.stats.counts.moved(was, SyncStatus::Untracked);
+                    st.stats.epoch += 1;
+                    self.log(&mut st, Table::Stats, "stats".into(), None, "untrack");
+                }
                 Ok(())
             }
         }

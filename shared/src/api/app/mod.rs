@@ -14,8 +14,9 @@ use crate::domain::facet;
 use crate::domain::health::{self, HealthInput};
 use crate::domain::interval::Interval;
 use crate::domain::lease::{LeaseRequest, Refused};
-use crate::domain::run::{FacetState, RunStatus, SyncRequest, SyncRun, SyncType};
+use crate::domain::run::{Change, FacetState, Failure, RunStatus, SyncRequest, SyncRun, SyncType};
 use crate::domain::settings::{SettingChange, SettingKey, SettingRow, Settings, validate_changes};
+use crate::domain::stats::CatalogueStats;
 use crate::domain::time::{Timestamp, format_go_duration};
 use crate::ports::*;
 use async_trait::async_trait;
@@ -24,13 +25,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Most ids one PUT /admin/properties may carry.
-pub const MAX_TRACK_IDS: usize = 1000;
+pub const MAX_TRACK_IDS: usize = 10_000;
+/// Most ids one subset sync may name (they are kept on the run item).
+pub const MAX_SYNC_IDS: usize = 1000;
 
 #[derive(Clone)]
 pub struct App {
     pub reader: Arc<dyn PropertyReader>,
     pub tracking: Arc<dyn Tracking>,
     pub runs: Arc<dyn RunLog>,
+    pub stats: Arc<dyn Stats>,
     pub lease: Arc<dyn Lease>,
     pub settings: Arc<dyn SettingsStore>,
     pub schedule: Arc<dyn Schedule>,
@@ -103,7 +107,7 @@ impl RunView {
 }
 
 /// Parses a JSON array of positive hotel ids; errors name the field and index.
-fn parse_ids(raw: &[serde_json::Value], field: &str) -> Result<Vec<i64>, ApiError> {
+fn parse_ids(raw: &[serde_json::Value], field: &str, max: usize) -> Result<Vec<i64>, ApiError> {
     if raw.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_hotel_ids",
@@ -111,13 +115,10 @@ fn parse_ids(raw: &[serde_json::Value], field: &str) -> Result<Vec<i64>, ApiErro
             field,
         ));
     }
-    if raw.len() > MAX_TRACK_IDS {
+    if raw.len() > max {
         return Err(ApiError::bad_request(
             "invalid_hotel_ids",
-            format!(
-                "{field} has {} ids; at most {MAX_TRACK_IDS} per call",
-                raw.len()
-            ),
+            format!("{field} has {} ids; at most {max} per call", raw.len()),
             field,
         ));
     }

@@ -22,7 +22,7 @@ impl App {
                 "hotel_ids",
             )
         })?;
-        let ids = parse_ids(&body.hotel_ids, "hotel_ids")?;
+        let ids = parse_ids(&body.hotel_ids, "hotel_ids", MAX_TRACK_IDS)?;
         let done = self.tracking.track(&ids).await?;
         Ok(ApiResponse::ok(
             200,
@@ -31,6 +31,7 @@ impl App {
                 "newly_tracked": done.new + done.retracked,
                 "new": done.new,
                 "retracked": done.retracked,
+                "already_tracked": ids.len() - done.new - done.retracked,
             }),
         ))
     }

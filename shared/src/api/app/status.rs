@@ -2,23 +2,18 @@
 
 use super::*;
 
-impl App {
-    /// Newest finished run and newest successful run (scans at most 50 runs).
-    pub(super) async fn last_runs(&self) -> Result<(Option<SyncRun>, Option<SyncRun>), ApiError> {
-        let (runs, _) = self.runs.list(50, 0).await?;
-        let finished = runs.iter().find(|r| !r.status.is_active()).cloned();
-        let success = runs
-            .iter()
-            .find(|r| {
-                matches!(
-                    r.status,
-                    RunStatus::Completed | RunStatus::CompletedWithErrors
-                ) && !r.dry_run
-            })
-            .cloned();
-        Ok((finished, success))
-    }
+/// Newest runs read for status and health (a bounded page, whatever the history).
+const RECENT_RUNS: usize = 10;
 
+/// What status and health read, all at once (independent calls run concurrently).
+struct Snapshot {
+    settings: Settings,
+    input: HealthInput,
+    finished: Option<SyncRun>,
+    stats: CatalogueStats,
+}
+
+impl App {
     pub(super) async fn current_run(&self) -> Result<Option<SyncRun>, ApiError> {
         let now = self.clock.now_ms();
         let Some(lease) = self.lease.current().await? else {
@@ -35,31 +30,61 @@ impl App {
         }
     }
 
-    pub(super) async fn health_input(&self) -> Result<(HealthInput, Option<SyncRun>), ApiError> {
-        let (settings, _) = self.effective_settings().await?;
-        let sched = self.schedule.get().await?;
-        let (finished, success) = self.last_runs().await?;
-        Ok((
-            HealthInput {
-                now: self.clock.now(),
-                schedule_enabled: sched.as_ref().is_some_and(|s| s.enabled),
-                schedule_anchor: sched.as_ref().and_then(|s| s.anchor),
-                interval: sched
-                    .as_ref()
-                    .map(|s| s.interval)
-                    .unwrap_or(settings.interval),
-                last_success: success.and_then(|r| r.completed_at),
-                last_finished: finished.as_ref().map(|r| r.status),
-            },
+    /// Settings, schedule, counts and the newest runs: constant work whatever the number of
+    /// properties and runs.
+    async fn snapshot(&self) -> Result<Snapshot, ApiError> {
+        let (settings, sched, stats, recent) = tokio::join!(
+            self.effective_settings(),
+            self.schedule.get(),
+            self.stats.get(),
+            self.runs.list(RECENT_RUNS, RunsFrom::Offset(0)),
+        );
+        let (settings, _) = settings?;
+        let (sched, stats, (recent, _)) = (sched?, stats?, recent?);
+        let finished = recent.iter().find(|r| !r.status.is_active()).cloned();
+        // The newest success: as recorded when it finished, or among the newest runs (should
+        // that record have been lost to a crash).
+        let recent_success = recent
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.status,
+                    RunStatus::Completed | RunStatus::CompletedWithErrors
+                ) && !r.dry_run
+            })
+            .filter_map(|r| r.completed_at)
+            .max();
+        let last_success = recent_success.max(stats.last_success.as_ref().map(|(_, t)| *t));
+        let input = HealthInput {
+            now: self.clock.now(),
+            schedule_enabled: sched.as_ref().is_some_and(|s| s.enabled),
+            schedule_anchor: sched.as_ref().and_then(|s| s.anchor),
+            interval: sched
+                .as_ref()
+                .map(|s| s.interval)
+                .unwrap_or(settings.interval),
+            last_success,
+            last_finished: finished.as_ref().map(|r| r.status),
+        };
+        Ok(Snapshot {
+            settings,
+            input,
             finished,
-        ))
+            stats,
+        })
     }
 
     pub(super) async fn status(&self) -> Result<ApiResponse, ApiError> {
-        let (input, finished) = self.health_input().await?;
-        let (total, _) = self.reader.count_tracked().await?;
-        let current = self.current_run().await?;
-        let (settings, _) = self.effective_settings().await?;
+        let (snap, current) = tokio::join!(self.snapshot(), self.current_run());
+        let (
+            Snapshot {
+                settings,
+                input,
+                finished,
+                stats,
+            },
+            current,
+        ) = (snap?, current?);
         let next = match (input.schedule_enabled, input.schedule_anchor) {
             (true, Some(a)) => Some(health::next_sync(a, input.interval, input.now).rfc3339()),
             _ => None,
@@ -77,11 +102,19 @@ impl App {
                 "started_at": r.started_at.rfc3339(), "eta": eta,
             })
         });
+        let by_status: serde_json::Map<String, serde_json::Value> = stats
+            .counts
+            .pairs()
+            .map(|(k, v)| (k.to_string(), v.max(0).into()))
+            .collect();
         let data = serde_json::json!({
             "is_running": input.schedule_enabled,
             "last_sync": input.last_success.map(|t| t.rfc3339()),
             "next_sync": next,
-            "total_properties": total,
+            "total_properties": stats.counts.tracked(),
+            "properties_by_status": by_status,
+            "counts_recounted_at": stats.recounted.as_ref().map(|(_, t)| t.rfc3339()),
+            "total_runs": stats.runs,
             "updated_properties": finished.as_ref().map(|r| r.counters.updated).unwrap_or(0),
             "failed_properties": finished.as_ref().map(|r| r.counters.failed).unwrap_or(0),
             "sync_interval": input.interval.to_string(),
@@ -92,8 +125,8 @@ impl App {
     }
 
     pub(super) async fn admin_health(&self) -> Result<ApiResponse, ApiError> {
-        let (input, _) = self.health_input().await?;
-        let h = health::compute(&input);
+        let snap = self.snapshot().await?;
+        let h = health::compute(&snap.input);
         let status = if h.status == health::HealthStatus::Unhealthy {
             503
         } else {
@@ -133,16 +166,51 @@ impl App {
         ))
     }
 
+    /// Runs newest first: `?cursor=` (from the previous page's `next_cursor`) reads only the
+    /// page; `?offset=` also reads the skipped runs' keys. `total` is the maintained run count.
     pub(super) async fn logs(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         let (limit, offset) = Self::paging(req)?;
-        let (runs, total) = self.runs.list(limit, offset).await?;
+        let cursor = match req.query.get("cursor") {
+            Some(c)
+                if c.is_empty()
+                    || c.len() > 64
+                    || !c.chars().all(|ch| ch.is_ascii_alphanumeric()) =>
+            {
+                return Err(ApiError::bad_request(
+                    "invalid_cursor",
+                    format!("cursor must be a next_cursor from a previous page (got `{c}`)"),
+                    "cursor",
+                ));
+            }
+            Some(c) => Some(c.clone()),
+            None => None,
+        };
+        if cursor.is_some() && req.query.contains_key("offset") {
+            return Err(ApiError::bad_request(
+                "invalid_cursor",
+                "give cursor or offset, not both",
+                "cursor",
+            ));
+        }
+        let from = match cursor {
+            Some(c) => RunsFrom::After(c),
+            None => RunsFrom::Offset(offset),
+        };
+        let (page, stats) = tokio::join!(self.runs.list(limit, from), self.stats.get());
+        let ((runs, next), stats) = (page?, stats?);
         let items: Vec<RunView> = runs.iter().map(RunView::of).collect();
         Ok(ApiResponse::ok(
             200,
-            &serde_json::json!({ "items": items, "limit": limit, "offset": offset, "total": total }),
+            &serde_json::json!({
+                "items": items, "limit": limit, "offset": offset,
+                "total": stats.runs.max((offset + items.len()) as u64),
+                "next_cursor": next,
+            }),
         ))
     }
 
+    /// One run, and one page of its details (`?limit=` up to 100, `?after=` a hotel id from the
+    /// previous page's `next_after`): every property it changed or that failed.
     pub(super) async fn log_detail(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         let id = req.param("sync_id");
         if id.len() > 64 || id.is_empty() {
@@ -152,16 +220,45 @@ impl App {
                 "sync_id",
             ));
         }
-        let run = self
-            .runs
-            .get(id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no sync with id {id}")))?;
+        let (limit, _) = Self::paging_with(req, 100)?;
+        let after = match req.query.get("after") {
+            None => None,
+            Some(raw) => Some(raw.trim().parse::<i64>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_after",
+                    format!("after must be a hotel id from next_after (got `{raw}`)"),
+                    "after",
+                )
+            })?),
+        };
+        let (run, page) = tokio::join!(self.runs.get(id), self.runs.details(id, limit, after));
+        let run = run?.ok_or_else(|| ApiError::NotFound(format!("no sync with id {id}")))?;
+        let page = page?;
         let mut v = serde_json::to_value(RunView::of(&run))
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        v["failures"] = serde_json::to_value(&run.failures).unwrap_or_default();
-        v["changes"] = serde_json::to_value(&run.changes).unwrap_or_default();
-        v["details_dropped"] = run.details_dropped.into();
+        // Flat lists of this page (and what runs of earlier versions kept on their item).
+        let mut failures: Vec<Failure> = if after.is_none() {
+            run.legacy_failures.clone()
+        } else {
+            Vec::new()
+        };
+        let mut changes: Vec<Change> = if after.is_none() {
+            run.legacy_changes.clone()
+        } else {
+            Vec::new()
+        };
+        for d in &page.items {
+            failures.extend(d.failures.iter().map(|r| Failure {
+                hotel_id: d.hotel_id,
+                reason: r.clone(),
+            }));
+            changes.extend(d.changes.iter().cloned());
+        }
+        v["failures"] = serde_json::to_value(&failures).unwrap_or_default();
+        v["changes"] = serde_json::to_value(&changes).unwrap_or_default();
+        v["details"] = serde_json::to_value(&page.items).unwrap_or_default();
+        v["details_total"] = run.details.into();
+        v["next_after"] = page.next.into();
         v["document_writes"] = run.counters.document_writes.into();
         v["upstream_requests"] = run.counters.upstream_requests.into();
         v["invocations"] = run.invocations.into();

@@ -14,7 +14,7 @@ impl App {
         let hotel_ids = body
             .hotel_ids
             .as_deref()
-            .map(|ids| parse_ids(ids, "hotel_ids"))
+            .map(|ids| parse_ids(ids, "hotel_ids", MAX_SYNC_IDS))
             .transpose()?;
         let (settings, _) = self.effective_settings().await?;
         let listed = match &hotel_ids {
@@ -69,8 +69,8 @@ impl App {
         };
         let total = match listed {
             Some(n) => n,
-            None => match self.reader.count_tracked().await {
-                Ok((n, _)) => n,
+            None => match self.stats.get().await {
+                Ok(stats) => stats.counts.tracked(),
                 Err(e) => {
                     self.release(&sync_id, fence).await;
                     return Err(e.into());

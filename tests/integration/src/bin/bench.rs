@@ -389,6 +389,10 @@ async fn child_invoke(req: &str, opts: &str) {
             reader: Arc::new(DynamoProperties::new(client.clone(), &tables)),
             writer: Arc::new(DynamoProperties::new(client.clone(), &tables)),
             runs: Arc::new(DynamoRunLog::new(client.clone(), &tables)),
+            stats: Arc::new(cupid_sync::adapters::dynamo::DynamoStats::new(
+                client.clone(),
+                &tables,
+            )),
             lease: Arc::new(DynamoLease::new(client.clone(), &tables, clock.clone())),
             upstream: Arc::new(
                 CupidHttp::new(

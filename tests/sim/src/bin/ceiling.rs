@@ -95,6 +95,7 @@ fn main() {
                 reader: store.clone(),
                 writer: store.clone(),
                 runs: store.clone(),
+                stats: store.clone(),
                 lease: store.clone(),
                 upstream: Arc::new(Instant0Upstream { body }),
                 dispatch: sink.clone(),
