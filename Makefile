@@ -7,7 +7,7 @@ API ?= http://localhost:8080
 AUTH := -H 'Authorization: Bearer $(ADMIN_TOKEN)' -H 'Content-Type: application/json'
 export ADMIN_TOKEN
 
-.PHONY: run test tools build lint api-fuzz bench sim sim-bites ceiling sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings logs clean
+.PHONY: run test tools build lint api-fuzz bench sim sim-bites ceiling sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings track logs clean
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
@@ -68,6 +68,12 @@ api-fuzz: tools
 
 sync-now:
 	@API=$(API) tests/sync-now.sh
+
+# Bulk tracking from a file of ids (one per line; `#` comments): `make track FILE=ids.txt`.
+track:
+	@test -n "$(FILE)" || { echo "usage: make track FILE=ids.txt" >&2; exit 2; }
+	@cargo build --quiet -p cupid-sync-cli
+	@target/debug/cupid-sync --api $(API) track --file $(FILE)
 
 sync-status:
 	@curl -sS $(AUTH) $(API)/api/v1/admin/sync/status; echo

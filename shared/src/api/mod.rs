@@ -3,6 +3,7 @@
 pub mod app;
 pub mod openapi;
 pub mod routes;
+pub mod wire;
 
 use crate::config::Secret;
 use async_trait::async_trait;

@@ -1,7 +1,7 @@
 //! The decision at the heart of a sync: given what is stored for one property and what its
 //! facets' fetches gave, what to write and which status to record. Pure: no store, no clock.
 
-use super::document::{MAX_COMPRESSED_BYTES, Summary};
+use super::document::{MAX_COMPRESSED_BYTES, MAX_PARTS, Summary};
 use super::facet::{self, Facet};
 use super::run::{Counters, FacetState, SyncStatus, Tracked};
 use std::collections::BTreeMap;
@@ -160,7 +160,7 @@ pub fn decide(
                 }
                 if *stored_bytes > MAX_COMPRESSED_BYTES {
                     let reason = format!(
-                        "document is {stored_bytes} bytes after compression, over DynamoDB's 400 KB item limit; previous version kept"
+                        "document is {stored_bytes} bytes after compression, over the {MAX_COMPRESSED_BYTES} bytes stored per document ({MAX_PARTS} items of 350 KB); previous version kept"
                     );
                     if is_property {
                         return Decision {
@@ -389,7 +389,7 @@ mod tests {
             summary: None,
         };
         let d = decide(&t, &[(Facet::Property, big.clone())], true);
-        assert!(matches!(&d.plan, Plan::Failed(r) if r.contains("400 KB")));
+        assert!(matches!(&d.plan, Plan::Failed(r) if r.contains("350 KB")));
         let d = decide(
             &t,
             &[(Facet::Property, fetched("p1")), (Facet::Reviews(5), big)],

@@ -299,6 +299,20 @@ mod tests {
     }
 
     #[test]
+    fn parts_split_and_join_back() {
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let parts = split_parts(&bytes, 300);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [300, 300, 300, 100]
+        );
+        assert_eq!(parts.concat(), bytes);
+        assert_eq!(split_parts(&[], 300).len(), 1);
+        assert_eq!(part_key("lang#fr@a", 0), "lang#fr@a");
+        assert_eq!(part_key("lang#fr@a", 2), "lang#fr@a~2");
+    }
+
+    #[test]
     fn summary_reads_the_recorded_shape() {
         let s = Summary::of(&fixture());
         assert_eq!(s.name.as_deref(), Some("The Z Hotel Covent Garden"));
@@ -307,9 +321,31 @@ mod tests {
     }
 }
 
-/// The largest compressed document we store: DynamoDB's item limit is 400 KB including the
-/// attribute names and the other attributes of the document item.
-pub const MAX_COMPRESSED_BYTES: usize = 390_000;
+/// Compressed bytes per document item: DynamoDB's item limit is 400 KB including the attribute
+/// names and the other attributes, so a larger document is stored in parts of this size.
+pub const PART_BYTES: usize = 350_000;
+/// Most parts per document (~11 MB compressed, far beyond any recorded Cupid body).
+pub const MAX_PARTS: usize = 32;
+/// The largest compressed document we store.
+pub const MAX_COMPRESSED_BYTES: usize = PART_BYTES * MAX_PARTS;
+
+/// The item key of part `part` of the document item `doc_key` (part 0 is the head item, keyed
+/// by the document key itself; it holds the part count).
+pub fn part_key(doc_key: &str, part: u32) -> String {
+    if part == 0 {
+        doc_key.to_string()
+    } else {
+        format!("{doc_key}~{part}")
+    }
+}
+
+/// Splits a compressed document into parts of at most `part_bytes` (at least one part).
+pub fn split_parts(compressed: &[u8], part_bytes: usize) -> Vec<&[u8]> {
+    if compressed.is_empty() {
+        return vec![compressed];
+    }
+    compressed.chunks(part_bytes.max(1)).collect()
+}
 
 /// zstd level 3: ~10x on the recorded bodies, fast enough to stay far off the critical path.
 /// One compression context per thread, reused: creating a context costs more than compressing

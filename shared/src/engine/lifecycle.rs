@@ -207,6 +207,7 @@ impl Engine {
             dry_run: run.dry_run,
             touch_unchanged: self.cfg.touch_unchanged,
             retries: settings.retry_attempts,
+            part_bytes: self.cfg.part_bytes,
         });
         let batch_size = settings.batch_size.max(1) as usize;
         // Enough properties in flight to keep every concurrency slot busy across property

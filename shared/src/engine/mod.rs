@@ -64,6 +64,8 @@ pub struct EngineConfig {
     pub emit_metrics: bool,
     /// Records read per Scan page while walking the tracked properties.
     pub scan_page: usize,
+    /// Compressed bytes per document item; larger documents are stored in parts.
+    pub part_bytes: usize,
 }
 
 /// Retry-After is honoured up to this long; a longer ask counts as that long.
@@ -81,6 +83,7 @@ impl EngineConfig {
             max_retry_after: MAX_RETRY_AFTER,
             emit_metrics: true,
             scan_page: SCAN_PAGE,
+            part_bytes: crate::domain::document::PART_BYTES,
         }
     }
 }

@@ -25,6 +25,9 @@ pub(crate) struct PropertyCtx {
     pub dry_run: bool,
     pub touch_unchanged: bool,
     pub retries: u32,
+    /// Compressed bytes per document item (`domain::document::PART_BYTES`; smaller in the
+    /// simulation, so documents in parts are the common case there).
+    pub part_bytes: usize,
 }
 
 /// Why the invocation must stop.
@@ -184,7 +187,7 @@ async fn changes(
             None => None,
             Some(state) => match ctx
                 .reader
-                .get_document(t.hotel_id, &state.key(&d.facet))
+                .get_whole_document(t.hotel_id, &state.key(&d.facet))
                 .await
             {
                 Ok((doc, u)) => {
@@ -234,6 +237,47 @@ fn refusal(e: PortError, guard: &FenceGuard) -> Refusal {
         // would fail the same way).
         _ => Refusal::Stop(Stop::Dependency(e)),
     }
+}
+
+/// Writes one document into its free slot: the head first (it remembers every part index
+/// written in the slot), then the other parts, then removes parts left beyond the new count.
+/// None of it is reachable before the record's commit, so a crash anywhere leaves the old
+/// version served and at most parts the next write of this slot removes.
+async fn put_parts(ctx: &PropertyCtx, items: &[DocWrite]) -> Result<Usage, Refusal> {
+    let Some(head) = items.first() else {
+        return Ok(Usage::default());
+    };
+    if !ctx.guard.ok() {
+        return Err(Refusal::Stop(Stop::Lost));
+    }
+    let put = ctx
+        .writer
+        .put_document(head)
+        .await
+        .map_err(|e| refusal(e, &ctx.guard))?;
+    let mut usage = put.usage;
+    let rest = items[1..].iter().map(|p| async move {
+        if !ctx.guard.ok() {
+            return Err(Refusal::Stop(Stop::Lost));
+        }
+        ctx.writer
+            .put_document(p)
+            .await
+            .map(|r| r.usage)
+            .map_err(|e| refusal(e, &ctx.guard))
+    });
+    for r in futures::future::join_all(rest).await {
+        usage += r?;
+    }
+    if !put.stale.is_empty() {
+        usage += fenced(
+            &ctx.guard,
+            ctx.writer
+                .remove_parts(head.hotel_id, &head.key, &put.stale, head.fence),
+        )
+        .await?;
+    }
+    Ok(usage)
 }
 
 /// Runs one store write if the lease still holds.
@@ -297,20 +341,28 @@ async fn write(
                         )));
                     }
                 };
-                docs.push(DocWrite {
-                    hotel_id: t.hotel_id,
-                    key: FacetState::doc_key(&d.facet, Some(d.slot)),
-                    data_version: plan.new_version(),
-                    content_hash: d.hash.clone(),
-                    compressed,
-                    fence,
-                    sync_id: ctx.sync_id.clone(),
-                    now,
-                });
+                let key = FacetState::doc_key(&d.facet, Some(d.slot));
+                let parts = document::split_parts(&compressed, ctx.part_bytes);
+                let n = parts.len() as u32;
+                let items: Vec<DocWrite> = parts
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, bytes)| DocWrite {
+                        hotel_id: t.hotel_id,
+                        key: key.clone(),
+                        part: i as u32,
+                        parts: n,
+                        data_version: plan.new_version(),
+                        content_hash: d.hash.clone(),
+                        compressed: bytes.to_vec(),
+                        fence,
+                        sync_id: ctx.sync_id.clone(),
+                        now,
+                    })
+                    .collect();
+                docs.push(items);
             }
-            let puts = docs
-                .iter()
-                .map(|d| fenced(&ctx.guard, ctx.writer.put_document(d)));
+            let puts = docs.iter().map(|items| put_parts(ctx, items));
             for r in futures::future::join_all(puts).await {
                 usage += r?;
             }

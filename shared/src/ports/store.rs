@@ -1,7 +1,7 @@
 //! Storage capabilities: what a sync reads, what it writes (every write fenced), what the admin
 //! API changes, the run log, the lease and the settings.
 
-use super::{PortResult, Usage};
+use super::{PortError, PortErrorKind, PortResult, Usage};
 use crate::domain::document::Summary;
 use crate::domain::lease::{LeaseRequest, LeaseState, Refused};
 use crate::domain::run::{FacetState, RunDetail, SyncRecord, SyncRun, SyncStatus, Tracked};
@@ -12,15 +12,18 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// A stored facet document (compressed canonical JSON).
+/// A stored facet document item (compressed canonical JSON, or one part of it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredDoc {
     pub hotel_id: i64,
-    /// The item key: `property@a`, `lang#fr@b` (legacy: the facet key).
+    /// The item key: `property@a`, `lang#fr@b` (legacy: the facet key); parts after the
+    /// first: `property@a~1`, ... ([`crate::domain::document::part_key`]).
     pub key: String,
     pub data_version: u64,
     pub content_hash: String,
     pub compressed: Vec<u8>,
+    /// How many items the document spans (read on the head item; 1 for most documents).
+    pub parts: u32,
 }
 
 /// One page of [`PropertyReader::scan_tracked`].
@@ -47,19 +50,71 @@ pub trait PropertyReader: Send + Sync {
         hotel_id: i64,
         key: &str,
     ) -> PortResult<(Option<StoredDoc>, Usage)>;
+
+    /// A whole document: its head item and, for a document stored in parts, every part,
+    /// joined. Each part must carry the head's version and hash; a part from another version
+    /// (the slot is being rewritten under this reader) is an error of kind `Conflict`, never a
+    /// mix of versions.
+    async fn get_whole_document(
+        &self,
+        hotel_id: i64,
+        key: &str,
+    ) -> PortResult<(Option<StoredDoc>, Usage)> {
+        let (head, mut usage) = self.get_document(hotel_id, key).await?;
+        let Some(mut head) = head else {
+            return Ok((None, usage));
+        };
+        for part in 1..head.parts {
+            let pk = crate::domain::document::part_key(key, part);
+            let (p, u) = self.get_document(hotel_id, &pk).await?;
+            usage += u;
+            match p {
+                Some(p)
+                    if p.data_version == head.data_version
+                        && p.content_hash == head.content_hash =>
+                {
+                    head.compressed.extend_from_slice(&p.compressed);
+                }
+                _ => {
+                    return Err(PortError::new(
+                        format!("GetItem document hotel {hotel_id} {pk}"),
+                        PortErrorKind::Conflict,
+                        format!(
+                            "part {part} of {} is missing or of another version (rewritten meanwhile)",
+                            head.parts
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok((Some(head), usage))
+    }
 }
 
-/// One facet document for a free slot.
+/// One facet document item for a free slot: the whole document, or one part of it.
 #[derive(Debug, Clone)]
 pub struct DocWrite {
     pub hotel_id: i64,
+    /// The document key (`property@a`); the item written is part `part` of it.
     pub key: String,
+    pub part: u32,
+    /// The document's part count (kept on the head item, part 0).
+    pub parts: u32,
     pub data_version: u64,
     pub content_hash: String,
     pub compressed: Vec<u8>,
     pub fence: u64,
     pub sync_id: String,
     pub now: Timestamp,
+}
+
+/// What a document write did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DocPut {
+    pub usage: Usage,
+    /// (Head writes) part indices of the slot beyond the new part count, left by earlier
+    /// versions or crashed writes: unreachable, to be removed.
+    pub stale: Vec<u32>,
 }
 
 /// Switches a record to its new documents: `data_version` goes up by exactly one.
@@ -100,8 +155,20 @@ pub trait PropertyWriter: Send + Sync {
     /// `expected_version`, and no newer token has written it. After a claim, no older token can
     /// commit this record, so the documents the claimer writes are the ones it commits.
     async fn claim(&self, hotel_id: i64, expected_version: u64, fence: u64) -> PortResult<Usage>;
-    /// Writes one document item; refused (`Fenced`) when a newer token wrote that item.
-    async fn put_document(&self, doc: &DocWrite) -> PortResult<Usage>;
+    /// Writes one document item; refused (`Fenced`) when a newer token wrote that item. The
+    /// head (part 0) is written before the other parts and remembers every part index ever
+    /// written in its slot; its answer lists those beyond the new part count (`stale`), for
+    /// [`PropertyWriter::remove_parts`].
+    async fn put_document(&self, doc: &DocWrite) -> PortResult<DocPut>;
+    /// Deletes the stale parts of a slot (after the new parts are written) and forgets them on
+    /// the head. Idempotent; fenced like every sync write.
+    async fn remove_parts(
+        &self,
+        hotel_id: i64,
+        key: &str,
+        parts: &[u32],
+        fence: u64,
+    ) -> PortResult<Usage>;
     /// The commit point: conditional on the version read and on the claim still being ours.
     async fn commit(&self, w: &PropertyWrite) -> PortResult<Usage>;
     async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage>;

@@ -115,6 +115,8 @@ pub struct Options {
     pub review_count: u32,
     /// Records per Scan page the engine reads.
     pub scan_page: usize,
+    /// Compressed bytes per document item.
+    pub part_bytes: usize,
 }
 
 impl Default for Options {
@@ -132,6 +134,7 @@ impl Default for Options {
             languages: vec![],
             review_count: 0,
             scan_page: cupid_sync::engine::SCAN_PAGE,
+            part_bytes: cupid_sync::domain::document::PART_BYTES,
         }
     }
 }
@@ -182,6 +185,7 @@ impl Stack {
                 max_retry_after: cupid_sync::engine::MAX_RETRY_AFTER,
                 emit_metrics: false,
                 scan_page: o.scan_page,
+                part_bytes: o.part_bytes,
             },
             defaults,
             upstream,
@@ -312,7 +316,7 @@ impl Stack {
         let state = rec.facet_states().get(facet).cloned()?;
         let (doc, _) = self
             .props
-            .get_document(id, &state.key(facet))
+            .get_whole_document(id, &state.key(facet))
             .await
             .expect("get document");
         let doc = doc.expect("the record points at a stored document");

@@ -354,6 +354,8 @@ fn doc(key: &str, fence: u64, hash: &str) -> DocWrite {
     DocWrite {
         hotel_id: 1,
         key: key.into(),
+        part: 0,
+        parts: 1,
         data_version: 1,
         content_hash: hash.into(),
         compressed: vec![1, 2, 3],
@@ -393,6 +395,112 @@ async fn fenced_documents(k: Kit) {
     );
 }
 contract!(document_writes_are_fenced, fenced_documents);
+
+/// Part `part` of `parts` of version `v` (its bytes: `[v, part]`).
+fn part(key: &str, v: u64, part: u32, parts: u32, fence: u64) -> DocWrite {
+    DocWrite {
+        part,
+        parts,
+        data_version: v,
+        content_hash: format!("h{v}"),
+        compressed: vec![v as u8, part as u8],
+        ..doc(key, fence, "")
+    }
+}
+
+async fn documents_in_parts(k: Kit) {
+    let n = k.name;
+    let w = &k.writer;
+    // Version 1 in four parts, head first: nothing stale yet.
+    let head = w
+        .put_document(&part("reviews@a", 1, 0, 4, 2))
+        .await
+        .unwrap();
+    assert!(head.stale.is_empty(), "{n}");
+    for p in 1..4 {
+        w.put_document(&part("reviews@a", 1, p, 4, 2))
+            .await
+            .unwrap();
+    }
+    let (d, _) = k.reader.get_whole_document(1, "reviews@a").await.unwrap();
+    let d = d.unwrap();
+    assert_eq!(
+        (d.parts, d.compressed.clone()),
+        (4, vec![1, 0, 1, 1, 1, 2, 1, 3]),
+        "{n}"
+    );
+    // A crashed write of version 2 (head and part 1 of three): a reader sees no mix.
+    w.put_document(&part("reviews@a", 2, 0, 3, 3))
+        .await
+        .unwrap();
+    w.put_document(&part("reviews@a", 2, 1, 3, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        kind(k.reader.get_whole_document(1, "reviews@a").await),
+        Some(PortErrorKind::Conflict),
+        "{n}: part 2 is still version 1"
+    );
+    // Version 3 in two parts: the head names parts 2 and 3 as stale (left by both earlier
+    // writes), removing them leaves exactly the new document.
+    let head = w
+        .put_document(&part("reviews@a", 3, 0, 2, 4))
+        .await
+        .unwrap();
+    assert_eq!(head.stale, [2, 3], "{n}");
+    w.put_document(&part("reviews@a", 3, 1, 2, 4))
+        .await
+        .unwrap();
+    w.remove_parts(1, "reviews@a", &head.stale, 4)
+        .await
+        .unwrap();
+    w.remove_parts(1, "reviews@a", &head.stale, 4)
+        .await
+        .unwrap();
+    let (d, _) = k.reader.get_whole_document(1, "reviews@a").await.unwrap();
+    assert_eq!(d.unwrap().compressed, vec![3, 0, 3, 1], "{n}");
+    for p in [2, 3] {
+        let (gone, _) = k
+            .reader
+            .get_document(1, &format!("reviews@a~{p}"))
+            .await
+            .unwrap();
+        assert!(gone.is_none(), "{n}: part {p} removed");
+    }
+    // A one-part rewrite names the last part of version 3; removed parts are forgotten; an
+    // older token can neither write a part nor remove one.
+    let head = w
+        .put_document(&part("reviews@a", 4, 0, 1, 5))
+        .await
+        .unwrap();
+    assert_eq!(head.stale, [1], "{n}");
+    w.remove_parts(1, "reviews@a", &head.stale, 5)
+        .await
+        .unwrap();
+    let head = w
+        .put_document(&part("reviews@a", 5, 0, 1, 5))
+        .await
+        .unwrap();
+    assert_eq!(head.stale, Vec::<u32>::new(), "{n}");
+    assert_eq!(
+        kind(
+            w.put_document(&part("reviews@a", 4, 0, 2, 3))
+                .await
+                .map(|_| ())
+        ),
+        Some(PortErrorKind::Fenced),
+        "{n}"
+    );
+    assert_eq!(
+        kind(w.remove_parts(1, "reviews@a", &[1], 4).await),
+        Some(PortErrorKind::Fenced),
+        "{n}"
+    );
+}
+contract!(
+    documents_in_parts_join_and_stale_parts_go,
+    documents_in_parts
+);
 
 async fn run_log(k: Kit) {
     let n = k.name;

@@ -367,49 +367,138 @@ async fn dry_run_records_the_diff_and_writes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn an_oversized_document_fails_clearly_and_keeps_the_previous_version() {
-    use async_trait::async_trait;
-    use cupid_sync::ports::{FetchError, Upstream};
-    struct Huge;
-    #[async_trait]
-    impl Upstream for Huge {
-        async fn fetch(
-            &self,
-            hotel_id: i64,
-            _: &cupid_sync::domain::facet::Facet,
-        ) -> Result<serde_json::Value, FetchError> {
-            // ~1 MB of random letters: ~600 KB after compression.
-            let mut x: u64 = hotel_id as u64;
-            let noise: String = (0..1_000_000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (b'a' + (x % 26) as u8) as char
+/// Reviews of `n` entries of random text (~2.5 KB each), newest first.
+fn many_reviews(seed: u64, n: usize) -> serde_json::Value {
+    let mut x = seed.wrapping_mul(2).wrapping_add(1);
+    let mut text = |len: usize| -> String {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (b'a' + (x % 26) as u8) as char
+            })
+            .collect()
+    };
+    serde_json::Value::Array(
+        (0..n)
+            .map(|i| {
+                serde_json::json!({
+                    "review_id": 5_000_000_000u64 + i as u64,
+                    "average_score": 7,
+                    "date": format!("2025-{:02}-{:02}T00:00:00Z", 1 + i % 12, 1 + i % 28),
+                    "headline": text(40),
+                    "pros": text(1200),
+                    "cons": text(1200),
                 })
-                .collect();
-            Ok(serde_json::json!({"hotel_id": hotel_id, "description": noise}))
+            })
+            .collect(),
+    )
+}
+
+/// Serves the simulator's property and a reviews body it is told.
+struct BigReviews {
+    inner: std::sync::Arc<dyn cupid_sync::ports::Upstream>,
+    reviews: std::sync::Mutex<serde_json::Value>,
+}
+
+#[async_trait::async_trait]
+impl cupid_sync::ports::Upstream for BigReviews {
+    async fn fetch(
+        &self,
+        hotel_id: i64,
+        facet: &cupid_sync::domain::facet::Facet,
+    ) -> Result<serde_json::Value, cupid_sync::ports::FetchError> {
+        match facet {
+            cupid_sync::domain::facet::Facet::Reviews(_) => {
+                Ok(self.reviews.lock().unwrap().clone())
+            }
+            _ => self.inner.fetch(hotel_id, facet).await,
         }
     }
-    let s = Stack::new(Options::default()).await;
+}
+
+#[tokio::test]
+async fn a_5_mb_reviews_document_is_stored_in_parts_and_read_back_equal() {
+    use cupid_sync::domain::facet::Facet;
+    let s = Stack::new(Options {
+        review_count: 1000,
+        ..Default::default()
+    })
+    .await;
     let ids = s.track_exercise_ids().await;
-    s.sync().await;
-    let engine = s.engine_with(std::sync::Arc::new(Huge));
-    let req = s.reserve_manual(Some(vec![ids[0]]), false).await;
-    let out = engine.handle(req, None).await.unwrap();
-    let Outcome::Finished(run) = out else {
-        panic!("{out:?}")
+    let id = ids[0];
+    let big = many_reviews(7, 2000);
+    let raw_len = serde_json::to_vec(&big).unwrap().len();
+    assert!(raw_len > 5_000_000, "{raw_len} bytes");
+    let up = std::sync::Arc::new(BigReviews {
+        inner: s.upstream.clone(),
+        reviews: std::sync::Mutex::new(big.clone()),
+    });
+    let engine = s.engine_with(up.clone());
+    let req = s.reserve_manual(Some(vec![id]), false).await;
+    let Outcome::Finished(run) = engine.handle(req, None).await.unwrap() else {
+        panic!("the run did not finish")
     };
-    assert_eq!(run.counters.failed, 1);
-    let failures = s.failures(&run).await;
-    assert!(
-        failures[0].reason.contains("400 KB"),
-        "{}",
-        failures[0].reason
+    assert_eq!(
+        run.status,
+        RunStatus::Completed,
+        "{:?}",
+        s.failures(&run).await
     );
-    let r = s.props.get_record(ids[0]).await.unwrap().unwrap();
-    assert_eq!((r.data_version, r.sync_status), (1, SyncStatus::Failed));
+    let want = Facet::Reviews(1000).canonical(big).unwrap();
+    let doc = s.document(id, "reviews").await.unwrap();
+    let parts = doc.parts;
+    assert!(
+        parts >= 3,
+        "~{} compressed bytes in {parts} parts",
+        doc.compressed.len()
+    );
+    assert_eq!(doc.content_hash, want.hash);
+    assert_eq!(
+        cupid_sync::domain::document::decompress(&doc.compressed).unwrap(),
+        want.bytes,
+        "served back equal to its canonical form"
+    );
+    // Every part is a write of its own (moto's ConsumedCapacity is not DynamoDB's per-KB
+    // figure, so units are checked on the in-memory store's engine case instead).
+    assert!(run.counters.consumed_wcu > 0.0);
+    // Through the API too (newest first, paged).
+    let (st, body) = integration::api_call(
+        &s,
+        "GET",
+        &format!("/api/v1/properties/{id}/reviews?limit=3"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let stored: serde_json::Value = serde_json::from_slice(&want.bytes).unwrap();
+    let n = stored.as_array().map(|a| a.len()).unwrap_or(0);
+    assert!(n >= 1000, "{n} reviews stored");
+    assert_eq!(body["data"]["total"], n, "{}", body["data"]["total"]);
+    assert_eq!(body["data"]["items"].as_array().unwrap().len(), 3);
+    // Two small versions later the first slot is rewritten with one part: its old parts go.
+    for seed in [8, 10] {
+        *up.reviews.lock().unwrap() = many_reviews(seed, 3);
+        let req = s.reserve_manual(Some(vec![id]), false).await;
+        let out = engine.handle(req, None).await.unwrap();
+        let Outcome::Finished(run) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(run.counters.updated, 1, "{:?}", s.failures(&run).await);
+    }
+    let doc = s.document(id, "reviews").await.unwrap();
+    assert_eq!(doc.parts, 1);
+    for p in 1..parts {
+        for slot in ["a", "b"] {
+            let (left, _) = s
+                .props
+                .get_document(id, &format!("reviews@{slot}~{p}"))
+                .await
+                .unwrap();
+            assert!(left.is_none(), "part {p} of slot {slot} left behind");
+        }
+    }
 }
 
 #[tokio::test]
@@ -439,8 +528,17 @@ impl cupid_sync::ports::PropertyWriter for FailingTouch {
     async fn put_document(
         &self,
         d: &cupid_sync::ports::DocWrite,
-    ) -> cupid_sync::ports::PortResult<cupid_sync::ports::Usage> {
+    ) -> cupid_sync::ports::PortResult<cupid_sync::ports::DocPut> {
         self.0.put_document(d).await
+    }
+    async fn remove_parts(
+        &self,
+        hotel_id: i64,
+        key: &str,
+        parts: &[u32],
+        fence: u64,
+    ) -> cupid_sync::ports::PortResult<cupid_sync::ports::Usage> {
+        self.0.remove_parts(hotel_id, key, parts, fence).await
     }
     async fn commit(
         &self,
@@ -507,6 +605,8 @@ async fn leave_document(s: &Stack, id: i64, fence: u64, doc: serde_json::Value) 
         .put_document(&DocWrite {
             hotel_id: id,
             key: key.clone(),
+            part: 0,
+            parts: 1,
             data_version: rec.data_version + 1,
             content_hash: c.hash,
             compressed: cupid_sync::domain::document::compress(&c.bytes).unwrap(),

@@ -47,6 +47,11 @@ pub async fn invariants(w: &World) -> Vec<String> {
     upstream_discipline(w, &mut out);
     ended_once(w, &mut out);
     counts(w, &mut out).await;
+    for leaked in w.store.leaked_parts() {
+        out.push(format!(
+            "document part {leaked} is neither reachable nor listed for removal"
+        ));
+    }
     out
 }
 
@@ -187,13 +192,14 @@ fn converged(w: &World, out: &mut Vec<String>) {
                 ));
                 continue;
             }
-            let doc = futures::executor::block_on(cupid_sync::ports::PropertyReader::get_document(
-                &w.store,
-                *id,
-                &state.key(&key),
-            ))
-            .ok()
-            .and_then(|(d, _)| d);
+            let doc =
+                futures::executor::block_on(cupid_sync::ports::PropertyReader::get_whole_document(
+                    &w.store,
+                    *id,
+                    &state.key(&key),
+                ))
+                .ok()
+                .and_then(|(d, _)| d);
             match doc {
                 None => out.push(format!(
                     "hotel {id}: the record points at a missing {key} document"

@@ -184,9 +184,23 @@ impl PropertyWriter for SimPorts {
         )
         .await
     }
-    async fn put_document(&self, doc: &DocWrite) -> PortResult<Usage> {
+    async fn put_document(&self, doc: &DocWrite) -> PortResult<DocPut> {
         self.call("put_document", true, self.store().put_document(doc))
             .await
+    }
+    async fn remove_parts(
+        &self,
+        hotel_id: i64,
+        key: &str,
+        parts: &[u32],
+        fence: u64,
+    ) -> PortResult<Usage> {
+        self.call(
+            "remove_parts",
+            true,
+            self.store().remove_parts(hotel_id, key, parts, fence),
+        )
+        .await
     }
     async fn commit(&self, w: &PropertyWrite) -> PortResult<Usage> {
         self.call("commit", true, self.store().commit(w)).await

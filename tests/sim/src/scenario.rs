@@ -72,6 +72,9 @@ pub struct Scenario {
     /// The function's timeout: the platform kills an invocation still running then.
     pub lambda_timeout_s: u64,
     pub scan_page: usize,
+    /// Compressed bytes per document item: often tiny here, so most documents are stored in
+    /// parts and crashes land between them.
+    pub part_bytes: usize,
     pub touch_unchanged: bool,
     pub interval_s: u64,
     pub slots: u32,
@@ -217,6 +220,11 @@ impl Scenario {
             max_delivery_delay_ms: rng.random_range(0..=5_000),
             p_dispatch_fail: chance(&mut rng, 0.2, 0.2),
             actions,
+            part_bytes: if rng.random_bool(0.6) {
+                rng.random_range(16..=400)
+            } else {
+                cupid_sync::domain::document::PART_BYTES
+            },
         }
     }
 }

@@ -179,6 +179,7 @@ impl World {
             max_retry_after: cupid_sync::engine::MAX_RETRY_AFTER,
             emit_metrics: false,
             scan_page: s.scan_page,
+            part_bytes: s.part_bytes,
         }
     }
 

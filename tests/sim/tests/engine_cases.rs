@@ -121,6 +121,7 @@ impl Rig {
                 max_retry_after: cupid_sync::engine::MAX_RETRY_AFTER,
                 emit_metrics: false,
                 scan_page: 100,
+                part_bytes: cupid_sync::domain::document::PART_BYTES,
             },
         }
     }

@@ -414,6 +414,7 @@ impl PropertyReader for DynamoProperties {
                 .and_then(|v| v.as_b().ok())
                 .map(|b| b.as_ref().to_vec())
                 .unwrap_or_default(),
+            parts: get_n(&item, "parts").unwrap_or(1),
         });
         Ok((doc, usage))
     }
@@ -510,7 +511,7 @@ impl Tracking for DynamoProperties {
             .update_expression("SET sync_status = :u")
             .condition_expression("attribute_exists(hotel_id)")
             .expression_attribute_values(":u", untracked())
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedOld)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
             .map_err(|e| {

@@ -47,6 +47,20 @@ impl DynamoProperties {
     }
 }
 
+/// A refused document write: a condition failure means a newer token wrote the item.
+fn doc_refused<E, R>(call: &str, e: SdkError<E, R>) -> PortError
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let mut pe = port_err(call, e);
+    if is_condition_failure(&pe) {
+        pe.kind = PortErrorKind::Fenced;
+        pe.message = "a newer sync invocation wrote this document".into();
+    }
+    pe
+}
+
 fn facets_av(facets: &BTreeMap<String, FacetState>) -> AV {
     AV::M(
         facets
@@ -89,43 +103,145 @@ impl PropertyWriter for DynamoProperties {
         .await
     }
 
-    async fn put_document(&self, d: &DocWrite) -> PortResult<Usage> {
+    async fn put_document(&self, d: &DocWrite) -> PortResult<DocPut> {
+        let item_key = crate::domain::document::part_key(&d.key, d.part);
         let call = format!(
-            "PutItem document hotel {} {} with token {}",
-            d.hotel_id, d.key, d.fence
+            "{} document hotel {} {item_key} with token {}",
+            if d.part == 0 { "UpdateItem" } else { "PutItem" },
+            d.hotel_id,
+            d.fence
         );
-        let r = self
+        if d.part > 0 {
+            let out = self
+                .client
+                .put_item()
+                .table_name(&self.documents)
+                .item("hotel_id", n(d.hotel_id))
+                .item("facet", s(&item_key))
+                .item("doc", AV::B(Blob::new(d.compressed.clone())))
+                .item("data_version", n(d.data_version))
+                .item("content_hash", s(&d.content_hash))
+                .item("part", n(d.part))
+                .item("fence", n(d.fence))
+                .condition_expression("attribute_not_exists(hotel_id) OR fence <= :f")
+                .expression_attribute_values(":f", n(d.fence))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| doc_refused(&call, e))?;
+            return Ok(DocPut {
+                usage: Usage {
+                    rcu: 0.0,
+                    wcu: units(out.consumed_capacity()),
+                },
+                stale: Vec::new(),
+            });
+        }
+        // The head: every attribute set, and the part indices of this write added to the set
+        // of parts written in this slot (a set union: crash-safe, whatever came before).
+        let mut update = "SET doc = :doc, encoding = :enc, data_version = :v, content_hash = :h, \
+                          updated_at = :at, sync_id = :s, fence = :f, parts = :n"
+            .to_string();
+        let mut req = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.documents)
-            .item("hotel_id", n(d.hotel_id))
-            .item("facet", s(&d.key))
-            .item("doc", AV::B(Blob::new(d.compressed.clone())))
-            .item("encoding", s("zstd+json"))
-            .item("data_version", n(d.data_version))
-            .item("content_hash", s(&d.content_hash))
-            .item("updated_at", s(d.now.rfc3339()))
-            .item("sync_id", s(&d.sync_id))
-            .item("fence", n(d.fence))
-            .condition_expression("attribute_not_exists(hotel_id) OR fence <= :f")
+            .key("hotel_id", n(d.hotel_id))
+            .key("facet", s(&item_key))
+            .expression_attribute_values(":doc", AV::B(Blob::new(d.compressed.clone())))
+            .expression_attribute_values(":enc", s("zstd+json"))
+            .expression_attribute_values(":v", n(d.data_version))
+            .expression_attribute_values(":h", s(&d.content_hash))
+            .expression_attribute_values(":at", s(d.now.rfc3339()))
+            .expression_attribute_values(":s", s(&d.sync_id))
             .expression_attribute_values(":f", n(d.fence))
+            .expression_attribute_values(":n", n(d.parts));
+        // Index 0 (the head itself) keeps the set non-empty, so it is always returned.
+        update.push_str(" ADD touched :t");
+        req = req.expression_attribute_values(
+            ":t",
+            AV::Ns((0..d.parts).map(|p| p.to_string()).collect()),
+        );
+        let out = req
+            .update_expression(update)
+            .condition_expression("attribute_not_exists(hotel_id) OR fence <= :f")
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
-            .await;
-        match r {
-            Ok(out) => Ok(Usage {
+            .await
+            .map_err(|e| doc_refused(&call, e))?;
+        // The set before this write (all of the old item is returned, whatever changed: the
+        // emulator, unlike DynamoDB, leaves unchanged attributes out of UPDATED_NEW), plus ours.
+        let mut stale: Vec<u32> = out
+            .attributes()
+            .and_then(|a| a.get("touched"))
+            .and_then(|t| t.as_ns().ok())
+            .map(|ns| ns.iter().filter_map(|x| x.parse().ok()).collect())
+            .unwrap_or_default();
+        stale.retain(|p| *p >= d.parts);
+        stale.sort_unstable();
+        Ok(DocPut {
+            usage: Usage {
                 rcu: 0.0,
                 wcu: units(out.consumed_capacity()),
-            }),
-            Err(e) => {
-                let mut pe = port_err(&call, e);
-                if is_condition_failure(&pe) {
-                    pe.kind = PortErrorKind::Fenced;
-                    pe.message = "a newer sync invocation wrote this document".into();
+            },
+            stale,
+        })
+    }
+
+    async fn remove_parts(
+        &self,
+        hotel_id: i64,
+        key: &str,
+        parts: &[u32],
+        fence: u64,
+    ) -> PortResult<Usage> {
+        let mut usage = Usage::default();
+        for p in parts {
+            let pk = crate::domain::document::part_key(key, *p);
+            let call = format!("DeleteItem document part hotel {hotel_id} {pk}");
+            let r = self
+                .client
+                .delete_item()
+                .table_name(&self.documents)
+                .key("hotel_id", n(hotel_id))
+                .key("facet", s(&pk))
+                .condition_expression("attribute_not_exists(hotel_id) OR fence <= :f")
+                .expression_attribute_values(":f", n(fence))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            match r {
+                Ok(out) => usage.wcu += units(out.consumed_capacity()),
+                Err(e) => {
+                    let pe = port_err(&call, e);
+                    // A newer token rewrote that part: it is theirs now.
+                    if !is_condition_failure(&pe) {
+                        return Err(pe);
+                    }
                 }
-                Err(pe)
             }
         }
+        let call = format!("UpdateItem forget removed parts hotel {hotel_id} {key}");
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.documents)
+            .key("hotel_id", n(hotel_id))
+            .key("facet", s(key))
+            .update_expression("DELETE touched :t")
+            .condition_expression("attribute_exists(hotel_id) AND fence <= :f")
+            .expression_attribute_values(
+                ":t",
+                AV::Ns(parts.iter().map(|p| p.to_string()).collect()),
+            )
+            .expression_attribute_values(":f", n(fence))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| doc_refused(&call, e))?;
+        usage.wcu += units(out.consumed_capacity());
+        Ok(usage)
     }
 
     async fn commit(&self, w: &PropertyWrite) -> PortResult<Usage> {

@@ -47,6 +47,8 @@ pub struct AcceptedWrite {
 pub(super) struct DocItem {
     doc: StoredDoc,
     fence: u64,
+    /// (Head items) every part index written in this slot and not yet removed.
+    touched: BTreeSet<u32>,
 }
 
 #[derive(Default)]
@@ -124,6 +126,26 @@ impl MemoryStore {
             c.add(r.sync_status, 1);
         }
         c
+    }
+
+    /// Document parts nothing accounts for: a part item whose slot head neither counts it
+    /// (index < parts) nor remembers it for removal. Must always be empty (no leak).
+    pub fn leaked_parts(&self) -> Vec<String> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for ((id, key), _) in st.docs.iter() {
+            let Some((head_key, idx)) = key.rsplit_once('~') else {
+                continue;
+            };
+            let Ok(idx) = idx.parse::<u32>() else {
+                continue;
+            };
+            match st.docs.get(&(*id, head_key.to_string())) {
+                Some(h) if idx < h.doc.parts || h.touched.contains(&idx) => {}
+                _ => out.push(format!("{id}/{key}")),
+            }
+        }
+        out
     }
 
     /// Every run.
@@ -286,31 +308,47 @@ impl PropertyWriter for MemoryStore {
         })
     }
 
-    async fn put_document(&self, doc: &DocWrite) -> PortResult<Usage> {
-        let call = format!("put document hotel {} {}", doc.hotel_id, doc.key);
+    async fn put_document(&self, doc: &DocWrite) -> PortResult<DocPut> {
+        let item_key = crate::domain::document::part_key(&doc.key, doc.part);
+        let call = format!("put document hotel {} {item_key}", doc.hotel_id);
         let mut st = self.lock();
-        let k = (doc.hotel_id, doc.key.clone());
-        if st.docs.get(&k).is_some_and(|d| d.fence > doc.fence) {
+        let k = (doc.hotel_id, item_key.clone());
+        let old = st.docs.get(&k);
+        if old.is_some_and(|d| d.fence > doc.fence) {
             return Err(refused(
                 call,
                 PortErrorKind::Fenced,
                 "a newer sync invocation wrote this document",
             ));
         }
+        // The head remembers every part index written in its slot (a set union, as DynamoDB's
+        // ADD on a number set).
+        let mut touched = old.map(|d| d.touched.clone()).unwrap_or_default();
+        let mut stale = Vec::new();
+        if doc.part == 0 {
+            touched.extend(1..doc.parts);
+            stale = touched
+                .iter()
+                .copied()
+                .filter(|p| *p >= doc.parts)
+                .collect();
+        }
         st.docs.insert(
             k,
             DocItem {
                 doc: StoredDoc {
                     hotel_id: doc.hotel_id,
-                    key: doc.key.clone(),
+                    key: item_key.clone(),
                     data_version: doc.data_version,
                     content_hash: doc.content_hash.clone(),
                     compressed: doc.compressed.clone(),
+                    parts: doc.parts,
                 },
                 fence: doc.fence,
+                touched,
             },
         );
-        let key = format!("{}/{}", doc.hotel_id, doc.key);
+        let key = format!("{}/{item_key}", doc.hotel_id);
         self.log(
             &mut st,
             Table::Documents,
@@ -318,9 +356,60 @@ impl PropertyWriter for MemoryStore {
             Some(doc.fence),
             "put_document",
         );
+        Ok(DocPut {
+            usage: Usage {
+                rcu: 0.0,
+                wcu: wcu(doc.compressed.len() + 200),
+            },
+            stale,
+        })
+    }
+
+    async fn remove_parts(
+        &self,
+        hotel_id: i64,
+        key: &str,
+        parts: &[u32],
+        fence: u64,
+    ) -> PortResult<Usage> {
+        let call = format!("remove parts of document hotel {hotel_id} {key}");
+        let mut st = self.lock();
+        let head = (hotel_id, key.to_string());
+        if st.docs.get(&head).is_some_and(|d| d.fence > fence) {
+            return Err(refused(
+                call,
+                PortErrorKind::Fenced,
+                "a newer sync invocation wrote this document",
+            ));
+        }
+        let mut units = 0.0;
+        for p in parts {
+            let k = (hotel_id, crate::domain::document::part_key(key, *p));
+            match st.docs.get(&k) {
+                Some(d) if d.fence > fence => continue,
+                Some(_) => {
+                    st.docs.remove(&k);
+                    units += 1.0;
+                    self.log(
+                        &mut st,
+                        Table::Documents,
+                        format!("{hotel_id}/{}", k.1),
+                        Some(fence),
+                        "remove_part",
+                    );
+                }
+                None => {}
+            }
+        }
+        if let Some(h) = st.docs.get_mut(&head) {
+            for p in parts {
+                h.touched.remove(p);
+            }
+            units += 1.0;
+        }
         Ok(Usage {
             rcu: 0.0,
-            wcu: wcu(doc.compressed.len() + 200),
+            wcu: units,
         })
     }
 

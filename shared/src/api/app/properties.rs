@@ -26,13 +26,13 @@ impl App {
         let done = self.tracking.track(&ids).await?;
         Ok(ApiResponse::ok(
             200,
-            &serde_json::json!({
-                "requested": ids.len(),
-                "newly_tracked": done.new + done.retracked,
-                "new": done.new,
-                "retracked": done.retracked,
-                "already_tracked": ids.len() - done.new - done.retracked,
-            }),
+            &crate::api::wire::TrackResponse {
+                requested: ids.len(),
+                newly_tracked: done.new + done.retracked,
+                new: done.new,
+                retracked: done.retracked,
+                already_tracked: ids.len().saturating_sub(done.new + done.retracked),
+            },
         ))
     }
 
@@ -60,13 +60,22 @@ impl App {
         let Some(state) = record.facet_states().get(facet).cloned() else {
             return Ok(None);
         };
-        let (doc, _) = self.reader.get_document(id, &state.key(facet)).await?;
+        let (doc, _) = match self.reader.get_whole_document(id, &state.key(facet)).await {
+            // A part of another version: two newer syncs rewrote the slot under this reader.
+            Err(e) if e.kind == PortErrorKind::Conflict => {
+                return Err(ApiError::Unavailable(format!(
+                    "hotel {id}: the {facet} document changed while it was read; retry"
+                )));
+            }
+            r => r?,
+        };
         if let Some(d) = &doc
             && d.content_hash != state.hash
         {
-            // Never serve a document under a record that describes another version.
-            return Err(ApiError::Internal(format!(
-                "hotel {id}: the stored {facet} document does not match its record"
+            // Never serve a document under a record that describes another version: the slot
+            // was rewritten after the record was read (two newer syncs); a retry reads both anew.
+            return Err(ApiError::Unavailable(format!(
+                "hotel {id}: the {facet} document changed while it was read; retry"
             )));
         }
         match doc {

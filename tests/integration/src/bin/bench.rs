@@ -418,6 +418,7 @@ async fn child_invoke(req: &str, opts: &str) {
             max_retry_after: cupid_sync::engine::MAX_RETRY_AFTER,
             emit_metrics: false,
             scan_page: cupid_sync::engine::SCAN_PAGE,
+            part_bytes: cupid_sync::domain::document::PART_BYTES,
         },
     );
     match engine.handle(req, None).await.expect("engine") {

@@ -180,6 +180,104 @@ async fn main() {
         s == 200 && n >= 10,
         format!("{s}, {n} paths"),
     );
+    // Scale: a run's details page by property, status reads counts, the log pages by cursor.
+    let mut details = 0;
+    let mut after: Option<i64> = None;
+    let mut pages = 0;
+    loop {
+        let q = after.map(|a| format!("&after={a}")).unwrap_or_default();
+        let (_, b, _) = c
+            .call(
+                "GET",
+                &format!("/api/v1/admin/sync/logs/{first}?limit=40{q}"),
+                true,
+            )
+            .await;
+        pages += 1;
+        details += b["data"]["details"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0);
+        match b["data"]["next_after"].as_i64() {
+            Some(a) if pages < 10 => after = Some(a),
+            _ => break,
+        }
+    }
+    c.check(
+        "the first run's 100 changes page by property (40 per page)",
+        details == 100 && pages == 3,
+        format!("{details} details in {pages} pages"),
+    );
+    let (_, b, _) = c.call("GET", "/api/v1/admin/sync/status", true).await;
+    c.check(
+        "status shows the counts per sync status and the run count",
+        b["data"]["properties_by_status"]["synced"] == 100
+            && b["data"]["total_properties"] == 100
+            && b["data"]["total_runs"].as_u64().is_some_and(|n| n >= 2),
+        &b["data"],
+    );
+    let (_, b, _) = c.call("GET", "/api/v1/admin/sync/logs?limit=1", true).await;
+    let newest = b["data"]["items"][0]["sync_id"].clone();
+    let cursor = b["data"]["next_cursor"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (_, b2, _) = c
+        .call(
+            "GET",
+            &format!("/api/v1/admin/sync/logs?limit=1&cursor={cursor}"),
+            true,
+        )
+        .await;
+    c.check(
+        "the run log pages by cursor",
+        !cursor.is_empty() && b2["data"]["items"][0]["sync_id"] != newest,
+        format!("{b} then {b2}"),
+    );
+
+    // Bulk tracking from a file with the CLI: 12,000 lines in two calls.
+    let file = std::env::temp_dir().join(format!("e2e-ids-{}.txt", std::process::id()));
+    let mut lines = vec!["# ids for the e2e".to_string(), "1641879".into()];
+    lines.extend((0..11_996).map(|i| (50_000_000 + i).to_string()));
+    lines.push("not-an-id".into());
+    lines.push("-3".into());
+    std::fs::write(&file, lines.join("\n")).expect("write the ids file");
+    let cli = std::env::var("CUPID_SYNC_CLI").unwrap_or_else(|_| "target/debug/cupid-sync".into());
+    let out = std::process::Command::new(&cli)
+        .args([
+            "--api", &c.base, "--token", &c.token, "--json", "track", "--file",
+        ])
+        .arg(&file)
+        .output();
+    let _ = std::fs::remove_file(&file);
+    match out {
+        Ok(o) if o.status.success() => {
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+            let lines: Vec<i64> = v["invalid"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|i| i["line"].as_i64()).collect())
+                .unwrap_or_default();
+            c.check(
+                "`cupid-sync track --file` tracks 11,996 new ids and names the invalid lines",
+                v["new"] == 11_996 && v["already_tracked"] == 1 && lines == [11_999, 12_000],
+                &v,
+            );
+            let (_, b, _) = c.call("GET", "/api/v1/admin/sync/status", true).await;
+            c.check(
+                "status counts the newly tracked ids as pending",
+                b["data"]["total_properties"] == 12_096
+                    && b["data"]["properties_by_status"]["pending"] == 11_996,
+                &b["data"]["properties_by_status"],
+            );
+        }
+        Ok(o) => c.check(
+            "`cupid-sync track --file` succeeds",
+            false,
+            String::from_utf8_lossy(&o.stderr),
+        ),
+        Err(e) => c.check("`cupid-sync track` runs", false, format!("{cli}: {e}")),
+    }
+
     let (s, b, _) = c.call("GET", "/docs", false).await;
     c.check(
         "the Swagger UI page is served",

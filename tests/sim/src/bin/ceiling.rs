@@ -122,6 +122,7 @@ fn main() {
                 max_retry_after: cupid_sync::engine::MAX_RETRY_AFTER,
                 emit_metrics: false,
                 scan_page: 1000,
+                part_bytes: cupid_sync::domain::document::PART_BYTES,
             },
         );
         println!(
