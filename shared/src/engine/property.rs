@@ -177,12 +177,6 @@ async fn changes(
     let mut out = Vec::new();
     for d in &plan.docs {
         let facet = &ctx.facets[d.index];
-        let new = compared[d.index]
-            .packed
-            .as_ref()
-            .and_then(|z| z.as_ref().ok())
-            .and_then(|z| document::decompress(z).ok())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
         let old = match t.facets.get(&d.facet) {
             None => None,
             Some(state) => match ctx
@@ -201,8 +195,18 @@ async fn changes(
                 }
             },
         };
-        let (paths, truncated) = match (old, new) {
-            (Some(prev), Some(new)) => facet.diff(&prev, &new, MAX_PATHS),
+        // The new version is parsed again only when there is an old one to compare with (a
+        // first sync of a facet is `$`).
+        let new = || {
+            compared[d.index]
+                .packed
+                .as_ref()
+                .and_then(|z| z.as_ref().ok())
+                .and_then(|z| document::decompress(z).ok())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        };
+        let (paths, truncated) = match old.map(|prev| (prev, new())) {
+            Some((prev, Some(new))) => facet.diff(&prev, &new, MAX_PATHS),
             _ => (vec!["$".into()], false),
         };
         info!(hotel_id = t.hotel_id, facet = %d.facet, changed = paths.len(), "content changed");
