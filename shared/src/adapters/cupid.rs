@@ -30,7 +30,7 @@ impl CupidHttp {
         })
     }
 
-    async fn get_json(&self, path: &str) -> Result<serde_json::Value, FetchError> {
+    async fn get_body(&self, path: &str) -> Result<Vec<u8>, FetchError> {
         let url = format!("{}{}", self.base, path);
         let resp = self
             .client
@@ -57,8 +57,7 @@ impl CupidHttp {
             _ => return Err(FetchError::Client(status)),
         }
         let body = resp.bytes().await.map_err(|e| self.transport(e))?;
-        serde_json::from_slice(&body)
-            .map_err(|e| FetchError::Malformed(format!("{e} ({} bytes)", body.len())))
+        Ok(body.to_vec())
     }
 
     fn transport(&self, e: reqwest::Error) -> FetchError {
@@ -86,7 +85,12 @@ pub fn parse_retry_after(v: &str) -> Option<RetryAfter> {
 #[async_trait]
 impl Upstream for CupidHttp {
     async fn fetch(&self, hotel_id: i64, facet: &Facet) -> Result<serde_json::Value, FetchError> {
-        self.get_json(&facet.path(hotel_id)).await
+        let body = self.get_body(&facet.path(hotel_id)).await?;
+        crate::domain::document::parse_body(&body).map_err(FetchError::Malformed)
+    }
+
+    async fn fetch_raw(&self, hotel_id: i64, facet: &Facet) -> Result<Vec<u8>, FetchError> {
+        self.get_body(&facet.path(hotel_id)).await
     }
 }
 

@@ -13,6 +13,8 @@ pub enum FacetOutcome {
     /// the summary fields of the small record.
     Fetched {
         hash: String,
+        /// Digest of the raw body (see `FacetState::raw`).
+        raw: Option<String>,
         stored_bytes: usize,
         summary: Option<Summary>,
     },
@@ -149,6 +151,7 @@ pub fn decide(
             FacetOutcome::Failed(reason) => facet_failures.push(format!("{key}: {reason}")),
             FacetOutcome::Fetched {
                 hash,
+                raw,
                 stored_bytes,
                 summary: s,
             } => {
@@ -156,6 +159,13 @@ pub fn decide(
                     summary = s.clone();
                 }
                 if tracked.hash(&key) == Some(hash.as_str()) {
+                    // Same content from other bytes: should this write happen, it keeps the
+                    // new bytes' digest so they take the fast path next time.
+                    if raw.is_some()
+                        && let Some(st) = next.get_mut(&key)
+                    {
+                        st.raw = raw.clone();
+                    }
                     continue;
                 }
                 if *stored_bytes > MAX_COMPRESSED_BYTES {
@@ -178,6 +188,7 @@ pub fn decide(
                         hash: hash.clone(),
                         version: new_version,
                         slot: Some(slot.to_string()),
+                        raw: raw.clone(),
                     },
                 );
                 docs.push(PlannedDoc {
@@ -225,6 +236,7 @@ mod tests {
     fn fetched(hash: &str) -> FacetOutcome {
         FacetOutcome::Fetched {
             hash: hash.into(),
+            raw: Some(format!("raw-{hash}")),
             stored_bytes: 100,
             summary: None,
         }
@@ -243,6 +255,7 @@ mod tests {
                             hash: h.to_string(),
                             version,
                             slot: slot.map(String::from),
+                            raw: None,
                         },
                     )
                 })
@@ -381,10 +394,37 @@ mod tests {
     }
 
     #[test]
+    fn a_write_records_each_facets_raw_digest_and_refreshes_an_unchanged_ones() {
+        let t = stored(
+            &[("property", "p1", Some("a")), ("reviews", "r1", Some("a"))],
+            1,
+        );
+        // The property's content is the same from other bytes; the reviews changed.
+        let d = decide(
+            &t,
+            &[
+                (Facet::Property, fetched("p1")),
+                (Facet::Reviews(5), fetched("r2")),
+            ],
+            true,
+        );
+        let Plan::Write(w) = &d.plan else {
+            panic!("{:?}", d.plan)
+        };
+        assert_eq!(w.facets["reviews"].raw.as_deref(), Some("raw-r2"));
+        assert_eq!(w.facets["property"].raw.as_deref(), Some("raw-p1"));
+        assert_eq!(
+            w.facets["property"].version, 1,
+            "unchanged content keeps its version"
+        );
+    }
+
+    #[test]
     fn an_oversized_document_is_refused_and_the_previous_version_kept() {
         let t = stored(&[("property", "p1", Some("a"))], 1);
         let big = FacetOutcome::Fetched {
             hash: "p2".into(),
+            raw: None,
             stored_bytes: MAX_COMPRESSED_BYTES + 1,
             summary: None,
         };

@@ -19,26 +19,50 @@ pub fn unwrap_envelope(v: Value) -> Value {
     }
 }
 
-fn photo_order(a: &Value, b: &Value) -> Ordering {
-    let main = |v: &Value| {
-        v.get("main_photo")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    };
-    let class_order = |v: &Value| {
-        v.get("class_order")
-            .and_then(Value::as_i64)
-            .unwrap_or(i64::MAX)
-    };
-    let score = |v: &Value| v.get("score").and_then(Value::as_f64).unwrap_or(0.0);
-    fn url(v: &Value) -> &str {
-        v.get("url").and_then(Value::as_str).unwrap_or("")
+/// A photo's place in the canonical order: main photo first, then `class_order` ascending,
+/// `score` descending, `url` ascending (read once per photo, not once per comparison).
+struct PhotoKey {
+    main: bool,
+    class_order: i64,
+    score: f64,
+    url: String,
+}
+
+impl PhotoKey {
+    fn of(v: &Value) -> Self {
+        PhotoKey {
+            main: v
+                .get("main_photo")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            class_order: v
+                .get("class_order")
+                .and_then(Value::as_i64)
+                .unwrap_or(i64::MAX),
+            score: v.get("score").and_then(Value::as_f64).unwrap_or(0.0),
+            url: v
+                .get("url")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        }
     }
-    main(b)
-        .cmp(&main(a))
-        .then(class_order(a).cmp(&class_order(b)))
-        .then(score(b).partial_cmp(&score(a)).unwrap_or(Ordering::Equal))
-        .then(url(a).cmp(url(b)))
+
+    fn cmp(&self, o: &PhotoKey) -> Ordering {
+        o.main
+            .cmp(&self.main)
+            .then(self.class_order.cmp(&o.class_order))
+            .then(o.score.partial_cmp(&self.score).unwrap_or(Ordering::Equal))
+            .then(self.url.cmp(&o.url))
+    }
+}
+
+/// Sorts photos into the canonical order (stable: ties keep their order).
+fn sort_photos(items: &mut Vec<Value>) {
+    let mut keyed: Vec<(PhotoKey, Value)> =
+        items.drain(..).map(|v| (PhotoKey::of(&v), v)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    items.extend(keyed.into_iter().map(|(_, v)| v));
 }
 
 /// Puts the document in canonical order (in place).
@@ -50,7 +74,7 @@ pub fn normalize(v: &mut Value) {
                 if k == "photos"
                     && let Value::Array(items) = child
                 {
-                    items.sort_by(photo_order);
+                    sort_photos(items);
                 }
             }
         }
@@ -106,6 +130,16 @@ pub fn canonical_bytes(v: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 * 1024);
     write_canonical(&owned, &mut out);
     out
+}
+
+/// Digest of a raw response body (hex SHA-256; equal bytes, equal digest).
+pub fn raw_digest(body: &[u8]) -> String {
+    content_hash(body)
+}
+
+/// A response body parsed, or why it is malformed (as an operator reads it).
+pub fn parse_body(body: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(body).map_err(|e| format!("{e} ({} bytes)", body.len()))
 }
 
 /// Hex SHA-256 of the canonical bytes.

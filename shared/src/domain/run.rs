@@ -381,6 +381,7 @@ impl SyncRecord {
                     hash: h.clone(),
                     version: self.data_version,
                     slot: None,
+                    raw: None,
                 },
             );
         }
@@ -413,6 +414,10 @@ pub struct FacetState {
     /// `None`: a document written before slots existed (its key is the facet key itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
+    /// Digest of the raw upstream body this version came from: the same bytes again are
+    /// unchanged without parsing them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
 }
 
 impl FacetState {
@@ -461,6 +466,10 @@ impl Tracked {
     }
     pub fn hash(&self, facet: &str) -> Option<&str> {
         self.facets.get(facet).map(|f| f.hash.as_str())
+    }
+    /// The raw-body digest of the stored version of `facet`, if known.
+    pub fn raw(&self, facet: &str) -> Option<&str> {
+        self.facets.get(facet).and_then(|f| f.raw.as_deref())
     }
 }
 
@@ -562,6 +571,7 @@ mod tests {
             hash: "h".into(),
             version: 1,
             slot: slot.map(String::from),
+            raw: None,
         };
         assert_eq!(FacetState::next_slot(Some(&st(Some("a")))), "b");
         assert_eq!(FacetState::next_slot(Some(&st(Some("b")))), "a");

@@ -52,7 +52,7 @@ pub(crate) enum FetchStop {
 }
 
 /// One request's result.
-pub(crate) type Fetched = Result<Result<serde_json::Value, FetchError>, FetchStop>;
+pub(crate) type Fetched = Result<Result<Vec<u8>, FetchError>, FetchStop>;
 
 /// What a retryable attempt ends with.
 #[derive(Debug)]
@@ -154,14 +154,14 @@ impl Gate {
         guard: &FenceGuard,
         id: i64,
         facet: &Facet,
-    ) -> Result<serde_json::Value, Attempt> {
+    ) -> Result<Vec<u8>, Attempt> {
         self.check_stops(guard).map_err(Attempt::Stop)?;
         let _permit = self.permits.acquire().await;
         self.wait_rate().await;
         // Waiting may have taken long: decide again before sending.
         self.check_stops(guard).map_err(Attempt::Stop)?;
         self.sent.fetch_add(1, Ordering::Relaxed);
-        match upstream.fetch(id, facet).await {
+        match upstream.fetch_raw(id, facet).await {
             Err(FetchError::Unauthorized(code)) => {
                 let reason = FetchError::Unauthorized(code).to_string();
                 let _ = self.refused.set(reason.clone());

@@ -72,8 +72,34 @@ struct Compared {
     packed: Option<std::io::Result<Vec<u8>>>,
 }
 
-fn compare(facet: &Facet, known: Option<&str>, body: serde_json::Value) -> Compared {
-    match facet.canonical(body) {
+/// Compares a fetched body with what is stored. Bytes identical to the stored version's (same
+/// raw digest) are unchanged without being parsed; other bytes are parsed and canonicalised,
+/// and compared by content.
+fn compare(facet: &Facet, stored: Option<&FacetState>, body: &[u8]) -> Compared {
+    let raw = document::raw_digest(body);
+    if let Some(st) = stored
+        && st.raw.as_deref() == Some(raw.as_str())
+    {
+        return Compared {
+            outcome: FacetOutcome::Fetched {
+                hash: st.hash.clone(),
+                raw: Some(raw),
+                stored_bytes: 0,
+                summary: None,
+            },
+            packed: None,
+        };
+    }
+    let parsed = match document::parse_body(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Compared {
+                outcome: FacetOutcome::Failed(format!("malformed upstream body: {e}")),
+                packed: None,
+            };
+        }
+    };
+    match facet.canonical(parsed) {
         Err(reason) => Compared {
             outcome: FacetOutcome::Failed(reason),
             packed: None,
@@ -82,10 +108,11 @@ fn compare(facet: &Facet, known: Option<&str>, body: serde_json::Value) -> Compa
             let CanonicalDoc { value, bytes, hash } = doc;
             let summary = (*facet == Facet::Property).then(|| Summary::of(&value));
             drop(value);
-            if known == Some(hash.as_str()) {
+            if stored.map(|s| s.hash.as_str()) == Some(hash.as_str()) {
                 return Compared {
                     outcome: FacetOutcome::Fetched {
                         hash,
+                        raw: Some(raw),
                         stored_bytes: 0,
                         summary,
                     },
@@ -96,6 +123,7 @@ fn compare(facet: &Facet, known: Option<&str>, body: serde_json::Value) -> Compa
                 Ok(z) => Compared {
                     outcome: FacetOutcome::Fetched {
                         hash,
+                        raw: Some(raw),
                         stored_bytes: z.len(),
                         summary,
                     },
@@ -145,7 +173,7 @@ async fn fetch_all(ctx: &PropertyCtx, t: &Tracked) -> Result<Vec<Compared>, Repo
     let mut cut = false;
     for (f, r) in results {
         match r {
-            Ok(Ok(body)) => out.push(compare(f, t.hash(&f.key()), body)),
+            Ok(Ok(body)) => out.push(compare(f, t.facets.get(&f.key()), &body)),
             Ok(Err(FetchError::NotFound)) => out.push(Compared {
                 outcome: FacetOutcome::NotFound,
                 packed: None,

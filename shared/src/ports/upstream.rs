@@ -68,4 +68,11 @@ pub trait Upstream: Send + Sync {
     /// One attempt at one facet of one hotel (`GET /v3.0/property/{id}`, `.../lang/{lang}`,
     /// `/v3.0/property/reviews/{id}/{count}`): the parsed JSON body.
     async fn fetch(&self, hotel_id: i64, facet: &Facet) -> Result<serde_json::Value, FetchError>;
+
+    /// The same attempt's body as it arrived, unparsed: the engine digests it first and parses
+    /// only bytes it has not stored before. By default, `fetch` serialised.
+    async fn fetch_raw(&self, hotel_id: i64, facet: &Facet) -> Result<Vec<u8>, FetchError> {
+        let v = self.fetch(hotel_id, facet).await?;
+        serde_json::to_vec(&v).map_err(|e| FetchError::Malformed(e.to_string()))
+    }
 }

@@ -217,6 +217,7 @@ fn write(id: i64, expected: u64, fence: u64, hash: &str) -> PropertyWrite {
             hash: hash.into(),
             version: expected + 1,
             slot: Some("a".into()),
+            raw: Some(format!("raw-{hash}")),
         },
     );
     PropertyWrite {
@@ -261,6 +262,7 @@ async fn fenced_records(k: Kit) {
         "{n}"
     );
     assert_eq!(r.facets["property"].slot.as_deref(), Some("a"), "{n}");
+    assert_eq!(r.facets["property"].raw.as_deref(), Some("raw-h1"), "{n}");
     assert_eq!(r.content_hash.as_deref(), Some("h1"), "{n}");
     // A repeated write (an SDK retry of a request that had applied) succeeds.
     w.claim(1, 1, 5).await.unwrap();

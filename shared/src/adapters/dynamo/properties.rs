@@ -178,13 +178,13 @@ impl DynamoProperties {
                 if let AV::M(f) = v
                     && let (Some(hash), Some(version)) = (get_s(f, "hash"), get_n(f, "version"))
                 {
-                    let slot = get_s(f, "slot");
                     facets.insert(
                         k.clone(),
                         FacetState {
                             hash,
                             version,
-                            slot,
+                            slot: get_s(f, "slot"),
+                            raw: get_s(f, "raw"),
                         },
                     );
                 }
@@ -197,6 +197,7 @@ impl DynamoProperties {
                     hash,
                     version: get_n(item, "data_version").unwrap_or(0),
                     slot: None,
+                    raw: None,
                 },
             );
         }

@@ -73,6 +73,9 @@ fn facets_av(facets: &BTreeMap<String, FacetState>) -> AV {
                 if let Some(slot) = &f.slot {
                     m.insert("slot".into(), s(slot));
                 }
+                if let Some(raw) = &f.raw {
+                    m.insert("raw".into(), s(raw));
+                }
                 (k.clone(), AV::M(m))
             })
             .collect(),
