@@ -7,7 +7,7 @@ API ?= http://localhost:8080
 AUTH := -H 'Authorization: Bearer $(ADMIN_TOKEN)' -H 'Content-Type: application/json'
 export ADMIN_TOKEN
 
-.PHONY: run test tools build lint api-fuzz bench sim sim-bites ceiling sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings track logs clean
+.PHONY: run test tools build lint api-fuzz bench bench-reads sim sim-bites ceiling sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings track logs clean
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
@@ -41,6 +41,13 @@ BENCH_OUT ?= $(CURDIR)/.local/bench.md
 bench: tools
 	cargo build --release --workspace --bins
 	tests/stack.sh test target/release/bench $(BENCH_ARGS) --markdown $(BENCH_OUT)
+
+# Admin reads at scale through watch (BENCH_READS_N=100,100000,1000000; 5,000 runs in the log):
+# p50/p95 of status, health and the logs list, and the read units each costs.
+BENCH_READS_N ?= 100,100000
+bench-reads: tools
+	cargo build --workspace --bins
+	BENCH_READS_N=$(BENCH_READS_N) SIM_PORT=19300 WATCH_PORT=18380 BENCH_OUT=$(CURDIR)/.local/bench-reads.md tests/stack.sh reads
 
 # The deterministic simulation (also in `make test` with 10,000 seeds): SEEDS=N for a long soak,
 # SIM_SEED=S to replay one seed verbosely.

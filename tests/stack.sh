@@ -186,6 +186,16 @@ MSG
     done
     exit $status
     ;;
+  reads)
+    # Admin reads at scale (make bench-reads): an isolated stack, then `bench reads` seeds N
+    # records and 5,000 runs into its tables and times status / health / logs through watch.
+    isolated_stack
+    status=0
+    BENCH=${BENCH:-$ROOT/target/debug/bench}
+    "$BENCH" reads "http://127.0.0.1:$WATCH_PORT" "$ADMIN_TOKEN" ${BENCH_OUT:+--markdown "$BENCH_OUT"} || status=$?
+    stop_all
+    exit $status
+    ;;
   fuzz)
     # schemathesis against the OpenAPI document, on a stack of its own. Requests go through
     # `apigw` (an API Gateway stand-in in front of the same handler; see its doc comment);
@@ -225,7 +235,7 @@ PY
     exit $status
     ;;
   *)
-    echo "usage: tests/stack.sh run | test <command...> | e2e | fuzz" >&2
+    echo "usage: tests/stack.sh run | test <command...> | e2e | reads | fuzz" >&2
     exit 2
     ;;
 esac

@@ -8,6 +8,8 @@
 //! `bench invoke <sync-request-json> <options-json>`: one invocation in its own process (the
 //! parent reads its peak RSS).
 
+mod reads;
+
 use cupid_sync::domain::run::{SyncRequest, SyncRun};
 use cupid_sync::engine::Outcome;
 use integration::{Options, Stack};
@@ -489,7 +491,7 @@ async fn init_time(bin: &std::path::Path, sync: bool) -> (Duration, Duration) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let (next_tx, mut next_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let event = serde_json::from_str::<serde_json::Value>(include_str!(
-        "../../../fixtures/apigw/put_settings.json"
+        "../../../../fixtures/apigw/put_settings.json"
     ))
     .unwrap();
     let mut health = event.clone();
@@ -589,6 +591,26 @@ async fn main() {
         child_invoke(&args[1], &args[2]).await;
         return;
     }
+    let mut rows = Vec::new();
+    if args.first().map(String::as_str) == Some("reads") {
+        let api = args
+            .get(1)
+            .cloned()
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let token = args
+            .get(2)
+            .cloned()
+            .unwrap_or_else(|| "local-admin-token".into());
+        reads::reads(&mut rows, &api, &token).await;
+        print_rows(
+            &rows,
+            args.iter()
+                .position(|a| a == "--markdown")
+                .and_then(|i| args.get(i + 1))
+                .cloned(),
+        );
+        return;
+    }
     let full = args.iter().any(|a| a == "--full");
     let markdown = args
         .iter()
@@ -602,7 +624,6 @@ async fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    let mut rows = Vec::new();
     if run("rate") {
         eprintln!("bench: rate-bound scenarios");
         rate_bound(&mut rows, 100, 10.0, false).await;
@@ -630,11 +651,14 @@ async fn main() {
         eprintln!("bench: binaries");
         binaries(&mut rows).await;
     }
+    print_rows(&rows, markdown);
+}
 
+fn print_rows(rows: &[Row], markdown: Option<String>) {
     let mut table = String::from(
         "| scenario | measured | floor / goal value | ratio | goal | baseline |\n|---|---|---|---|---|---|\n",
     );
-    for r in &rows {
+    for r in rows {
         table.push_str(&format!(
             "| {} | {} | {} | {:.2} | {} | {} |\n",
             r.scenario, r.measured, r.floor, r.ratio, r.goal, r.baseline
