@@ -5,7 +5,8 @@
 //! moto can answer them and computed everywhere.
 //!
 //! `tests/stack.sh reads` starts an isolated stack (moto, simulator, watch) and runs
-//! `bench reads <api> <token>`; `BENCH_READS_N=100,100000,1000000` picks the sizes.
+//! `bench reads <api> <token>`; `BENCH_READS_N=100,100000,1000000` picks the sizes. Leave the
+//! work tree alone while it runs: `cargo lambda watch` restarts the functions on any change.
 
 use super::Row;
 use aws_sdk_dynamodb::types::{AttributeValue as AV, PutRequest, WriteRequest};
@@ -244,7 +245,10 @@ pub async fn reads(rows: &mut Vec<Row>, api: &str, token: &str) {
         .collect();
     let client = integration::ddb().await;
     let t = tables_from_env();
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("an HTTP client");
     let stats = DynamoStats::new(client.clone(), &t);
     eprintln!("bench reads: seeding {RUNS} runs");
     seed_runs(&client, &t).await;
