@@ -41,6 +41,8 @@ BENCH_OUT ?= $(CURDIR)/.local/bench.md
 bench: tools
 	cargo build --release --workspace --bins
 	tests/stack.sh test target/release/bench $(BENCH_ARGS) --markdown $(BENCH_OUT)
+	target/release/ceiling 20000 small
+	target/release/ceiling 5000 recorded
 
 # Admin reads at scale through watch (BENCH_READS_N=100,100000,1000000; 5,000 runs in the log):
 # p50/p95 of status, health and the logs list, and the read units each costs.
@@ -59,9 +61,9 @@ sim:
 # The engine's own ceiling (no network: in-memory store, upstream in process, rate limit off).
 CEILING_N ?= 20000
 ceiling:
-	cargo build -p sim --bin ceiling
-	target/debug/ceiling $(CEILING_N) small
-	target/debug/ceiling $(CEILING_N) recorded
+	cargo build --release -p sim --bin ceiling
+	target/release/ceiling $(CEILING_N) small
+	target/release/ceiling 5000 recorded
 
 # Puts each known defect back (tests/sim/planted/*.patch), counts the seeds until the simulation
 # catches it, and takes it out again.

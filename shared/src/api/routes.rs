@@ -90,7 +90,7 @@ pub const ROUTES: &[Route] = &[
         "logs",
         true,
         Op::Logs,
-        "Sync runs, newest first",
+        "Sync runs, newest first (?limit=&cursor= or &offset=)",
     ),
     r(
         "GET",
@@ -98,7 +98,7 @@ pub const ROUTES: &[Route] = &[
         "logs",
         true,
         Op::LogDetail,
-        "One sync run with failures and changes",
+        "One sync run and a page of its changed and failed properties (?limit=&after=)",
     ),
     r(
         "GET",

@@ -137,10 +137,30 @@ impl World {
                     params: BTreeMap::from([("id".to_string(), id.to_string())]),
                     ..Default::default()
                 };
-                if let Err(e) = self.app().handle(Op::PropertyGet, &req).await
-                    && e.status() == 500
-                {
-                    self.violation(format!("a reader of hotel {id} got: {e}"));
+                match self.app().handle(Op::PropertyGet, &req).await {
+                    Err(e) if e.status() == 500 => {
+                        self.violation(format!("a reader of hotel {id} got: {e}"));
+                    }
+                    Err(_) => {}
+                    // What is served is the version its record names, never a mix of parts.
+                    Ok(resp) => {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&resp.body).unwrap_or_default();
+                        let d = &v["data"];
+                        if let (Some(want), false) =
+                            (d["content_hash"].as_str(), d["document"].is_null())
+                        {
+                            let got = Facet::Property
+                                .canonical(d["document"].clone())
+                                .map(|c| c.hash)
+                                .unwrap_or_default();
+                            if got != want {
+                                self.violation(format!(
+                                    "a reader of hotel {id} was served a document whose hash {got} is not its record's {want}"
+                                ));
+                            }
+                        }
+                    }
                 }
             }
             Action::Settings {

@@ -4,8 +4,10 @@
 //!
 //! `cargo run --release -p sim --bin ceiling -- [N] [small|recorded]`
 //! (`make ceiling`): N properties (default 20,000), documents either small (~300 B) or the
-//! recorded Cupid property body (~65 KB). Prints requests/s and CPU time per request for a first
-//! sync (every document written) and an unchanged re-sync (hash and compare only).
+//! recorded Cupid property body (~65 KB). Prints CPU per request by stage, then requests/s and
+//! CPU time per request for a first sync (every document written), an unchanged re-sync of the
+//! same bytes (digest only) and one of the same content in other bytes (parse, canonical form,
+//! hash, compare).
 
 use async_trait::async_trait;
 use cupid_sync::adapters::memory::MemoryStore;
@@ -30,12 +32,19 @@ impl Upstream for Instant0Upstream {
         serde_json::from_slice(&self.body).map_err(|e| FetchError::Malformed(e.to_string()))
     }
     async fn fetch_raw(&self, _: i64, _: &Facet) -> Result<Vec<u8>, FetchError> {
-        Ok(self.body.clone())
+        if self.reformat.load(std::sync::atomic::Ordering::Relaxed) {
+            Ok(self.pretty.clone())
+        } else {
+            Ok(self.body.clone())
+        }
     }
 }
 
 struct Instant0Upstream {
     body: Vec<u8>,
+    /// The same content in other bytes (indented): unchanged, but only after parsing.
+    pretty: Vec<u8>,
+    reformat: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -136,6 +145,11 @@ fn main() {
         let ids: Vec<i64> = (1..=n).collect();
         store.track(&ids).await.expect("track");
         let sink = Arc::new(Sink::default());
+        let upstream = Arc::new(Instant0Upstream {
+            body: serde_json::to_vec(&body).expect("a JSON body"),
+            pretty: serde_json::to_vec_pretty(&body).expect("a JSON body"),
+            reformat: std::sync::atomic::AtomicBool::new(false),
+        });
         let engine = Engine::new(
             EngineDeps {
                 reader: store.clone(),
@@ -143,9 +157,7 @@ fn main() {
                 runs: store.clone(),
                 stats: store.clone(),
                 lease: store.clone(),
-                upstream: Arc::new(Instant0Upstream {
-                    body: serde_json::to_vec(&body).expect("a JSON body"),
-                }),
+                upstream: upstream.clone(),
                 dispatch: sink.clone(),
                 events: sink.clone(),
                 settings: store.clone(),
@@ -178,7 +190,14 @@ fn main() {
             if recorded { "recorded (~65 KB)" } else { "small (~300 B)" },
             std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1)
         );
-        for (k, label) in [(0i64, "first sync (every document written)"), (1, "unchanged re-sync")] {
+        for (k, label) in [
+            (0i64, "first sync (every document written)"),
+            (1, "unchanged re-sync, same bytes"),
+            (2, "unchanged re-sync, same content in other bytes"),
+        ] {
+            upstream
+                .reformat
+                .store(k == 2, std::sync::atomic::Ordering::Relaxed);
             let req = SyncRequest::Scheduled {
                 scheduled_time: Some(Timestamp(1_800_000_000 + k * 3600).rfc3339()),
             };
