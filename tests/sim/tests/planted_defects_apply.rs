@@ -15,7 +15,11 @@ fn every_planted_defect_still_applies() {
         .filter(|p| p.extension().is_some_and(|x| x == "patch"))
         .collect();
     patches.sort();
-    assert_eq!(patches.len(), 6, "defects 1-6 of the correctness issue");
+    assert_eq!(
+        patches.len(),
+        8,
+        "defects 1-6 of the correctness issue, 7-8 of the scale issue"
+    );
     for p in patches {
         let out = std::process::Command::new("git")
             .current_dir(&root)
