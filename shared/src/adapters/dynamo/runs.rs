@@ -311,16 +311,19 @@ impl RunLog for DynamoRunLog {
             ),
             RunsFrom::Offset(n) => (None, n),
         };
-        while skip > 0 {
-            let resp = self
-                .client
+        // The runs index, newest first.
+        let newest = || {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .index_name(tables::RUNS_GSI)
                 .key_condition_expression("log_kind = :k")
                 .expression_attribute_values(":k", s(tables::RUN_KIND))
-                .projection_expression("sync_id, log_kind")
                 .scan_index_forward(false)
+        };
+        while skip > 0 {
+            let resp = newest()
+                .projection_expression("sync_id, log_kind")
                 .limit(skip.min(1000) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -336,14 +339,7 @@ impl RunLog for DynamoRunLog {
         let mut more = false;
         // One more than asked: whether a next page exists without a second call.
         while items.len() <= limit {
-            let resp = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(tables::RUNS_GSI)
-                .key_condition_expression("log_kind = :k")
-                .expression_attribute_values(":k", s(tables::RUN_KIND))
-                .scan_index_forward(false)
+            let resp = newest()
                 .limit((limit + 1 - items.len()) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -395,32 +391,14 @@ impl RunLog for DynamoRunLog {
                     })
             })
             .collect::<Result<_, _>>()?;
-        let call = format!("BatchWriteItem details of run {}", run.sync_id);
         let mut usage = Usage::default();
         for chunk in requests.chunks(25) {
-            let mut pending = chunk.to_vec();
-            let mut attempt = 0u32;
-            while !pending.is_empty() {
-                let resp = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending.clone())
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await
-                    .map_err(|e| port_err(&call, e))?;
-                for c in resp.consumed_capacity() {
-                    usage.wcu += c.capacity_units().unwrap_or(0.0);
-                }
-                pending = resp
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.table))
-                    .cloned()
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    super::backoff_unprocessed(&mut attempt, &call).await?;
-                }
-            }
+            usage += super::properties::batch_write(
+                self.client.clone(),
+                self.table.clone(),
+                chunk.to_vec(),
+            )
+            .await?;
         }
         Ok(usage)
     }

@@ -302,6 +302,8 @@ async fn continuation(rows: &mut Vec<Row>, n: u64) {
     // checkpoints, so the figure is the engine's (moto would need ~20 min for 200,000 writes).
     let mut next = serde_json::to_string(&s.reserve_manual(None, true).await).unwrap();
     let (mut invocations, mut peak_kb) = (0u32, 0i64);
+    // Properties each full invocation got through: flat when startup does not grow with N.
+    let (mut per_invocation, mut done_before) = (Vec::<i64>::new(), 0i64);
     let mut last: String;
     loop {
         invocations += 1;
@@ -309,15 +311,19 @@ async fn continuation(rows: &mut Vec<Row>, n: u64) {
             .args(["invoke", &next, &serde_json::to_string(&child).unwrap()])
             .output()
             .expect("child");
-        // SAFETY: getrusage with a valid pointer to a zeroed struct.
-        let rss = unsafe {
-            let mut u: libc_rusage = std::mem::zeroed();
-            getrusage(-1, &mut u);
-            u.ru_maxrss
-        };
-        peak_kb = peak_kb.max(rss);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         last = stdout.lines().last().unwrap_or("").to_string();
+        let field = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        peak_kb = peak_kb.max(field("VMHWM_KB ").unwrap_or(0));
+        if let Some(p) = field("PROCESSED ") {
+            per_invocation.push(p - done_before);
+            done_before = p;
+        }
         if let Some(resume) = stdout.lines().find_map(|l| l.strip_prefix("DISPATCH ")) {
             next = resume.to_string();
         } else {
@@ -333,9 +339,12 @@ async fn continuation(rows: &mut Vec<Row>, n: u64) {
             child.max_run_ms / 1000
         ),
         measured: format!(
-            "{invocations} invocations, peak RSS {} MB, every id once: {once}, {}",
+            "{invocations} invocations, peak RSS {} MB per invocation, every id once: {once}, {}; properties per full invocation: first {}, min {}, max {}",
             peak_kb / 1024,
-            secs(took)
+            secs(took),
+            per_invocation.first().copied().unwrap_or(0),
+            per_invocation.iter().min().copied().unwrap_or(0),
+            per_invocation.iter().max().copied().unwrap_or(0),
         ),
         floor: format!("{:.0} s (N/R at 1000/s)", n as f64 / 1000.0),
         ratio: took.as_secs_f64() / (n as f64 / 1000.0),
@@ -349,18 +358,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-#[repr(C)]
-struct libc_rusage {
-    ru_utime: [i64; 2],
-    ru_stime: [i64; 2],
-    ru_maxrss: i64,
-    rest: [i64; 13],
-}
-
-unsafe extern "C" {
-    fn getrusage(who: i32, usage: *mut libc_rusage) -> i32;
 }
 
 async fn child_invoke(req: &str, opts: &str) {
@@ -423,8 +420,21 @@ async fn child_invoke(req: &str, opts: &str) {
             part_bytes: cupid_sync::domain::document::PART_BYTES,
         },
     );
-    match engine.handle(req, None).await.expect("engine") {
-        Outcome::Continued { .. } => {
+    let outcome = engine.handle(req, None).await.expect("engine");
+    // This process's own peak RSS (VmHWM starts afresh at exec; the parent's getrusage would
+    // also count the pages a fork shares with a large parent before the exec).
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        })
+        .unwrap_or(0);
+    println!("VMHWM_KB {hwm}");
+    match outcome {
+        Outcome::Continued { processed, .. } => {
+            println!("PROCESSED {processed}");
             let r = dispatch.sent.lock().unwrap().pop().unwrap();
             println!("DISPATCH {}", serde_json::to_string(&r).unwrap());
         }
