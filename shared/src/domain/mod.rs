@@ -8,4 +8,5 @@ pub mod lease;
 pub mod run;
 pub mod settings;
 pub mod stats;
+pub mod status;
 pub mod time;

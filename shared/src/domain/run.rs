@@ -278,37 +278,7 @@ impl SyncRun {
     }
 }
 
-/// The sync state of one tracked property.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SyncStatus {
-    #[default]
-    Pending,
-    Synced,
-    Partial,
-    Failed,
-    NotFound,
-    Untracked,
-}
-
-impl SyncStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncStatus::Pending => "pending",
-            SyncStatus::Synced => "synced",
-            SyncStatus::Partial => "partial",
-            SyncStatus::Failed => "failed",
-            SyncStatus::NotFound => "not_found",
-            SyncStatus::Untracked => "untracked",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::domain::stats::StatusCounts::STATUSES
-            .into_iter()
-            .find(|x| x.as_str() == s)
-    }
-}
+pub use super::status::SyncStatus;
 
 /// The small per-property record (`properties` table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

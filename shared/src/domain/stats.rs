@@ -2,7 +2,7 @@
 //! kept. They are maintained as the data changes and recounted by every clean full run; the
 //! consistency rules are in ARCHITECTURE.md ("Counts").
 
-use super::run::SyncStatus;
+use super::status::SyncStatus;
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -18,14 +18,7 @@ pub struct StatusCounts {
 }
 
 impl StatusCounts {
-    pub const STATUSES: [SyncStatus; 6] = [
-        SyncStatus::Pending,
-        SyncStatus::Synced,
-        SyncStatus::Partial,
-        SyncStatus::Failed,
-        SyncStatus::NotFound,
-        SyncStatus::Untracked,
-    ];
+    pub const STATUSES: [SyncStatus; 6] = SyncStatus::ALL;
 
     pub fn get_mut(&mut self, s: SyncStatus) -> &mut i64 {
         match s {
