@@ -201,6 +201,20 @@ async fn bad_inputs_are_400s_naming_the_field_and_write_nothing() {
             "body",
         ),
         ("DELETE", "/api/v1/admin/properties/abc", None, "id"),
+        ("GET", "/api/v1/admin/sync/logs?cursor=a-b", None, "cursor"),
+        (
+            "GET",
+            "/api/v1/admin/sync/logs?cursor=01A&offset=2",
+            None,
+            "cursor",
+        ),
+        ("GET", "/api/v1/admin/sync/logs/01A?after=x", None, "after"),
+        (
+            "GET",
+            "/api/v1/admin/sync/logs/01A?limit=101",
+            None,
+            "limit",
+        ),
         ("GET", "/api/v1/properties/0", None, "id"),
     ];
     for (method, path, body, field) in cases {
