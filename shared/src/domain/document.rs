@@ -5,6 +5,7 @@
 //! ascending). Upstream returns equal-score photos in a non-deterministic order; without this,
 //! identical content would look changed on every other sync.
 
+use super::json::Json;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
@@ -48,6 +49,27 @@ impl PhotoKey {
         }
     }
 
+    /// The same key read from a `Json` photo (the engine's fast path: one pass over its
+    /// members, not a lookup per field).
+    fn of_json(v: &Json<'_>) -> Self {
+        let mut key = PhotoKey {
+            main: false,
+            class_order: i64::MAX,
+            score: 0.0,
+            url: String::new(),
+        };
+        for (k, field) in v.members() {
+            match k.as_ref() {
+                "main_photo" => key.main = field.as_bool().unwrap_or(false),
+                "class_order" => key.class_order = field.as_i64().unwrap_or(i64::MAX),
+                "score" => key.score = field.as_f64().unwrap_or(0.0),
+                "url" => key.url = field.as_str().unwrap_or("").to_string(),
+                _ => {}
+            }
+        }
+        key
+    }
+
     fn cmp(&self, o: &PhotoKey) -> Ordering {
         o.main
             .cmp(&self.main)
@@ -58,9 +80,8 @@ impl PhotoKey {
 }
 
 /// Sorts photos into the canonical order (stable: ties keep their order).
-fn sort_photos(items: &mut Vec<Value>) {
-    let mut keyed: Vec<(PhotoKey, Value)> =
-        items.drain(..).map(|v| (PhotoKey::of(&v), v)).collect();
+fn sort_photos<T>(items: &mut Vec<T>, key: impl Fn(&T) -> PhotoKey) {
+    let mut keyed: Vec<(PhotoKey, T)> = items.drain(..).map(|v| (key(&v), v)).collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     items.extend(keyed.into_iter().map(|(_, v)| v));
 }
@@ -74,7 +95,7 @@ pub fn normalize(v: &mut Value) {
                 if k == "photos"
                     && let Value::Array(items) = child
                 {
-                    sort_photos(items);
+                    sort_photos(items, PhotoKey::of);
                 }
             }
         }
@@ -83,23 +104,71 @@ pub fn normalize(v: &mut Value) {
     }
 }
 
+/// `normalize` for a parsed body (its objects are already in key order).
+fn normalize_json(v: &mut Json<'_>) {
+    match v {
+        Json::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                normalize_json(child);
+                if k == "photos"
+                    && let Json::Array(items) = child
+                {
+                    sort_photos(items, PhotoKey::of_json);
+                }
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(normalize_json),
+        _ => {}
+    }
+}
+
+/// A property or translation body in canonical form, straight from the response bytes (the
+/// engine's path: no `Value` tree is built). Equal to `CanonicalDoc::new` of the parsed body,
+/// byte for byte (tested), so hashes stored by either agree.
+pub struct CanonicalBody {
+    pub bytes: Vec<u8>,
+    pub hash: String,
+    pub summary: Summary,
+}
+
+/// Parses, unwraps `{"data": …}`, checks for an object, puts it in canonical order and writes
+/// it. Errors read as operators see them.
+pub fn canonical_object(body: &[u8]) -> Result<CanonicalBody, String> {
+    let parsed = Json::parse(body)
+        .map_err(|e| format!("malformed upstream body: {e} ({} bytes)", body.len()))?;
+    let mut doc = match parsed {
+        Json::Object(mut m) if m.len() == 1 && m[0].0 == "data" => {
+            m.pop().map(|(_, v)| v).unwrap_or(Json::Null)
+        }
+        other => other,
+    };
+    if !doc.is_object() {
+        return Err("malformed upstream body: expected a JSON object".into());
+    }
+    normalize_json(&mut doc);
+    let mut bytes = Vec::with_capacity(body.len() + 64);
+    doc.write(&mut bytes);
+    let hash = content_hash(&bytes);
+    Ok(CanonicalBody {
+        summary: Summary::of_json(&doc),
+        bytes,
+        hash,
+    })
+}
+
 fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(m) => {
-            // `serde_json::Map` is a BTreeMap here (no `preserve_order`), so its keys are
-            // already in sorted order; sort anyway if a dependency ever turns that feature on.
-            let mut keys: Vec<&String> = m.keys().collect();
-            if !keys.is_sorted() {
-                keys.sort();
-            }
+            // `serde_json::Map` is a BTreeMap here (no `preserve_order`): its keys iterate in
+            // sorted order (`map_iterates_in_key_order` fails if a dependency turns that off).
             out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
+            for (i, (k, child)) in m.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
                 write_json(out, k);
                 out.push(b':');
-                write_canonical(&m[k], out);
+                write_canonical(child, out);
             }
             out.push(b'}');
         }
@@ -132,9 +201,12 @@ pub fn canonical_bytes(v: &Value) -> Vec<u8> {
     out
 }
 
-/// Digest of a raw response body (hex SHA-256; equal bytes, equal digest).
+/// Digest of a raw response body (hex BLAKE3; equal bytes, equal digest). It only ever meets
+/// digests of the same kind: a record holding another kind (SHA-256, before BLAKE3) just takes
+/// the parse path once and is refreshed. BLAKE3, not SHA-256: every request computes it, and it
+/// costs a third as much (BENCHMARKS.md, engine ceiling).
 pub fn raw_digest(body: &[u8]) -> String {
-    content_hash(body)
+    blake3::hash(body).to_hex().to_string()
 }
 
 /// A response body parsed, or why it is malformed (as an operator reads it).
@@ -157,8 +229,9 @@ pub struct CanonicalDoc {
 }
 
 impl CanonicalDoc {
-    pub fn new(raw: Value) -> Self {
-        let mut value = unwrap_envelope(raw);
+    /// The canonical form of a document (already out of its envelope: `Facet::canonical`
+    /// unwraps it, once).
+    pub fn new(mut value: Value) -> Self {
         normalize(&mut value);
         let mut bytes = Vec::with_capacity(64 * 1024);
         write_canonical(&value, &mut bytes);
@@ -241,14 +314,15 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn of(doc: &Value) -> Self {
-        let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    pub fn of_json(doc: &Json<'_>) -> Self {
+        let s = |v: Option<&Json<'_>>| v.and_then(Json::as_str).map(str::to_string);
+        let address = doc.get("address");
         Summary {
             name: s(doc.get("hotel_name")),
-            city: s(doc.pointer("/address/city")),
-            country: s(doc.pointer("/address/country")),
-            stars: doc.get("stars").and_then(Value::as_i64),
-            rating: doc.get("rating").and_then(Value::as_f64),
+            city: s(address.and_then(|a| a.get("city"))),
+            country: s(address.and_then(|a| a.get("country"))),
+            stars: doc.get("stars").and_then(Json::as_i64),
+            rating: doc.get("rating").and_then(Json::as_f64),
         }
     }
 }
@@ -256,6 +330,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::facet::Facet;
     use serde_json::json;
 
     fn fixture() -> Value {
@@ -286,6 +361,149 @@ mod tests {
         ));
     }
 
+    /// The engine's path (`canonical_object`, from bytes) and the reference (`CanonicalDoc`,
+    /// from a `Value`) write the same bytes and hash.
+    fn same_as_reference(body: &[u8]) {
+        let fast = canonical_object(body).map(|c| (c.bytes, c.hash));
+        let reference = serde_json::from_slice::<Value>(body)
+            .map_err(|e| e.to_string())
+            .and_then(|v| Facet::Property.canonical(v))
+            .map(|c| (c.bytes, c.hash));
+        match (fast, reference) {
+            (Ok(a), Ok(b)) => assert!(a == b, "{}", String::from_utf8_lossy(body)),
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!(
+                "{}: {:?} vs {:?}",
+                String::from_utf8_lossy(body),
+                a.map(|x| x.1),
+                b.map(|x| x.1)
+            ),
+        }
+    }
+
+    #[test]
+    fn the_fast_canonical_form_equals_the_reference_on_recorded_and_edge_bodies() {
+        same_as_reference(include_bytes!(
+            "../../../tests/fixtures/property_1641879.json"
+        ));
+        let pretty = serde_json::to_vec_pretty(&fixture()).unwrap();
+        same_as_reference(&pretty);
+        let reviews = include_str!("../../../tests/fixtures/reviews_1641879_100.json");
+        same_as_reference(format!(r#"{{"reviews": {reviews}, "a": 1}}"#).as_bytes());
+        same_as_reference(format!(r#"{{"data": {{"hotel_id": 1, "r": {reviews}}}}}"#).as_bytes());
+        for body in [
+            r#"{"photos": [{"url": "b", "score": 2}, {"url": "a", "score": 2}, {"main_photo": true}]}"#,
+            r#"{"x": {"photos": [{"url": "b", "class_order": 2}, {"url": "a"}]}}"#,
+            r#"{"b": 1, "a": 2, "b": {"c": "\/é	"}}"#,
+            r#"{"data": {"data": 1}}"#,
+            r#"{"data": [1]}"#,
+            r#"{"data": 1, "data": {"hotel_id": 2}}"#,
+            r#"{"n": [0, -0, 1.0, 1e2, -1.5e-7, 18446744073709551615, -9223372036854775808]}"#,
+            r#"[1]"#,
+            r#""text""#,
+            r#"{"a": 1,}"#,
+            r#"{}"#,
+        ] {
+            same_as_reference(body.as_bytes());
+        }
+    }
+
+    /// Random documents (keys repeated and out of order, escapes, numbers of every kind, photo
+    /// arrays with ties) written with random whitespace: both paths agree on every one.
+    #[test]
+    fn the_fast_canonical_form_equals_the_reference_on_generated_bodies() {
+        struct Gen(u64);
+        impl Gen {
+            fn next(&mut self, n: u64) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 % n
+            }
+            fn ws(&mut self, out: &mut String) {
+                for _ in 0..self.next(3) {
+                    out.push([' ', '\n', '\t'][self.next(3) as usize]);
+                }
+            }
+            fn string(&mut self, out: &mut String) {
+                const PARTS: [&str; 9] = [
+                    "a", "photos", "url", "\\u00e9", "\\\"", "\\/", "é", "score", "\\n",
+                ];
+                out.push('"');
+                for _ in 0..self.next(3) {
+                    out.push_str(PARTS[self.next(PARTS.len() as u64) as usize]);
+                }
+                out.push('"');
+            }
+            fn value(&mut self, depth: u32, out: &mut String) {
+                self.ws(out);
+                match self.next(if depth > 3 { 4 } else { 7 }) {
+                    0 => out.push_str(["null", "true", "false"][self.next(3) as usize]),
+                    1 => out.push_str(
+                        [
+                            "0",
+                            "-0",
+                            "7",
+                            "-3",
+                            "2.5",
+                            "1e3",
+                            "-0.0",
+                            "18446744073709551615",
+                        ][self.next(8) as usize],
+                    ),
+                    2 => self.string(out),
+                    3 => out.push_str(["1", "2", "3"][self.next(3) as usize]),
+                    4 | 5 => {
+                        out.push('{');
+                        for i in 0..self.next(5) {
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            self.ws(out);
+                            if self.next(3) == 0 {
+                                out.push_str("\"photos\"");
+                            } else {
+                                self.string(out);
+                            }
+                            self.ws(out);
+                            out.push(':');
+                            self.value(depth + 1, out);
+                        }
+                        out.push('}');
+                    }
+                    _ => {
+                        out.push('[');
+                        for i in 0..self.next(5) {
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            self.value(depth + 1, out);
+                        }
+                        out.push(']');
+                    }
+                }
+                self.ws(out);
+            }
+        }
+        let mut g = Gen(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..3000 {
+            let mut body = String::from("{\"photos\":");
+            g.value(0, &mut body);
+            body.push_str(",\"z\":");
+            g.value(0, &mut body);
+            body.push('}');
+            same_as_reference(body.as_bytes());
+        }
+    }
+
+    #[test]
+    fn map_iterates_in_key_order() {
+        // `write_canonical` relies on it (serde_json's `preserve_order` would break it).
+        let m: serde_json::Map<String, Value> =
+            serde_json::from_str(r#"{"b": 1, "a": 2, "c": 3}"#).unwrap();
+        assert!(m.keys().is_sorted());
+    }
+
     #[test]
     fn array_order_outside_photos_is_content() {
         let a = CanonicalDoc::new(json!({"facilities": [1, 2]}));
@@ -297,7 +515,8 @@ mod tests {
     fn data_wrapper_is_unwrapped() {
         let doc = fixture();
         let wrapped = json!({ "data": doc.clone() });
-        assert_eq!(CanonicalDoc::new(doc).hash, CanonicalDoc::new(wrapped).hash);
+        let canonical = |v| Facet::Property.canonical(v).unwrap().hash;
+        assert_eq!(canonical(doc), canonical(wrapped));
     }
 
     #[test]
@@ -348,7 +567,8 @@ mod tests {
 
     #[test]
     fn summary_reads_the_recorded_shape() {
-        let s = Summary::of(&fixture());
+        let body = include_bytes!("../../../tests/fixtures/property_1641879.json");
+        let s = canonical_object(body).unwrap().summary;
         assert_eq!(s.name.as_deref(), Some("The Z Hotel Covent Garden"));
         assert_eq!(s.country.as_deref(), Some("gb"));
         assert!(s.rating.is_some() && s.stars.is_some());

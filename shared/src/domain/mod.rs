@@ -4,6 +4,7 @@ pub mod document;
 pub mod facet;
 pub mod health;
 pub mod interval;
+pub mod json;
 pub mod lease;
 pub mod run;
 pub mod settings;

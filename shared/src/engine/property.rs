@@ -5,7 +5,7 @@
 use super::fence::FenceGuard;
 use super::gate::{FetchStop, Gate};
 use crate::domain::decide::{self, Decision, FacetOutcome, Plan, WritePlan};
-use crate::domain::document::{self, CanonicalDoc, Summary};
+use crate::domain::document::{self, CanonicalBody};
 use crate::domain::facet::Facet;
 use crate::domain::run::{Change, Counters, FacetState, MAX_PATHS, RunDetail, SyncStatus, Tracked};
 use crate::ports::*;
@@ -90,24 +90,18 @@ fn compare(facet: &Facet, stored: Option<&FacetState>, body: &[u8]) -> Compared 
             packed: None,
         };
     }
-    let parsed = match document::parse_body(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return Compared {
-                outcome: FacetOutcome::Failed(format!("malformed upstream body: {e}")),
-                packed: None,
-            };
-        }
-    };
-    match facet.canonical(parsed) {
+    match facet.canonical_body(body) {
         Err(reason) => Compared {
             outcome: FacetOutcome::Failed(reason),
             packed: None,
         },
         Ok(doc) => {
-            let CanonicalDoc { value, bytes, hash } = doc;
-            let summary = (*facet == Facet::Property).then(|| Summary::of(&value));
-            drop(value);
+            let CanonicalBody {
+                bytes,
+                hash,
+                summary,
+            } = doc;
+            let summary = (*facet == Facet::Property).then_some(summary);
             if stored.map(|s| s.hash.as_str()) == Some(hash.as_str()) {
                 return Compared {
                     outcome: FacetOutcome::Fetched {
