@@ -75,6 +75,7 @@ fn app(
     let props = Arc::new(DynamoProperties::new(ddb.clone(), &cfg.tables));
     App {
         reader: props.clone(),
+        quarantine: props.clone(),
         tracking: props,
         runs: Arc::new(DynamoRunLog::new(ddb.clone(), &cfg.tables)),
         stats: Arc::new(DynamoStats::new(ddb.clone(), &cfg.tables)),

@@ -43,6 +43,10 @@ pub struct TableDef {
 }
 
 pub const RUNS_GSI: &str = "runs_by_time";
+/// Sparse index of quarantined records: only they carry its partition key (`q_list`).
+pub const QUARANTINE_GSI: &str = "quarantined";
+/// The one `q_list` value.
+pub const QUARANTINE_LIST: &str = "q";
 /// Constant GSI partition value for run items (the lease item has none, so it is not listed).
 pub const RUN_KIND: &str = "run";
 /// The lease item's key in the sync_logs table.
@@ -69,7 +73,17 @@ pub const PROPERTIES: TableDef = TableDef {
         kind: KeyType::N,
     },
     sk: None,
-    gsi: None,
+    gsi: Some(Gsi {
+        name: QUARANTINE_GSI,
+        pk: Key {
+            name: "q_list",
+            kind: KeyType::S,
+        },
+        sk: Some(Key {
+            name: "hotel_id",
+            kind: KeyType::N,
+        }),
+    }),
     ttl_attribute: None,
 };
 
@@ -86,7 +100,8 @@ pub const DOCUMENTS: TableDef = TableDef {
         kind: KeyType::S,
     }),
     gsi: None,
-    ttl_attribute: None,
+    // Held (quarantined) payloads expire; documents carry no expiry.
+    ttl_attribute: Some("expires_at"),
 };
 
 pub const SYNC_LOGS: TableDef = TableDef {

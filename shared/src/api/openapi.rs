@@ -17,7 +17,7 @@ fn params_of(path: &str) -> Vec<Value> {
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| {
-            let schema = if name == "id" {
+            let schema = if name == "id" || name == "hotel_id" {
                 json!({"type": "integer", "minimum": 1, "maximum": 9007199254740991i64})
             } else {
                 json!({"type": "string", "minLength": 1, "maxLength": 64})
@@ -32,6 +32,11 @@ fn extra_params(op: Op) -> Vec<Value> {
         Op::Logs => vec![
             json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}}),
             json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}),
+        ],
+        Op::QuarantineList => vec![
+            json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}}),
+            json!({"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 1}, "description": "next_after of the previous page"}),
+            json!({"name": "rule", "in": "query", "schema": {"type": "string", "enum": crate::domain::contract::Rule::ALL.map(|r| r.as_str())}}),
         ],
         Op::ScheduleStart => vec![
             json!({"name": "interval", "in": "query", "schema": {"type": "string", "example": "24h"}}),
@@ -50,7 +55,11 @@ fn request_body(op: Op) -> Option<Value> {
         }
         Op::Track => {
             json!({"type": "object", "required": ["hotel_ids"], "additionalProperties": false, "properties": {
-            "hotel_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 1000}}})
+            "hotel_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": super::app::MAX_TRACK_IDS}}})
+        }
+        Op::QuarantineAccept => {
+            json!({"type": "object", "required": ["by"], "additionalProperties": false, "properties": {
+            "by": {"type": "string", "minLength": 1, "maxLength": 100, "description": "who accepts (kept in the run log)"}}})
         }
         _ => return None,
     };

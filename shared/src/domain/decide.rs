@@ -3,6 +3,7 @@
 
 use super::document::{MAX_COMPRESSED_BYTES, MAX_PARTS, Summary};
 use super::facet::{self, Facet};
+use super::quarantine::HeldFacet;
 use super::run::{Counters, FacetState, SyncStatus, Tracked};
 use std::collections::BTreeMap;
 
@@ -22,6 +23,8 @@ pub enum FacetOutcome {
     NotFound,
     /// The fetch or the body failed; the reason as an operator should read it.
     Failed(String),
+    /// Changed content that breaks its contract (and no operator accepted it): held back.
+    Quarantined(HeldFacet),
 }
 
 /// One facet document to write: `results[index]`, into `slot`.
@@ -66,6 +69,9 @@ pub enum Plan {
     },
     /// Write the changed facets into their free slots, then switch the record to them.
     Write(WritePlan),
+    /// Changed documents broke their contracts: write none of them (whatever else changed),
+    /// keep the held payloads, record `quarantined` with the note.
+    Quarantine(Vec<HeldFacet>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +92,7 @@ impl Decision {
         match &self.plan {
             Plan::NotFound => c.not_found = 1,
             Plan::Failed(_) => c.failed = 1,
+            Plan::Quarantine(_) => c.quarantined = 1,
             Plan::Unchanged { .. } => {
                 c.unchanged = 1;
                 c.partial = u64::from(partial);
@@ -104,6 +111,7 @@ impl Decision {
         match &self.plan {
             Plan::NotFound => SyncStatus::NotFound,
             Plan::Failed(_) => SyncStatus::Failed,
+            Plan::Quarantine(_) => SyncStatus::Quarantined,
             Plan::Unchanged { touch: false, .. } => stored,
             Plan::Unchanged { status, .. } => *status,
             Plan::Write(w) => w.status,
@@ -114,6 +122,9 @@ impl Decision {
     pub fn failure_reasons(&self) -> Vec<String> {
         match &self.plan {
             Plan::Failed(r) => vec![r.clone()],
+            Plan::Quarantine(held) => std::iter::once(super::quarantine::summary(held))
+                .chain(self.facet_failures.iter().cloned())
+                .collect(),
             _ => self.facet_failures.clone(),
         }
     }
@@ -126,6 +137,7 @@ pub fn decide(
     touch_unchanged: bool,
 ) -> Decision {
     let mut facet_failures = Vec::new();
+    let mut quarantined = Vec::new();
     let mut docs = Vec::new();
     let mut summary = None;
     let mut next = tracked.facets.clone();
@@ -149,6 +161,7 @@ pub fn decide(
                 };
             }
             FacetOutcome::Failed(reason) => facet_failures.push(format!("{key}: {reason}")),
+            FacetOutcome::Quarantined(held) => quarantined.push(held.clone()),
             FacetOutcome::Fetched {
                 hash,
                 raw,
@@ -199,6 +212,12 @@ pub fn decide(
                 });
             }
         }
+    }
+    if !quarantined.is_empty() {
+        return Decision {
+            plan: Plan::Quarantine(quarantined),
+            facet_failures,
+        };
     }
     let (status, error) = if facet_failures.is_empty() {
         (SyncStatus::Synced, None)
@@ -261,6 +280,7 @@ mod tests {
                 })
                 .collect(),
             status: SyncStatus::Synced,
+            accepted: Default::default(),
         }
     }
 
@@ -443,5 +463,72 @@ mod tests {
             }
         ));
         assert!(d.facet_failures[0].starts_with("reviews: "));
+    }
+
+    fn held(facet: &str, hash: &str) -> FacetOutcome {
+        use crate::domain::contract::{Report, Rule, Violation};
+        FacetOutcome::Quarantined(HeldFacet {
+            facet: facet.into(),
+            hash: hash.into(),
+            report: Report {
+                violations: vec![Violation {
+                    path: "hotel_id".into(),
+                    rule: Rule::HotelId,
+                    value: Some("42".into()),
+                }],
+                total: 1,
+            },
+            payload_kept: true,
+        })
+    }
+
+    #[test]
+    fn a_facet_held_by_its_contract_quarantines_the_property_and_writes_nothing() {
+        let t = stored(
+            &[("property", "p1", Some("a")), ("lang#fr", "f1", Some("a"))],
+            3,
+        );
+        // The translation changed and is fine, the property changed and is not: nothing of
+        // the property is written (a quarantined property's documents do not move).
+        let d = decide(
+            &t,
+            &[
+                (Facet::Property, held("property", "p2")),
+                (fr(), fetched("f2")),
+            ],
+            true,
+        );
+        let Plan::Quarantine(h) = &d.plan else {
+            panic!("{d:?}")
+        };
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].hash, "p2");
+        assert_eq!(d.status_after(SyncStatus::Synced), SyncStatus::Quarantined);
+        let c = d.counters();
+        assert_eq!((c.quarantined, c.updated, c.document_writes), (1, 0, 0));
+        assert!(d.failure_reasons()[0].starts_with("quarantined (contract broken"));
+    }
+
+    #[test]
+    fn a_missing_or_failed_property_outranks_a_held_translation() {
+        let t = stored(&[("property", "p1", Some("a"))], 1);
+        let d = decide(
+            &t,
+            &[
+                (Facet::Property, FacetOutcome::NotFound),
+                (fr(), held("lang#fr", "f")),
+            ],
+            true,
+        );
+        assert_eq!(d.plan, Plan::NotFound);
+        let d = decide(
+            &t,
+            &[
+                (Facet::Property, FacetOutcome::Failed("503".into())),
+                (fr(), held("lang#fr", "f")),
+            ],
+            true,
+        );
+        assert!(matches!(d.plan, Plan::Failed(_)));
     }
 }

@@ -5,6 +5,7 @@
 //! ascending). Upstream returns equal-score photos in a non-deterministic order; without this,
 //! identical content would look changed on every other sync.
 
+use super::contract::Report;
 use super::json::Json;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -129,11 +130,16 @@ pub struct CanonicalBody {
     pub bytes: Vec<u8>,
     pub hash: String,
     pub summary: Summary,
+    /// What the document breaks of its contract (`domain::contract`).
+    pub report: Report,
 }
 
-/// Parses, unwraps `{"data": …}`, checks for an object, puts it in canonical order and writes
-/// it. Errors read as operators see them.
-pub fn canonical_object(body: &[u8]) -> Result<CanonicalBody, String> {
+/// Parses, unwraps `{"data": …}`, checks for an object, puts it in canonical order, checks it
+/// (`check`: its contract) and writes it. Errors read as operators see them.
+pub fn canonical_object(
+    body: &[u8],
+    check: impl FnOnce(&Json<'_>) -> Report,
+) -> Result<CanonicalBody, String> {
     let parsed = Json::parse(body)
         .map_err(|e| format!("malformed upstream body: {e} ({} bytes)", body.len()))?;
     let mut doc = match parsed {
@@ -151,6 +157,7 @@ pub fn canonical_object(body: &[u8]) -> Result<CanonicalBody, String> {
     let hash = content_hash(&bytes);
     Ok(CanonicalBody {
         summary: Summary::of_json(&doc),
+        report: check(&doc),
         bytes,
         hash,
     })
@@ -364,7 +371,7 @@ mod tests {
     /// The engine's path (`canonical_object`, from bytes) and the reference (`CanonicalDoc`,
     /// from a `Value`) write the same bytes and hash.
     fn same_as_reference(body: &[u8]) {
-        let fast = canonical_object(body).map(|c| (c.bytes, c.hash));
+        let fast = canonical_object(body, |_| Report::default()).map(|c| (c.bytes, c.hash));
         let reference = serde_json::from_slice::<Value>(body)
             .map_err(|e| e.to_string())
             .and_then(|v| Facet::Property.canonical(v))
@@ -568,7 +575,9 @@ mod tests {
     #[test]
     fn summary_reads_the_recorded_shape() {
         let body = include_bytes!("../../../tests/fixtures/property_1641879.json");
-        let s = canonical_object(body).unwrap().summary;
+        let s = canonical_object(body, |_| Report::default())
+            .unwrap()
+            .summary;
         assert_eq!(s.name.as_deref(), Some("The Z Hotel Covent Garden"));
         assert_eq!(s.country.as_deref(), Some("gb"));
         assert!(s.rating.is_some() && s.stars.is_some());

@@ -1,6 +1,7 @@
 //! Facets: the separately stored, separately versioned parts of a property — the English
 //! property document, one translation per language, and the newest reviews.
 
+use super::contract;
 use super::document::{self, CanonicalBody, CanonicalDoc};
 use super::settings::Settings;
 use serde_json::Value;
@@ -54,14 +55,18 @@ impl Facet {
     /// The canonical document of a response body, from its bytes: the engine's path. A property
     /// or translation never becomes a `Value` (`document::canonical_object`); reviews do (they
     /// are re-sorted and their dates rewritten). Same bytes and hash as `canonical`.
-    pub fn canonical_body(&self, body: &[u8]) -> Result<CanonicalBody, String> {
+    /// The document is checked against its contract for `hotel_id` (`CanonicalBody::report`).
+    pub fn canonical_body(&self, hotel_id: i64, body: &[u8]) -> Result<CanonicalBody, String> {
         match self {
-            Facet::Property | Facet::Lang(_) => document::canonical_object(body),
+            Facet::Property | Facet::Lang(_) => {
+                document::canonical_object(body, |doc| contract::check(self, hotel_id, doc))
+            }
             Facet::Reviews(_) => {
                 let raw = document::parse_body(body)
                     .map_err(|e| format!("malformed upstream body: {e}"))?;
                 let doc = canonical_reviews(raw).map(CanonicalDoc::new)?;
                 Ok(CanonicalBody {
+                    report: contract::check(self, hotel_id, &doc.value),
                     bytes: doc.bytes,
                     hash: doc.hash,
                     summary: Default::default(),

@@ -1,4 +1,5 @@
 //! Pure types and rules. No AWS or HTTP types here.
+pub mod contract;
 pub mod decide;
 pub mod document;
 pub mod facet;
@@ -6,6 +7,7 @@ pub mod health;
 pub mod interval;
 pub mod json;
 pub mod lease;
+pub mod quarantine;
 pub mod run;
 pub mod settings;
 pub mod stats;

@@ -1,5 +1,6 @@
 //! Sync runs, sync records and the inputs of the sync function.
 
+use super::quarantine::{Accepted, QuarantineNote};
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -117,6 +118,9 @@ pub struct Change {
     pub paths: Vec<String>,
     #[serde(default)]
     pub paths_truncated: bool,
+    /// Stored despite its contract: who accepted the held payload, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_by: Option<String>,
 }
 
 /// What one run did to one property that changed or failed: its own item in the run log
@@ -180,6 +184,9 @@ pub struct Counters {
     /// Properties untracked while the run was working on them (left alone).
     #[serde(default)]
     pub untracked: u64,
+    /// Properties whose changed documents broke their contracts (held back, previous kept).
+    #[serde(default)]
+    pub quarantined: u64,
     pub document_writes: u64,
     pub consumed_rcu: f64,
     pub consumed_wcu: f64,
@@ -195,6 +202,7 @@ impl Counters {
         self.not_found += d.not_found;
         self.partial += d.partial;
         self.untracked += d.untracked;
+        self.quarantined += d.quarantined;
         self.document_writes += d.document_writes;
         self.consumed_rcu += d.consumed_rcu;
         self.consumed_wcu += d.consumed_wcu;
@@ -314,6 +322,13 @@ pub struct SyncRecord {
     /// The fencing token of the last sync invocation that wrote this record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<u64>,
+    /// While `quarantined`: what was held back and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<QuarantineNote>,
+    /// Held payloads an operator accepted (facet → content hash, who, when): the next sync
+    /// stores exactly those.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub accepted: Accepted,
 }
 
 impl SyncRecord {
@@ -335,6 +350,8 @@ impl SyncRecord {
             rating: None,
             facets: Default::default(),
             fence: None,
+            quarantine: None,
+            accepted: Default::default(),
         }
     }
 
@@ -369,6 +386,7 @@ impl SyncRecord {
             data_version: self.data_version,
             facets: self.facet_states(),
             status: self.sync_status,
+            accepted: self.accepted.clone(),
         }
     }
 }
@@ -421,6 +439,8 @@ pub struct Tracked {
     pub facets: std::collections::BTreeMap<String, FacetState>,
     /// The stored sync status when read.
     pub status: SyncStatus,
+    /// Held payloads an operator accepted.
+    pub accepted: Accepted,
 }
 
 impl Tracked {
@@ -510,6 +530,7 @@ mod tests {
                     .map(|i| format!("$.{}", "k".repeat(i * 20)))
                     .collect(),
                 paths_truncated: false,
+                accepted_by: None,
             }],
         }
         .bounded();

@@ -14,11 +14,13 @@ pub struct StatusCounts {
     pub partial: i64,
     pub failed: i64,
     pub not_found: i64,
+    #[serde(default)]
+    pub quarantined: i64,
     pub untracked: i64,
 }
 
 impl StatusCounts {
-    pub const STATUSES: [SyncStatus; 6] = SyncStatus::ALL;
+    pub const STATUSES: [SyncStatus; 7] = SyncStatus::ALL;
 
     pub fn get_mut(&mut self, s: SyncStatus) -> &mut i64 {
         match s {
@@ -27,6 +29,7 @@ impl StatusCounts {
             SyncStatus::Partial => &mut self.partial,
             SyncStatus::Failed => &mut self.failed,
             SyncStatus::NotFound => &mut self.not_found,
+            SyncStatus::Quarantined => &mut self.quarantined,
             SyncStatus::Untracked => &mut self.untracked,
         }
     }

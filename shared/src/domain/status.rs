@@ -12,6 +12,8 @@ pub enum SyncStatus {
     Partial,
     Failed,
     NotFound,
+    /// A changed document broke its contract: held back, the previous version kept.
+    Quarantined,
     Untracked,
 }
 
@@ -23,17 +25,19 @@ impl SyncStatus {
             SyncStatus::Partial => "partial",
             SyncStatus::Failed => "failed",
             SyncStatus::NotFound => "not_found",
+            SyncStatus::Quarantined => "quarantined",
             SyncStatus::Untracked => "untracked",
         }
     }
 
     /// Every status, in a fixed order.
-    pub const ALL: [SyncStatus; 6] = [
+    pub const ALL: [SyncStatus; 7] = [
         SyncStatus::Pending,
         SyncStatus::Synced,
         SyncStatus::Partial,
         SyncStatus::Failed,
         SyncStatus::NotFound,
+        SyncStatus::Quarantined,
         SyncStatus::Untracked,
     ];
 

@@ -7,7 +7,9 @@ use super::gate::{FetchStop, Gate};
 use crate::domain::decide::{self, Decision, FacetOutcome, Plan, WritePlan};
 use crate::domain::document::{self, CanonicalBody};
 use crate::domain::facet::Facet;
+use crate::domain::quarantine::{self, Acceptance, HeldFacet, QuarantineNote};
 use crate::domain::run::{Change, Counters, FacetState, MAX_PATHS, RunDetail, SyncStatus, Tracked};
+use crate::domain::time::Timestamp;
 use crate::ports::*;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -66,69 +68,93 @@ pub(crate) enum StatusMove {
 }
 
 /// A fetched facet: compared with the stored hash; a changed one kept compressed as it will be
-/// stored (not parsed), and parsed again only for the diff.
+/// stored (or, held back by its contract, as it is kept in quarantine), and parsed again only
+/// for the diff.
 struct Compared {
     outcome: FacetOutcome,
     packed: Option<std::io::Result<Vec<u8>>>,
+    /// Stored despite its contract: the operator's acceptance it matched.
+    accepted: Option<Acceptance>,
+}
+
+impl Compared {
+    fn of(outcome: FacetOutcome) -> Self {
+        Compared {
+            outcome,
+            packed: None,
+            accepted: None,
+        }
+    }
 }
 
 /// Compares a fetched body with what is stored. Bytes identical to the stored version's (same
-/// raw digest) are unchanged without being parsed; other bytes are parsed and canonicalised,
-/// and compared by content.
-fn compare(facet: &Facet, stored: Option<&FacetState>, body: &[u8]) -> Compared {
+/// raw digest) are unchanged without being parsed; other bytes are parsed, canonicalised,
+/// checked against the facet's contract and compared by content. Changed content that breaks
+/// its contract is held back unless an operator accepted exactly that content.
+fn compare(facet: &Facet, t: &Tracked, body: &[u8]) -> Compared {
+    let key = facet.key();
+    let stored = t.facets.get(&key);
     let raw = document::raw_digest(body);
     if let Some(st) = stored
         && st.raw.as_deref() == Some(raw.as_str())
     {
+        return Compared::of(FacetOutcome::Fetched {
+            hash: st.hash.clone(),
+            raw: Some(raw),
+            stored_bytes: 0,
+            summary: None,
+        });
+    }
+    let doc = match facet.canonical_body(t.hotel_id, body) {
+        Err(reason) => return Compared::of(FacetOutcome::Failed(reason)),
+        Ok(doc) => doc,
+    };
+    let CanonicalBody {
+        bytes,
+        hash,
+        summary,
+        report,
+    } = doc;
+    let summary = (*facet == Facet::Property).then_some(summary);
+    if stored.map(|s| s.hash.as_str()) == Some(hash.as_str()) {
+        return Compared::of(FacetOutcome::Fetched {
+            hash,
+            raw: Some(raw),
+            stored_bytes: 0,
+            summary,
+        });
+    }
+    let z = match document::compress(&bytes) {
+        Ok(z) => z,
+        Err(e) => {
+            return Compared::of(FacetOutcome::Failed(format!(
+                "could not compress the document: {e}"
+            )));
+        }
+    };
+    let accepted = t.accepted.get(&key).filter(|a| a.hash == hash).cloned();
+    if !report.is_clean() && accepted.is_none() {
         return Compared {
-            outcome: FacetOutcome::Fetched {
-                hash: st.hash.clone(),
-                raw: Some(raw),
-                stored_bytes: 0,
-                summary: None,
-            },
-            packed: None,
+            outcome: FacetOutcome::Quarantined(HeldFacet {
+                facet: key,
+                hash,
+                payload_kept: z.len() <= document::PART_BYTES,
+                report,
+            }),
+            packed: Some(Ok(z)),
+            accepted: None,
         };
     }
-    match facet.canonical_body(body) {
-        Err(reason) => Compared {
-            outcome: FacetOutcome::Failed(reason),
-            packed: None,
+    Compared {
+        outcome: FacetOutcome::Fetched {
+            hash,
+            raw: Some(raw),
+            stored_bytes: z.len(),
+            summary,
         },
-        Ok(doc) => {
-            let CanonicalBody {
-                bytes,
-                hash,
-                summary,
-            } = doc;
-            let summary = (*facet == Facet::Property).then_some(summary);
-            if stored.map(|s| s.hash.as_str()) == Some(hash.as_str()) {
-                return Compared {
-                    outcome: FacetOutcome::Fetched {
-                        hash,
-                        raw: Some(raw),
-                        stored_bytes: 0,
-                        summary,
-                    },
-                    packed: None,
-                };
-            }
-            match document::compress(&bytes) {
-                Ok(z) => Compared {
-                    outcome: FacetOutcome::Fetched {
-                        hash,
-                        raw: Some(raw),
-                        stored_bytes: z.len(),
-                        summary,
-                    },
-                    packed: Some(Ok(z)),
-                },
-                Err(e) => Compared {
-                    outcome: FacetOutcome::Failed(format!("could not compress the document: {e}")),
-                    packed: None,
-                },
-            }
-        }
+        packed: Some(Ok(z)),
+        // Only an acceptance that was needed is reported (and consumed by the commit).
+        accepted: accepted.filter(|_| !report.is_clean()),
     }
 }
 
@@ -167,15 +193,12 @@ async fn fetch_all(ctx: &PropertyCtx, t: &Tracked) -> Result<Vec<Compared>, Repo
     let mut cut = false;
     for (f, r) in results {
         match r {
-            Ok(Ok(body)) => out.push(compare(f, t.facets.get(&f.key()), &body)),
-            Ok(Err(FetchError::NotFound)) => out.push(Compared {
-                outcome: FacetOutcome::NotFound,
-                packed: None,
-            }),
-            Ok(Err(e)) => out.push(Compared {
-                outcome: FacetOutcome::Failed(failed_reason(&e, ctx.retries)),
-                packed: None,
-            }),
+            Ok(Ok(body)) => out.push(compare(f, t, &body)),
+            Ok(Err(FetchError::NotFound)) => out.push(Compared::of(FacetOutcome::NotFound)),
+            Ok(Err(e)) => out.push(Compared::of(FacetOutcome::Failed(failed_reason(
+                &e,
+                ctx.retries,
+            )))),
             Err(FetchStop::Lost) => return Err(Report::Stop(Stop::Lost)),
             Err(FetchStop::Refused(r)) => return Err(Report::Stop(Stop::Abort(r))),
             Err(FetchStop::Quota(r)) => return Err(Report::Stop(Stop::Abort(r))),
@@ -237,6 +260,10 @@ async fn changes(
             facet: d.facet.clone(),
             paths,
             paths_truncated: truncated,
+            accepted_by: compared[d.index]
+                .accepted
+                .as_ref()
+                .map(|a| format!("{} at {}", a.by, Timestamp(a.at).rfc3339())),
         });
     }
     out
@@ -332,6 +359,7 @@ async fn write(
         sync_id: ctx.sync_id.clone(),
         now,
         fence,
+        quarantine: None,
     };
     match &decision.plan {
         Plan::NotFound => {
@@ -344,6 +372,37 @@ async fn write(
         Plan::Failed(reason) => {
             let o = outcome(SyncStatus::Failed, Some(reason.clone()));
             fenced(&ctx.guard, ctx.writer.record_outcome(&o)).await
+        }
+        Plan::Quarantine(held) => {
+            // The payloads first, then the record: a crash between leaves payload items only
+            // (expiring, and served only for a record whose note names their hash).
+            let mut usage = Usage::default();
+            for h in held {
+                let index = ctx.facets.iter().position(|f| f.key() == h.facet);
+                let packed = index.and_then(|i| compared[i].packed.take());
+                if let (true, Some(Ok(compressed))) = (h.payload_kept, packed) {
+                    let p = HeldPayload {
+                        hotel_id: t.hotel_id,
+                        facet: h.facet.clone(),
+                        hash: h.hash.clone(),
+                        compressed,
+                        fence,
+                        sync_id: ctx.sync_id.clone(),
+                        now,
+                        expires_at: now.secs() + quarantine::PAYLOAD_SECONDS,
+                    };
+                    usage += fenced(&ctx.guard, ctx.writer.put_held(&p)).await?;
+                }
+            }
+            let note = QuarantineNote {
+                sync_id: ctx.sync_id.clone(),
+                at: now.secs(),
+                facets: held.clone(),
+            };
+            let mut o = outcome(SyncStatus::Quarantined, Some(note.summary()));
+            o.quarantine = Some(note);
+            usage += fenced(&ctx.guard, ctx.writer.record_outcome(&o)).await?;
+            Ok(usage)
         }
         Plan::Unchanged { touch: false, .. } => Ok(Usage::default()),
         Plan::Unchanged { status, error, .. } => {

@@ -2,8 +2,10 @@
 //! API changes, the run log, the lease and the settings.
 
 use super::{PortError, PortErrorKind, PortResult, Usage};
+use crate::domain::contract::Rule;
 use crate::domain::document::Summary;
 use crate::domain::lease::{LeaseRequest, LeaseState, Refused};
+use crate::domain::quarantine::{Accepted, QuarantineNote};
 use crate::domain::run::{FacetState, RunDetail, SyncRecord, SyncRun, SyncStatus, Tracked};
 use crate::domain::settings::{SettingKey, SettingValue};
 use crate::domain::stats::{CatalogueStats, StatusCounts};
@@ -143,6 +145,22 @@ pub struct RecordOutcome {
     pub sync_id: String,
     pub now: Timestamp,
     pub fence: u64,
+    /// With status `quarantined`: what was held back. Any other outcome (and every commit)
+    /// removes a record's quarantine note and acceptances: it is out of quarantine.
+    pub quarantine: Option<QuarantineNote>,
+}
+
+/// A held payload (compressed canonical JSON) kept for inspection until `expires_at`.
+#[derive(Debug, Clone)]
+pub struct HeldPayload {
+    pub hotel_id: i64,
+    pub facet: String,
+    pub hash: String,
+    pub compressed: Vec<u8>,
+    pub fence: u64,
+    pub sync_id: String,
+    pub now: Timestamp,
+    pub expires_at: i64,
 }
 
 /// A sync's writes to the catalogue. Each carries the invocation's fencing token and is refused
@@ -172,6 +190,47 @@ pub trait PropertyWriter: Send + Sync {
     /// The commit point: conditional on the version read and on the claim still being ours.
     async fn commit(&self, w: &PropertyWrite) -> PortResult<Usage>;
     async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage>;
+    /// Keeps a held payload (document item `quarantine#<facet>`, replaced by the next one),
+    /// before the record says `quarantined`. Fenced like a document write.
+    async fn put_held(&self, p: &HeldPayload) -> PortResult<Usage>;
+}
+
+/// A quarantined property as operators see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldEntry {
+    pub hotel_id: i64,
+    pub note: QuarantineNote,
+    pub accepted: Accepted,
+}
+
+/// One page of quarantined properties, in hotel id order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeldPage {
+    pub items: Vec<HeldEntry>,
+    /// The hotel id to continue after; `None`: this was the last page.
+    pub next: Option<i64>,
+}
+
+/// The operators' side of quarantine. Reads and changes only quarantined records (status
+/// `quarantined`); a record that is not is `NotFound`.
+#[async_trait]
+pub trait QuarantineDesk: Send + Sync {
+    /// Quarantined properties after `after`, at most `limit`, those breaking `rule` only if
+    /// given. Reads only the quarantined (a sparse index), never the catalogue.
+    async fn list_held(
+        &self,
+        limit: usize,
+        after: Option<i64>,
+        rule: Option<Rule>,
+    ) -> PortResult<HeldPage>;
+    async fn held(&self, hotel_id: i64) -> PortResult<Option<HeldEntry>>;
+    /// Records the acceptances (replacing earlier ones) of the payloads held by run `sync_id`
+    /// (`Conflict` when a later run quarantined other payloads meanwhile). The next sync
+    /// stores them.
+    async fn accept(&self, hotel_id: i64, sync_id: &str, accepted: &Accepted) -> PortResult<()>;
+    /// Drops the quarantine: the record goes back to `pending` (the next sync checks again)
+    /// with `note` as its last error, and the held payloads are deleted.
+    async fn discard(&self, hotel_id: i64, note: &str) -> PortResult<()>;
 }
 
 /// What a bulk track did.

@@ -50,6 +50,8 @@ impl Events for RecordingEvents {
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 static SLOT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
+pub mod kit;
+
 pub async fn ddb() -> aws_sdk_dynamodb::Client {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
@@ -228,6 +230,7 @@ impl Stack {
     pub fn app(&self) -> App {
         App {
             reader: self.props.clone(),
+            quarantine: self.props.clone(),
             tracking: self.props.clone(),
             runs: self.runs.clone(),
             stats: self.stats.clone(),

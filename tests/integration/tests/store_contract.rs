@@ -1,10 +1,6 @@
 //! One contract, two stores: every case runs against the in-memory store and against DynamoDB
 //! (moto), so the fake the simulation trusts cannot drift from the real protocol.
 
-use cupid_sync::adapters::dynamo::{
-    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings, DynamoStats,
-};
-use cupid_sync::adapters::memory::MemoryStore;
 use cupid_sync::domain::lease::{LeaseRequest, Refused};
 use cupid_sync::domain::run::{
     Change, FacetState, RunDetail, RunStatus, SyncRun, SyncStatus, SyncType,
@@ -13,72 +9,9 @@ use cupid_sync::domain::settings::{SettingKey, SettingValue};
 use cupid_sync::domain::stats::StatusCounts;
 use cupid_sync::domain::time::Timestamp;
 use cupid_sync::ports::*;
+use integration::kit::{Kit, dynamo, memory};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-/// A clock the test moves by hand (both stores read lease time from it).
-#[derive(Default)]
-struct ManualClock(AtomicU64);
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        1_800_000_000_000 + self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl ManualClock {
-    fn advance(&self, d: Duration) {
-        self.0.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
-    }
-}
-
-struct Kit {
-    name: &'static str,
-    reader: Arc<dyn PropertyReader>,
-    writer: Arc<dyn PropertyWriter>,
-    tracking: Arc<dyn Tracking>,
-    runs: Arc<dyn RunLog>,
-    stats: Arc<dyn Stats>,
-    lease: Arc<dyn Lease>,
-    settings: Arc<dyn SettingsStore>,
-    clock: Arc<ManualClock>,
-}
-
-fn memory() -> Kit {
-    let clock = Arc::new(ManualClock::default());
-    let m = Arc::new(MemoryStore::new(clock.clone()));
-    Kit {
-        name: "memory",
-        reader: m.clone(),
-        writer: m.clone(),
-        tracking: m.clone(),
-        runs: m.clone(),
-        stats: m.clone(),
-        lease: m.clone(),
-        settings: m,
-        clock,
-    }
-}
-
-async fn dynamo() -> Kit {
-    let client = integration::ddb().await;
-    let tables = integration::fresh_tables(&client).await;
-    let clock = Arc::new(ManualClock::default());
-    let props = Arc::new(DynamoProperties::new(client.clone(), &tables));
-    Kit {
-        name: "dynamodb",
-        reader: props.clone(),
-        writer: props.clone(),
-        tracking: props,
-        runs: Arc::new(DynamoRunLog::new(client.clone(), &tables)),
-        stats: Arc::new(DynamoStats::new(client.clone(), &tables)),
-        lease: Arc::new(DynamoLease::new(client.clone(), &tables, clock.clone())),
-        settings: Arc::new(DynamoSettings::new(client, &tables)),
-        clock,
-    }
-}
 
 /// Runs `case` against both stores.
 macro_rules! contract {
@@ -241,6 +174,7 @@ fn outcome(id: i64, fence: u64) -> RecordOutcome {
         sync_id: format!("run{fence}"),
         now: Timestamp(1_800_000_000),
         fence,
+        quarantine: None,
     }
 }
 
@@ -606,6 +540,7 @@ async fn run_pages(k: Kit) {
             facet: "property".into(),
             paths: vec!["$.hotel_name".into()],
             paths_truncated: false,
+            accepted_by: None,
         }],
     };
     let first: Vec<RunDetail> = (1..=30).map(|i| detail(i * 7, "first")).collect();

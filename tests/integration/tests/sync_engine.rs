@@ -556,6 +556,12 @@ impl cupid_sync::ports::PropertyWriter for FailingTouch {
             "connection refused",
         ))
     }
+    async fn put_held(
+        &self,
+        p: &cupid_sync::ports::HeldPayload,
+    ) -> cupid_sync::ports::PortResult<cupid_sync::ports::Usage> {
+        self.0.put_held(p).await
+    }
 }
 
 #[tokio::test]

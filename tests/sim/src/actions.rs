@@ -163,6 +163,53 @@ impl World {
                     }
                 }
             }
+            Action::Accept(i) | Action::Discard(i) => {
+                // The i-th quarantined property now, if any (a random one would rarely be).
+                let held: Vec<i64> = self
+                    .store
+                    .records()
+                    .values()
+                    .filter(|r| r.sync_status == cupid_sync::domain::run::SyncStatus::Quarantined)
+                    .map(|r| r.hotel_id)
+                    .collect();
+                let id = if held.is_empty() {
+                    self.ids[i]
+                } else {
+                    held[i % held.len()]
+                };
+                let accept = matches!(action, Action::Accept(_));
+                let (op, method, path) = if accept {
+                    (
+                        Op::QuarantineAccept,
+                        "POST",
+                        format!("/api/v1/admin/quarantine/{id}/accept"),
+                    )
+                } else {
+                    (
+                        Op::QuarantineDiscard,
+                        "DELETE",
+                        format!("/api/v1/admin/quarantine/{id}"),
+                    )
+                };
+                let req = ApiRequest {
+                    method: method.into(),
+                    path,
+                    params: BTreeMap::from([("hotel_id".to_string(), id.to_string())]),
+                    content_type: Some("application/json".into()),
+                    body: if accept {
+                        br#"{"by": "sim-operator"}"#.to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                    ..Default::default()
+                };
+                // 404 (nothing held) and 409 (held again meanwhile) are answers, not faults.
+                if let Err(e) = self.app().handle(op, &req).await
+                    && e.status() == 500
+                {
+                    self.violation(format!("quarantine {method} of hotel {id}: {e}"));
+                }
+            }
             Action::Settings {
                 batch_size,
                 max_concurrent,

@@ -23,6 +23,9 @@ pub struct Report {
     pub requests: usize,
     pub runs: usize,
     pub virtual_secs: u64,
+    /// Properties quarantined (summed over runs) and held payloads stored by acceptance.
+    pub quarantined: u64,
+    pub accepted: usize,
 }
 
 /// A failed seed: everything needed to replay and understand it.
@@ -85,6 +88,15 @@ pub fn run_seed(seed: u64) -> Result<Report, Failure> {
             requests: world.upstream.sent.lock().unwrap().len(),
             runs: world.store.runs().len(),
             virtual_secs: started.elapsed().as_secs(),
+            quarantined: world
+                .store
+                .runs()
+                .iter()
+                .map(|r| r.counters.quarantined)
+                .sum(),
+            accepted: world
+                .accepted_stores
+                .load(std::sync::atomic::Ordering::SeqCst) as usize,
         };
         let lines = inv
             .iter()
@@ -161,6 +173,8 @@ pub fn run_seeds(seeds: std::ops::Range<u64>, threads: usize) -> Result<Report, 
                             g.0.requests += rep.requests;
                             g.0.runs += rep.runs;
                             g.0.virtual_secs += rep.virtual_secs;
+                            g.0.quarantined += rep.quarantined;
+                            g.0.accepted += rep.accepted;
                         }
                         Err(f) => {
                             if g.1.as_ref().is_none_or(|old| f.seed < old.seed) {

@@ -96,6 +96,54 @@ impl SimPorts {
         &self.world.store
     }
 
+    /// Invariant, at every commit (whatever crashes and retries surround it): a document the
+    /// record now points at keeps its contract, or is the exact content an operator accepted
+    /// before the commit. So a quarantined property's stored documents never change to what
+    /// was held back.
+    async fn contract_kept(&self, before: &SyncRecord, w: &PropertyWrite) {
+        use cupid_sync::domain::contract;
+        use cupid_sync::domain::facet::Facet;
+        let Some(after) = self.store().get_record(w.hotel_id).await.ok().flatten() else {
+            return;
+        };
+        for (key, st) in &after.facets {
+            if before.facets.get(key).map(|b| &b.hash) == Some(&st.hash) {
+                continue;
+            }
+            let facet = match key.as_str() {
+                "property" => Facet::Property,
+                "reviews" => Facet::Reviews(1),
+                k => Facet::Lang(k.trim_start_matches("lang#").to_string()),
+            };
+            let Ok((Some(doc), _)) = self
+                .store()
+                .get_whole_document(w.hotel_id, &st.key(key))
+                .await
+            else {
+                continue;
+            };
+            let Some(value) = cupid_sync::domain::document::decompress(&doc.compressed)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            else {
+                continue;
+            };
+            let report = contract::check(&facet, w.hotel_id, &value);
+            let accepted = before.accepted.get(key).map(|a| &a.hash) == Some(&st.hash);
+            if accepted && !report.is_clean() {
+                self.world
+                    .accepted_stores
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            if !report.is_clean() && !accepted {
+                self.world.violation(format!(
+                    "hotel {} {key}: stored content that breaks its contract and no operator accepted: {:?}",
+                    w.hotel_id, report.violations
+                ));
+            }
+        }
+    }
+
     fn draw_store(&self, write: bool) -> (u64, StoreFault) {
         if self.world.is_calm() {
             return (0, StoreFault::None);
@@ -203,10 +251,61 @@ impl PropertyWriter for SimPorts {
         .await
     }
     async fn commit(&self, w: &PropertyWrite) -> PortResult<Usage> {
-        self.call("commit", true, self.store().commit(w)).await
+        let before = self.store().get_record(w.hotel_id).await?;
+        // Checked as part of the call: an invocation killed right after its commit applied
+        // is checked too.
+        let commit = async {
+            let r = self.store().commit(w).await;
+            if let (Ok(_), Some(before)) = (&r, &before) {
+                self.contract_kept(before, w).await;
+            }
+            r
+        };
+        self.call("commit", true, commit).await
     }
     async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage> {
         self.call("record_outcome", true, self.store().record_outcome(o))
+            .await
+    }
+    async fn put_held(&self, p: &HeldPayload) -> PortResult<Usage> {
+        self.call("put_held", true, self.store().put_held(p)).await
+    }
+}
+
+#[async_trait]
+impl QuarantineDesk for SimPorts {
+    async fn list_held(
+        &self,
+        limit: usize,
+        after: Option<i64>,
+        rule: Option<cupid_sync::domain::contract::Rule>,
+    ) -> PortResult<HeldPage> {
+        self.call(
+            "Query quarantined",
+            false,
+            self.store().list_held(limit, after, rule),
+        )
+        .await
+    }
+    async fn held(&self, hotel_id: i64) -> PortResult<Option<HeldEntry>> {
+        self.call("GetItem held", false, self.store().held(hotel_id))
+            .await
+    }
+    async fn accept(
+        &self,
+        hotel_id: i64,
+        sync_id: &str,
+        accepted: &cupid_sync::domain::quarantine::Accepted,
+    ) -> PortResult<()> {
+        self.call(
+            "accept",
+            true,
+            self.store().accept(hotel_id, sync_id, accepted),
+        )
+        .await
+    }
+    async fn discard(&self, hotel_id: i64, note: &str) -> PortResult<()> {
+        self.call("discard", true, self.store().discard(hotel_id, note))
             .await
     }
 }

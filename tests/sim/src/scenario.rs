@@ -17,6 +17,8 @@ pub struct UpstreamFaults {
     pub p_truncated: f64,
     pub p_404: f64,
     pub p_401: f64,
+    /// A body that breaks its contract (`upstream::bad_payload`).
+    pub p_bad: f64,
     /// A window (start, length) in seconds from the scenario start when every request gets 429
     /// (the quota is exhausted).
     pub quota_out: Option<(u64, u64)>,
@@ -49,6 +51,11 @@ pub enum Action {
     Delete(usize),
     /// `GET /properties/{id}` (index): what a reader is served must match its record.
     Read(usize),
+    /// `POST /admin/quarantine/{id}/accept` of the i-th quarantined property (modulo how
+    /// many there are; the i-th id when none is).
+    Accept(usize),
+    /// `DELETE /admin/quarantine/{id}`, chosen as for `Accept`.
+    Discard(usize),
     /// `PUT /admin/sync/settings`: batch size and concurrency.
     Settings {
         batch_size: u32,
@@ -123,6 +130,8 @@ impl Scenario {
             p_truncated: chance(&mut rng, 0.2, 0.05),
             p_404: chance(&mut rng, 0.2, 0.03),
             p_401: if rng.random_bool(0.03) { 0.02 } else { 0.0 },
+            // Drawn last (below), so the scenarios of earlier seeds stay what they were.
+            p_bad: 0.0,
             quota_out: rng
                 .random_bool(0.1)
                 .then(|| (rng.random_range(0..horizon), rng.random_range(60..1800))),
@@ -191,7 +200,7 @@ impl Scenario {
         actions.sort_by_key(|(t, _)| *t);
         let lease_ttl_s = rng.random_range(10..=120);
         let max_run_s = rng.random_range(15..=300);
-        Scenario {
+        let mut scenario = Scenario {
             seed,
             properties,
             languages,
@@ -225,6 +234,22 @@ impl Scenario {
             } else {
                 cupid_sync::domain::document::PART_BYTES
             },
+        };
+        // Data quality (drawn after everything else: earlier seeds keep their scenarios).
+        scenario.upstream.p_bad = chance(&mut rng, 0.5, 0.3);
+        for _ in 0..rng.random_range(0..=3) {
+            let i = rng.random_range(0..properties);
+            let t = rng.random_range(0..horizon);
+            scenario.actions.push((
+                t,
+                if rng.random_bool(0.7) {
+                    Action::Accept(i)
+                } else {
+                    Action::Discard(i)
+                },
+            ));
         }
+        scenario.actions.sort_by_key(|(t, _)| *t);
+        scenario
     }
 }

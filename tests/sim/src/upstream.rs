@@ -70,6 +70,8 @@ impl SimUpstream {
             Facet::Property => json!({
                 "hotel_id": id,
                 "hotel_name": format!("Hotel {id} v{v}"),
+                "latitude": 38.0 + (id % 100) as f64 / 100.0,
+                "longitude": -9.0 - (id % 50) as f64 / 100.0,
                 "rating": (id % 50) as f64 / 10.0,
                 "stars": 1 + id % 5,
                 "address": {"city": "Lisbon", "country": "pt"},
@@ -176,7 +178,56 @@ impl SimUpstream {
             if hit(f.p_404) {
                 return Err(FetchError::NotFound);
             }
+            if hit(f.p_bad)
+                && let Some(body) = self.body(id, facet)
+            {
+                // A data regression: always the same bad body for the same content (its kind
+                // follows from the id), so an operator's acceptance of it can match a later
+                // fetch.
+                let kind = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                return Ok(bad_payload(body, id, facet, kind as usize));
+            }
         }
         self.body(id, facet).ok_or(FetchError::NotFound)
     }
+}
+
+/// A body that breaks its facet's contract in one of the ways upstream regressions do:
+/// another hotel's payload, an empty name, (0, 0) coordinates, a field whose type changed,
+/// a required field gone, a score out of range, a photo URL that is not one; for reviews, a
+/// review without an id or with a date that does not parse.
+pub fn bad_payload(mut body: Value, id: i64, facet: &Facet, kind: usize) -> Value {
+    match facet {
+        Facet::Property => match kind % 7 {
+            0 => body["hotel_id"] = json!(id + 1),
+            1 => body["hotel_name"] = json!(""),
+            2 => {
+                body["latitude"] = json!(0.0);
+                body["longitude"] = json!(0.0);
+            }
+            3 => body["rating"] = json!(body["rating"].to_string()),
+            4 => {
+                body.as_object_mut().map(|m| m.remove("latitude"));
+            }
+            5 => body["rating"] = json!(11.5),
+            _ => body["photos"][0]["url"] = json!("photo-1.jpg"),
+        },
+        Facet::Lang(_) => match kind % 2 {
+            0 => body["hotel_id"] = json!(id + 1),
+            _ => body["hotel_name"] = json!(" "),
+        },
+        Facet::Reviews(_) => {
+            if let Some(first) = body.get_mut(0) {
+                match kind % 2 {
+                    0 => {
+                        first.as_object_mut().map(|m| m.remove("review_id"));
+                    }
+                    _ => first["date"] = json!("last tuesday"),
+                }
+            } else {
+                body = json!([{"review_id": "r1", "date": "2025-08-21 10:00:00"}]);
+            }
+        }
+    }
+    body
 }

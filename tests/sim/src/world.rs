@@ -82,6 +82,8 @@ pub struct World {
     pub untracked_spans: Mutex<Vec<(i64, usize, usize)>>,
     pub invocations: Mutex<Vec<Invocation>>,
     pub violations: Mutex<Vec<String>>,
+    /// Commits that stored content an operator had accepted despite its contract.
+    pub accepted_stores: AtomicU64,
     calm: AtomicBool,
     outstanding: AtomicU64,
     next_invocation: AtomicU64,
@@ -112,6 +114,7 @@ impl World {
             untracked_spans: Mutex::default(),
             invocations: Mutex::default(),
             violations: Mutex::default(),
+            accepted_stores: AtomicU64::new(0),
             calm: AtomicBool::new(false),
             outstanding: AtomicU64::new(0),
             next_invocation: AtomicU64::new(1),
@@ -187,6 +190,7 @@ impl World {
         let p = self.ports(None);
         App {
             reader: p.clone(),
+            quarantine: p.clone(),
             tracking: p.clone(),
             runs: p.clone(),
             stats: p.clone(),

@@ -51,7 +51,9 @@ impl Scripted {
 }
 
 fn body(id: i64) -> serde_json::Value {
-    serde_json::json!({"hotel_id": id, "hotel_name": format!("Hotel {id}")})
+    serde_json::json!({
+        "hotel_id": id, "hotel_name": format!("Hotel {id}"), "latitude": 51.5, "longitude": -0.12
+    })
 }
 
 #[async_trait]

@@ -2,6 +2,7 @@
 
 mod lease;
 mod properties;
+mod quarantine;
 mod runs;
 mod settings;
 mod stats;

@@ -25,7 +25,8 @@ pub struct DynamoProperties {
     pub(super) stats: super::DynamoStats,
 }
 
-const TRACKED_PROJECTION: &str = "hotel_id, data_version, content_hash, sync_status, facets";
+const TRACKED_PROJECTION: &str =
+    "hotel_id, data_version, content_hash, sync_status, facets, accepted";
 /// Tracked records only: the status is not `untracked`.
 const TRACKED_FILTER: &str = "sync_status <> :untracked";
 /// A fenced record write: the record exists, is tracked, and no newer token has written it.
@@ -217,6 +218,10 @@ impl DynamoProperties {
                 .as_deref()
                 .and_then(SyncStatus::parse)
                 .unwrap_or(SyncStatus::Pending),
+            accepted: item
+                .get("accepted")
+                .and_then(|a| serde_dynamo::from_attribute_value(a.clone()).ok())
+                .unwrap_or_default(),
         })
     }
 
@@ -509,7 +514,10 @@ impl Tracking for DynamoProperties {
             .update_item()
             .table_name(&self.properties)
             .key("hotel_id", n(hotel_id))
-            .update_expression("SET sync_status = :u")
+            .update_expression(format!(
+                "SET sync_status = :u REMOVE {}",
+                super::writes::OUT_OF_QUARANTINE
+            ))
             .condition_expression("attribute_exists(hotel_id)")
             .expression_attribute_values(":u", untracked())
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)

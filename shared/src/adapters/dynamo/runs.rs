@@ -41,6 +41,8 @@ struct RunItem {
     #[serde(default)]
     untracked_properties: u64,
     #[serde(default)]
+    quarantined_properties: u64,
+    #[serde(default)]
     processed_properties: u64,
     #[serde(default)]
     document_writes: u64,
@@ -97,6 +99,7 @@ impl RunItem {
             not_found_properties: r.counters.not_found,
             partial_properties: r.counters.partial,
             untracked_properties: r.counters.untracked,
+            quarantined_properties: r.counters.quarantined,
             processed_properties: r.counters.processed,
             document_writes: r.counters.document_writes,
             upstream_requests: r.counters.upstream_requests,
@@ -138,6 +141,7 @@ impl RunItem {
                 not_found: self.not_found_properties,
                 partial: self.partial_properties,
                 untracked: self.untracked_properties,
+                quarantined: self.quarantined_properties,
                 document_writes: self.document_writes,
                 consumed_rcu: self.consumed_rcu,
                 consumed_wcu: self.consumed_wcu,

@@ -5,6 +5,7 @@
 use super::properties::{RECORD_FENCE, is_condition_failure, untracked};
 use super::{n, s, units};
 use crate::adapters::port_err;
+use crate::adapters::tables;
 use crate::domain::facet;
 use crate::domain::run::{FacetState, SyncStatus};
 use crate::ports::*;
@@ -17,6 +18,9 @@ use super::DynamoProperties;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+
+/// What a record out of quarantine no longer carries (every commit, every other outcome).
+pub(super) const OUT_OF_QUARANTINE: &str = "quarantine, q_list, q_rules, accepted";
 
 impl DynamoProperties {
     /// A fenced record update's answer: its write units, or why it was refused (a consistent
@@ -297,10 +301,10 @@ impl PropertyWriter for DynamoProperties {
         let mut expr = format!("SET {}", set.join(", "));
         match &w.error {
             Some(e) => {
-                expr = format!("{expr}, last_error = :err");
+                expr = format!("{expr}, last_error = :err REMOVE {OUT_OF_QUARANTINE}");
                 values.insert(":err".into(), s(e));
             }
-            None => expr.push_str(" REMOVE last_error"),
+            None => expr.push_str(&format!(" REMOVE last_error, {OUT_OF_QUARANTINE}")),
         }
         let r = self
             .client
@@ -321,6 +325,38 @@ impl PropertyWriter for DynamoProperties {
             f == w.fence && v == new_version
         })
         .await
+    }
+
+    async fn put_held(&self, p: &HeldPayload) -> PortResult<Usage> {
+        let key = crate::domain::quarantine::payload_key(&p.facet);
+        let call = format!(
+            "PutItem held payload hotel {} {key} with token {}",
+            p.hotel_id, p.fence
+        );
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.documents)
+            .item("hotel_id", n(p.hotel_id))
+            .item("facet", s(&key))
+            .item("doc", AV::B(Blob::new(p.compressed.clone())))
+            .item("encoding", s("zstd"))
+            .item("content_hash", s(&p.hash))
+            .item("data_version", n(0))
+            .item("fence", n(p.fence))
+            .item("sync_id", s(&p.sync_id))
+            .item("held_at", n(p.now.secs()))
+            .item("expires_at", n(p.expires_at))
+            .condition_expression("attribute_not_exists(hotel_id) OR fence <= :f")
+            .expression_attribute_values(":f", n(p.fence))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| doc_refused(&call, e))?;
+        Ok(Usage {
+            rcu: 0.0,
+            wcu: units(out.consumed_capacity()),
+        })
     }
 
     async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage> {
@@ -348,12 +384,46 @@ impl PropertyWriter for DynamoProperties {
             .expression_attribute_values(":f", n(o.fence))
             .expression_attribute_values(":untracked", untracked())
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
-        req = match &o.error {
-            Some(err) => req
-                .update_expression(format!("{set}, last_error = :err"))
-                .expression_attribute_values(":err", s(err)),
-            None => req.update_expression(format!("{set} REMOVE last_error")),
+        // Quarantined: the note, and the sparse index's key with the rules broken (for the
+        // listing's filter). Anything else: out of quarantine.
+        let mut remove = vec![];
+        match &o.quarantine {
+            Some(note) if o.status == SyncStatus::Quarantined => {
+                set.push_str(", quarantine = :q, q_list = :ql, q_rules = :qr");
+                let av = serde_dynamo::to_attribute_value(note)
+                    .map_err(|e| PortError::new(&call, PortErrorKind::Invalid, e.to_string()))?;
+                let rules: Vec<String> = note
+                    .rules()
+                    .iter()
+                    .map(|r| r.as_str().to_string())
+                    .collect();
+                req = req
+                    .expression_attribute_values(":q", av)
+                    .expression_attribute_values(":ql", s(tables::QUARANTINE_LIST))
+                    .expression_attribute_values(
+                        ":qr",
+                        if rules.is_empty() {
+                            AV::Null(true)
+                        } else {
+                            AV::Ss(rules)
+                        },
+                    );
+            }
+            _ => remove.push(OUT_OF_QUARANTINE),
+        }
+        match &o.error {
+            Some(err) => {
+                set.push_str(", last_error = :err");
+                req = req.expression_attribute_values(":err", s(err));
+            }
+            None => remove.push("last_error"),
+        }
+        let expr = if remove.is_empty() {
+            set
+        } else {
+            format!("{set} REMOVE {}", remove.join(", "))
         };
+        req = req.update_expression(expr);
         // The outcome's condition holds again on a retry of our own write, so a refusal is
         // never ours.
         self.settle(req.send().await, &call, o.hotel_id, o.fence, |_, _| false)

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod log;
+mod quarantine;
 mod schedule;
 
 pub use schedule::MemorySchedule;
@@ -449,6 +450,9 @@ impl PropertyWriter for MemoryStore {
         r.sync_status = w.status;
         r.last_sync_id = Some(w.sync_id.clone());
         r.last_error = w.error.clone();
+        // Stored: out of quarantine (an acceptance it needed is used up).
+        r.quarantine = None;
+        r.accepted.clear();
         if let Some(s) = &w.summary {
             let s = s.clone();
             r.name = s.name.or(r.name.take());
@@ -486,6 +490,12 @@ impl PropertyWriter for MemoryStore {
         r.last_sync_id = Some(o.sync_id.clone());
         r.last_error = o.error.clone();
         r.fence = Some(o.fence);
+        if o.status == SyncStatus::Quarantined {
+            r.quarantine = o.quarantine.clone();
+        } else {
+            r.quarantine = None;
+            r.accepted.clear();
+        }
         let size = record_bytes(r);
         self.log(
             &mut st,
@@ -498,6 +508,10 @@ impl PropertyWriter for MemoryStore {
             rcu: 0.0,
             wcu: wcu(size),
         })
+    }
+
+    async fn put_held(&self, p: &HeldPayload) -> PortResult<Usage> {
+        self.put_held_payload(p)
     }
 }
 
@@ -541,6 +555,7 @@ impl Tracking for MemoryStore {
             )),
             Some(r) => {
                 let was = std::mem::replace(&mut r.sync_status, SyncStatus::Untracked);
+                r.quarantine = None;
                 self.log(
                     &mut st,
                     Table::Records,

@@ -4,6 +4,7 @@
 //! reading properties).
 
 mod properties;
+mod quarantine;
 mod settings;
 mod status;
 mod trigger;
@@ -33,6 +34,7 @@ pub const MAX_SYNC_IDS: usize = 1000;
 pub struct App {
     pub reader: Arc<dyn PropertyReader>,
     pub tracking: Arc<dyn Tracking>,
+    pub quarantine: Arc<dyn QuarantineDesk>,
     pub runs: Arc<dyn RunLog>,
     pub stats: Arc<dyn Stats>,
     pub lease: Arc<dyn Lease>,
@@ -203,6 +205,10 @@ impl Handler for App {
             Op::Untrack => self.untrack(req).await,
             Op::PropertyGet => self.property(req).await,
             Op::PropertyReviews => self.reviews(req).await,
+            Op::QuarantineList => self.quarantine_list(req).await,
+            Op::QuarantineGet => self.quarantine_get(req).await,
+            Op::QuarantineAccept => self.quarantine_accept(req).await,
+            Op::QuarantineDiscard => self.quarantine_discard(req).await,
             // Served by the docs function's own handler (api::openapi::DocsHandler).
             Op::DocsPage | Op::DocsSpec => Err(ApiError::NotFound(
                 "the docs are served by the docs function".into(),

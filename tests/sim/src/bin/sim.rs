@@ -29,13 +29,15 @@ fn main() {
     let t = std::time::Instant::now();
     match sim::run_seeds(from..from + seeds, threads) {
         Ok(r) => println!(
-            "{seeds} seeds passed in {:.1} s: {} invocations ({} killed), {} upstream requests, {} runs, {} h of virtual time",
+            "{seeds} seeds passed in {:.1} s: {} invocations ({} killed), {} upstream requests, {} runs, {} h of virtual time; {} properties quarantined, {} held payloads stored on acceptance",
             t.elapsed().as_secs_f64(),
             r.invocations,
             r.crashes,
             r.requests,
             r.runs,
-            r.virtual_secs / 3600
+            r.virtual_secs / 3600,
+            r.quarantined,
+            r.accepted
         ),
         Err(f) => {
             eprintln!("{f}");

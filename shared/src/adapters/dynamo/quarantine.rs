@@ -1,0 +1,192 @@
+//! Quarantine on DynamoDB: the note and acceptances are attributes of the record (written with
+//! the record's own fenced updates, so never out of step with its status); quarantined records
+//! alone carry `q_list`, the key of the sparse `quarantined` index the listing queries; held
+//! payloads are document items `quarantine#<facet>` with an expiry (TTL).
+
+use super::properties::is_condition_failure;
+use super::writes::OUT_OF_QUARANTINE;
+use super::{DynamoProperties, get_n, n, s};
+use crate::adapters::{port_err, tables};
+use crate::domain::contract::Rule;
+use crate::domain::quarantine::{Accepted, QuarantineNote, payload_key};
+use crate::domain::run::SyncStatus;
+use crate::domain::stats::StatusCounts;
+use crate::ports::*;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue as AV;
+use std::collections::HashMap;
+
+fn entry(item: &HashMap<String, AV>) -> Option<HeldEntry> {
+    if super::get_s(item, "sync_status").as_deref() != Some(SyncStatus::Quarantined.as_str()) {
+        return None;
+    }
+    let note: QuarantineNote =
+        serde_dynamo::from_attribute_value(item.get("quarantine")?.clone()).ok()?;
+    let accepted: Accepted = item
+        .get("accepted")
+        .and_then(|a| serde_dynamo::from_attribute_value(a.clone()).ok())
+        .unwrap_or_default();
+    Some(HeldEntry {
+        hotel_id: get_n(item, "hotel_id")?,
+        note,
+        accepted,
+    })
+}
+
+/// A conditional update on a record that is not (or no longer) as required.
+fn refused(call: &str, e: PortError, kind: PortErrorKind, why: &str) -> PortError {
+    if is_condition_failure(&e) {
+        PortError::new(call, kind, why)
+    } else {
+        e
+    }
+}
+
+#[async_trait]
+impl QuarantineDesk for DynamoProperties {
+    async fn list_held(
+        &self,
+        limit: usize,
+        after: Option<i64>,
+        rule: Option<Rule>,
+    ) -> PortResult<HeldPage> {
+        let call = format!("Query {} index {}", self.properties, tables::QUARANTINE_GSI);
+        let mut items = Vec::new();
+        let mut start = after.map(|a| {
+            HashMap::from([
+                ("hotel_id".to_string(), n(a)),
+                ("q_list".to_string(), s(tables::QUARANTINE_LIST)),
+            ])
+        });
+        // One more than asked, to know whether a next page exists; a filter may need several
+        // reads (each bounded by `limit`).
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.properties)
+                .index_name(tables::QUARANTINE_GSI)
+                .key_condition_expression("q_list = :q")
+                .expression_attribute_values(":q", s(tables::QUARANTINE_LIST))
+                .set_exclusive_start_key(start.take())
+                .limit((limit + 1).min(1000) as i32);
+            if let Some(r) = rule {
+                q = q
+                    .filter_expression("contains(q_rules, :rule)")
+                    .expression_attribute_values(":rule", s(r.as_str()));
+            }
+            let out = q.send().await.map_err(|e| port_err(&call, e))?;
+            items.extend(out.items().iter().filter_map(entry));
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() && items.len() <= limit => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        let next = (items.len() > limit).then(|| items[limit - 1].hotel_id);
+        items.truncate(limit);
+        Ok(HeldPage { items, next })
+    }
+
+    async fn held(&self, hotel_id: i64) -> PortResult<Option<HeldEntry>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.properties)
+            .key("hotel_id", n(hotel_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_err(&format!("GetItem hotel {hotel_id}"), e))?;
+        Ok(out.item().and_then(entry))
+    }
+
+    async fn accept(&self, hotel_id: i64, sync_id: &str, accepted: &Accepted) -> PortResult<()> {
+        let call = format!("UpdateItem accept held payloads hotel {hotel_id}");
+        let av = serde_dynamo::to_attribute_value(accepted)
+            .map_err(|e| PortError::new(&call, PortErrorKind::Invalid, e.to_string()))?;
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.properties)
+            .key("hotel_id", n(hotel_id))
+            .update_expression("SET accepted = :a")
+            .condition_expression("sync_status = :q AND quarantine.sync_id = :sid")
+            .expression_attribute_values(":a", av)
+            .expression_attribute_values(":q", s(SyncStatus::Quarantined.as_str()))
+            .expression_attribute_values(":sid", s(sync_id))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = port_err(&call, e);
+                Err(self.why_not(&call, hotel_id, e).await)
+            }
+        }
+    }
+
+    async fn discard(&self, hotel_id: i64, note: &str) -> PortResult<()> {
+        let call = format!("UpdateItem discard quarantine hotel {hotel_id}");
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.properties)
+            .key("hotel_id", n(hotel_id))
+            .update_expression(format!(
+                "SET sync_status = :p, last_error = :note REMOVE {OUT_OF_QUARANTINE}"
+            ))
+            .condition_expression("sync_status = :q")
+            .expression_attribute_values(":p", s(SyncStatus::Pending.as_str()))
+            .expression_attribute_values(":q", s(SyncStatus::Quarantined.as_str()))
+            .expression_attribute_values(":note", s(note))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| {
+                refused(
+                    &call,
+                    port_err(&call, e),
+                    PortErrorKind::NotFound,
+                    "not quarantined",
+                )
+            })?;
+        let mut d = StatusCounts::default();
+        d.moved(SyncStatus::Quarantined, SyncStatus::Pending);
+        self.stats.apply(&d, true).await?;
+        let held: Option<QuarantineNote> = out
+            .attributes()
+            .and_then(|a| a.get("quarantine"))
+            .and_then(|q| serde_dynamo::from_attribute_value(q.clone()).ok());
+        for f in held.iter().flat_map(|h| h.facets.iter()) {
+            let key = payload_key(&f.facet);
+            self.client
+                .delete_item()
+                .table_name(&self.documents)
+                .key("hotel_id", n(hotel_id))
+                .key("facet", s(&key))
+                .send()
+                .await
+                .map_err(|e| port_err(&format!("DeleteItem held payload {hotel_id} {key}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl DynamoProperties {
+    /// Why an acceptance was refused: the record is not quarantined (NotFound), or a later run
+    /// quarantined other payloads (Conflict).
+    async fn why_not(&self, call: &str, hotel_id: i64, e: PortError) -> PortError {
+        if !is_condition_failure(&e) {
+            return e;
+        }
+        match self.held(hotel_id).await {
+            Ok(Some(_)) => PortError::new(
+                call,
+                PortErrorKind::Conflict,
+                "quarantined again by a later run",
+            ),
+            Ok(None) => PortError::new(call, PortErrorKind::NotFound, "not quarantined"),
+            Err(e) => e,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Quarantine for operators: list what was held back, read a held payload with its
+//! violations, accept it (the next sync stores it) or discard it (the next sync checks again).
+
+use super::*;
+use crate::domain::contract::Rule;
+use crate::domain::quarantine::{self, Acceptance, Accepted};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptBody {
+    by: Option<String>,
+}
+
+/// A quarantined property as the API shows it.
+fn view(e: &HeldEntry) -> serde_json::Value {
+    serde_json::json!({
+        "hotel_id": e.hotel_id,
+        "sync_status": "quarantined",
+        "quarantined_by_sync": e.note.sync_id,
+        "quarantined_at": Timestamp(e.note.at).rfc3339(),
+        "rules": e.note.rules().iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "facets": e.note.facets.iter().map(|f| serde_json::json!({
+            "facet": f.facet,
+            "content_hash": f.hash,
+            "violations": f.report.violations,
+            "violation_count": f.report.total,
+            "payload_kept": f.payload_kept,
+        })).collect::<Vec<_>>(),
+        "accepted": e.accepted.iter().map(|(facet, a)| serde_json::json!({
+            "facet": facet,
+            "content_hash": a.hash,
+            "by": a.by,
+            "at": Timestamp(a.at).rfc3339(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+impl App {
+    fn hotel_param(req: &ApiRequest) -> Result<i64, ApiError> {
+        let raw = req.param("hotel_id");
+        raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_hotel_id",
+                format!("hotel_id `{raw}` is not a positive integer hotel id"),
+                "hotel_id",
+            )
+        })
+    }
+
+    async fn held_or_404(&self, id: i64) -> Result<HeldEntry, ApiError> {
+        self.quarantine
+            .held(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("hotel {id} is not quarantined")))
+    }
+
+    /// `GET /admin/quarantine?limit=&after=&rule=`
+    pub(super) async fn quarantine_list(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let (limit, _) = Self::paging_with(req, 50)?;
+        if req.query.contains_key("offset") {
+            return Err(ApiError::bad_request(
+                "invalid_offset",
+                "the quarantine pages by after (from next_after), not offset",
+                "offset",
+            ));
+        }
+        let after = match req.query.get("after") {
+            None => None,
+            Some(raw) => Some(raw.trim().parse::<i64>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_after",
+                    format!("after must be a hotel id from next_after (got `{raw}`)"),
+                    "after",
+                )
+            })?),
+        };
+        let rule = match req.query.get("rule") {
+            None => None,
+            Some(raw) => Some(Rule::parse(raw.trim()).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_rule",
+                    format!(
+                        "rule must be one of {} (got `{raw}`)",
+                        Rule::ALL.map(Rule::as_str).join(", ")
+                    ),
+                    "rule",
+                )
+            })?),
+        };
+        let page = self.quarantine.list_held(limit, after, rule).await?;
+        Ok(ApiResponse::ok(
+            200,
+            &serde_json::json!({
+                "items": page.items.iter().map(view).collect::<Vec<_>>(),
+                "next_after": page.next,
+                "rule": rule.map(Rule::as_str),
+            }),
+        ))
+    }
+
+    /// `GET /admin/quarantine/{hotel_id}`: the note and each held payload (the canonical JSON
+    /// that would have been stored), while kept.
+    pub(super) async fn quarantine_get(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let id = Self::hotel_param(req)?;
+        let entry = self.held_or_404(id).await?;
+        let mut v = view(&entry);
+        let mut payloads = serde_json::Map::new();
+        for f in &entry.note.facets {
+            let (doc, _) = self
+                .reader
+                .get_document(id, &quarantine::payload_key(&f.facet))
+                .await?;
+            // Served only if it is the payload the note names (a later run may have replaced
+            // it, or it expired).
+            let payload = doc
+                .filter(|d| d.content_hash == f.hash)
+                .and_then(|d| crate::domain::document::decompress(&d.compressed).ok())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .unwrap_or(serde_json::Value::Null);
+            payloads.insert(f.facet.clone(), payload);
+        }
+        v["payloads"] = serde_json::Value::Object(payloads);
+        Ok(ApiResponse::ok(200, &v))
+    }
+
+    /// `POST /admin/quarantine/{hotel_id}/accept` `{"by": "name"}`: every payload the note
+    /// holds is accepted, by content hash; the next sync (any run that includes the property)
+    /// stores exactly those, and its run log names who accepted them and when.
+    pub(super) async fn quarantine_accept(
+        &self,
+        req: &ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
+        let id = Self::hotel_param(req)?;
+        let body: AcceptBody = req.json()?.ok_or_else(|| {
+            ApiError::bad_request("invalid_body", "body must be {\"by\": \"name\"}", "by")
+        })?;
+        let by = quarantine::valid_operator(body.by.as_deref().unwrap_or(""))
+            .map_err(|m| ApiError::bad_request("invalid_by", format!("by {m}"), "by"))?;
+        let entry = self.held_or_404(id).await?;
+        let now = self.clock.now().secs();
+        let accepted: Accepted = entry
+            .note
+            .facets
+            .iter()
+            .map(|f| {
+                (
+                    f.facet.clone(),
+                    Acceptance {
+                        hash: f.hash.clone(),
+                        by: by.clone(),
+                        at: now,
+                    },
+                )
+            })
+            .collect();
+        match self
+            .quarantine
+            .accept(id, &entry.note.sync_id, &accepted)
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.kind == PortErrorKind::NotFound => {
+                return Err(ApiError::NotFound(format!("hotel {id} is not quarantined")));
+            }
+            Err(e) if e.kind == PortErrorKind::Conflict => {
+                return Err(ApiError::Conflict {
+                    code: "quarantine_changed",
+                    message: format!(
+                        "hotel {id} was quarantined again by a later run; read it again before accepting"
+                    ),
+                    details: serde_json::json!({ "hotel_id": id }),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(hotel_id = id, by = %by, "held payload accepted by an operator");
+        let mut v = view(&HeldEntry { accepted, ..entry });
+        v["next"] = serde_json::json!(format!(
+            "the next sync stores it: POST /api/v1/admin/sync {{\"hotel_ids\": [{id}]}}"
+        ));
+        Ok(ApiResponse::ok(200, &v))
+    }
+
+    /// `DELETE /admin/quarantine/{hotel_id}`: drop the held payloads; the property goes back
+    /// to `pending` and the next sync checks it again.
+    pub(super) async fn quarantine_discard(
+        &self,
+        req: &ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
+        let id = Self::hotel_param(req)?;
+        let note = format!(
+            "quarantine discarded by an operator at {}; the next sync checks again",
+            self.clock.now().rfc3339()
+        );
+        match self.quarantine.discard(id, &note).await {
+            Ok(()) => Ok(ApiResponse::ok(
+                200,
+                &serde_json::json!({ "hotel_id": id, "sync_status": "pending", "discarded": true }),
+            )),
+            Err(e) if e.kind == PortErrorKind::NotFound => {
+                Err(ApiError::NotFound(format!("hotel {id} is not quarantined")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! Data contracts: what a facet document must look like before it may replace stored data.
+//! Declared once, here, as tables of fields (derived from the recorded bodies in
+//! `tests/fixtures/` and the upstream field notes in ARCHITECTURE.md, "Contracts"); checked on
+//! every changed document before it is written. A document that breaks its contract is
+//! quarantined instead (the previous version stays served).
+
+use super::facet::Facet;
+use super::json::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Why a value breaks its contract (the `rule` of a violation; `?rule=` filters by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// A required field is absent.
+    Required,
+    /// The field has another JSON type (or is null where it may not be).
+    Type,
+    /// The document (or a room in it) is for another hotel than the one asked for.
+    HotelId,
+    /// A string that must say something is empty.
+    Empty,
+    /// A number outside its documented range.
+    Range,
+    /// Latitude and longitude both 0 ("null island": a missing position sent as zeros).
+    NullIsland,
+    /// Not an http(s) URL.
+    Url,
+    /// A date that does not parse.
+    Date,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 8] = [
+        Rule::Required,
+        Rule::Type,
+        Rule::HotelId,
+        Rule::Empty,
+        Rule::Range,
+        Rule::NullIsland,
+        Rule::Url,
+        Rule::Date,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Required => "required",
+            Rule::Type => "type",
+            Rule::HotelId => "hotel_id",
+            Rule::Empty => "empty",
+            Rule::Range => "range",
+            Rule::NullIsland => "null_island",
+            Rule::Url => "url",
+            Rule::Date => "date",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// One broken rule: where, which rule, and the offending value (JSON, truncated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// `hotel_name`, `photos[3].url`, `[7].date` (reviews).
+    pub path: String,
+    pub rule: Rule,
+    /// The value as JSON, at most [`MAX_VALUE_CHARS`] characters (`…` when cut); absent for a
+    /// missing field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Characters of an offending value kept in a violation.
+pub const MAX_VALUE_CHARS: usize = 80;
+/// Violations kept per document (the first ones in document order); the count says how many.
+pub const MAX_VIOLATIONS: usize = 20;
+
+/// A JSON type as contracts name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool,
+    Int,
+    Float,
+    Str,
+    Array,
+    Object,
+}
+
+/// Read access to a parsed document: the engine checks `Json` trees, tests and tools
+/// `serde_json::Value`s, under the same contracts.
+pub trait View: Sized {
+    fn kind(&self) -> Kind;
+    fn field(&self, key: &str) -> Option<&Self>;
+    fn items(&self) -> &[Self];
+    fn str(&self) -> Option<&str>;
+    fn f64(&self) -> Option<f64>;
+    fn i64(&self) -> Option<i64>;
+    /// The value as compact JSON (for a violation's `value`).
+    fn json(&self) -> String;
+}
+
+fn number_kind(n: &serde_json::Number) -> Kind {
+    if n.is_f64() { Kind::Float } else { Kind::Int }
+}
+
+impl View for Value {
+    fn kind(&self) -> Kind {
+        match self {
+            Value::Null => Kind::Null,
+            Value::Bool(_) => Kind::Bool,
+            Value::Number(n) => number_kind(n),
+            Value::String(_) => Kind::Str,
+            Value::Array(_) => Kind::Array,
+            Value::Object(_) => Kind::Object,
+        }
+    }
+    fn field(&self, key: &str) -> Option<&Self> {
+        self.get(key)
+    }
+    fn items(&self) -> &[Self] {
+        self.as_array().map(Vec::as_slice).unwrap_or(&[])
+    }
+    fn str(&self) -> Option<&str> {
+        self.as_str()
+    }
+    fn f64(&self) -> Option<f64> {
+        self.as_f64()
+    }
+    fn i64(&self) -> Option<i64> {
+        self.as_i64()
+    }
+    fn json(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl View for Json<'_> {
+    fn kind(&self) -> Kind {
+        match self {
+            Json::Null => Kind::Null,
+            Json::Bool(_) => Kind::Bool,
+            Json::Number(n) => number_kind(n),
+            Json::Str(_) => Kind::Str,
+            Json::Array(_) => Kind::Array,
+            Json::Object(_) => Kind::Object,
+        }
+    }
+    fn field(&self, key: &str) -> Option<&Self> {
+        self.get(key)
+    }
+    fn items(&self) -> &[Self] {
+        match self {
+            Json::Array(items) => items,
+            _ => &[],
+        }
+    }
+    fn str(&self) -> Option<&str> {
+        self.as_str()
+    }
+    fn f64(&self) -> Option<f64> {
+        self.as_f64()
+    }
+    fn i64(&self) -> Option<i64> {
+        self.as_i64()
+    }
+    fn json(&self) -> String {
+        let mut out = Vec::new();
+        self.write(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The type a field must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Int,
+    /// Int or float.
+    Num,
+    Str,
+    Bool,
+    Array,
+    Object,
+    /// Anything (the field is documented, its type is not ours to check).
+    Any,
+}
+
+impl Ty {
+    fn admits(self, k: Kind) -> bool {
+        match self {
+            Ty::Int => k == Kind::Int,
+            Ty::Num => matches!(k, Kind::Int | Kind::Float),
+            Ty::Str => k == Kind::Str,
+            Ty::Bool => k == Kind::Bool,
+            Ty::Array => k == Kind::Array,
+            Ty::Object => k == Kind::Object,
+            Ty::Any => true,
+        }
+    }
+}
+
+/// A rule on a value of the right type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Check {
+    None,
+    /// The hotel asked for (a number, or its decimal string: rooms carry it as a string).
+    HotelId,
+    NonEmpty,
+    Range(f64, f64),
+    /// http(s) URL; an empty string passes (no photo yet).
+    Url,
+    /// RFC 3339 (`2025-08-21T00:00:00Z`) or the older `2024-11-10 20:32:40`.
+    Date,
+}
+
+/// One field of a contract. `path` walks objects by key; `[]` walks every item of an array.
+struct Field {
+    path: &'static [&'static str],
+    ty: Ty,
+    nullable: bool,
+    required: bool,
+    check: Check,
+}
+
+const fn f(path: &'static [&'static str], ty: Ty) -> Field {
+    Field {
+        path,
+        ty,
+        nullable: false,
+        required: false,
+        check: Check::None,
+    }
+}
+
+impl Field {
+    const fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    const fn nullable(mut self) -> Self {
+        self.nullable = true;
+        self
+    }
+    const fn check(mut self, c: Check) -> Self {
+        self.check = c;
+        self
+    }
+}
+
+/// The property document (E1). Every recorded live body has every key, but older shapes lack
+/// some (`checkin`, `state`, ids of beds and policies), so only what a catalogue cannot do
+/// without is required: the id, the name and the position.
+const PROPERTY: &[Field] = &[
+    f(&["hotel_id"], Ty::Int).required().check(Check::HotelId),
+    f(&["cupid_id"], Ty::Int),
+    f(&["hotel_name"], Ty::Str)
+        .required()
+        .check(Check::NonEmpty),
+    f(&["latitude"], Ty::Num)
+        .required()
+        .check(Check::Range(-90.0, 90.0)),
+    f(&["longitude"], Ty::Num)
+        .required()
+        .check(Check::Range(-180.0, 180.0)),
+    f(&["main_image_th"], Ty::Str).check(Check::Url),
+    f(&["hotel_type"], Ty::Str),
+    f(&["hotel_type_id"], Ty::Int),
+    f(&["chain"], Ty::Str),
+    f(&["chain_id"], Ty::Int),
+    f(&["phone"], Ty::Str),
+    f(&["fax"], Ty::Str),
+    f(&["email"], Ty::Str),
+    f(&["airport_code"], Ty::Str),
+    f(&["address"], Ty::Object),
+    f(&["address", "address"], Ty::Str),
+    f(&["address", "city"], Ty::Str),
+    f(&["address", "state"], Ty::Str),
+    f(&["address", "country"], Ty::Str),
+    f(&["address", "postal_code"], Ty::Str),
+    f(&["stars"], Ty::Int).check(Check::Range(0.0, 5.0)),
+    f(&["rating"], Ty::Num).check(Check::Range(0.0, 10.0)),
+    f(&["review_count"], Ty::Int).check(Check::Range(0.0, f64::MAX)),
+    f(&["checkin"], Ty::Object),
+    f(&["parking"], Ty::Str).nullable(),
+    f(&["group_room_min"], Ty::Int).nullable(),
+    f(&["child_allowed"], Ty::Bool).nullable(),
+    f(&["pets_allowed"], Ty::Bool).nullable(),
+    f(&["photos"], Ty::Array),
+    f(&["photos", "[]"], Ty::Object),
+    f(&["photos", "[]", "url"], Ty::Str)
+        .required()
+        .check(Check::Url),
+    f(&["photos", "[]", "hd_url"], Ty::Str).check(Check::Url),
+    f(&["photos", "[]", "main_photo"], Ty::Bool),
+    f(&["photos", "[]", "score"], Ty::Num),
+    f(&["photos", "[]", "class_id"], Ty::Int),
+    f(&["photos", "[]", "class_order"], Ty::Int),
+    f(&["description"], Ty::Str),
+    f(&["markdown_description"], Ty::Str),
+    f(&["important_info"], Ty::Str),
+    f(&["facilities"], Ty::Array),
+    f(&["facilities", "[]"], Ty::Object),
+    f(&["facilities", "[]", "facility_id"], Ty::Int).required(),
+    f(&["facilities", "[]", "name"], Ty::Str),
+    f(&["policies"], Ty::Array),
+    f(&["policies", "[]"], Ty::Object),
+    f(&["policies", "[]", "policy_type"], Ty::Str),
+    f(&["policies", "[]", "id"], Ty::Int),
+    f(&["rooms"], Ty::Array),
+    f(&["rooms", "[]"], Ty::Object),
+    f(&["rooms", "[]", "id"], Ty::Int),
+    f(&["rooms", "[]", "room_name"], Ty::Str),
+    f(&["rooms", "[]", "hotel_id"], Ty::Str).check(Check::HotelId),
+    f(&["rooms", "[]", "room_size_square"], Ty::Num),
+    f(&["rooms", "[]", "photos"], Ty::Array),
+    f(&["rooms", "[]", "photos", "[]", "url"], Ty::Str)
+        .required()
+        .check(Check::Url),
+    f(&["reviews"], Ty::Any).nullable(),
+];
+
+/// A translation (E2): the same document in another language. Its text is what it brings, so
+/// it must be for the same hotel and have a name; the rest is checked where present.
+const TRANSLATION: &[Field] = &[
+    f(&["hotel_id"], Ty::Int).required().check(Check::HotelId),
+    f(&["hotel_name"], Ty::Str)
+        .required()
+        .check(Check::NonEmpty),
+    f(&["latitude"], Ty::Num).check(Check::Range(-90.0, 90.0)),
+    f(&["longitude"], Ty::Num).check(Check::Range(-180.0, 180.0)),
+    f(&["main_image_th"], Ty::Str).check(Check::Url),
+    f(&["stars"], Ty::Int).check(Check::Range(0.0, 5.0)),
+    f(&["rating"], Ty::Num).check(Check::Range(0.0, 10.0)),
+    f(&["address"], Ty::Object),
+    f(&["photos"], Ty::Array),
+    f(&["photos", "[]", "url"], Ty::Str)
+        .required()
+        .check(Check::Url),
+    f(&["facilities"], Ty::Array),
+    f(&["rooms"], Ty::Array),
+    f(&["rooms", "[]", "hotel_id"], Ty::Str).check(Check::HotelId),
+];
+
+/// The reviews list (E3): objects with an id and a date that parses, scores on 0–10.
+const REVIEWS: &[Field] = &[
+    f(&["[]"], Ty::Object),
+    f(&["[]", "review_id"], Ty::Int).required(),
+    f(&["[]", "date"], Ty::Str).required().check(Check::Date),
+    f(&["[]", "average_score"], Ty::Num).check(Check::Range(0.0, 10.0)),
+    f(&["[]", "name"], Ty::Str),
+    f(&["[]", "headline"], Ty::Str),
+    f(&["[]", "pros"], Ty::Str),
+    f(&["[]", "cons"], Ty::Str),
+];
+
+/// What a check found: the first violations and how many there were in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub violations: Vec<Violation>,
+    pub total: usize,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.total == 0
+    }
+
+    fn push(&mut self, path: String, rule: Rule, value: Option<String>) {
+        self.total += 1;
+        if self.violations.len() < MAX_VIOLATIONS {
+            self.violations.push(Violation {
+                path,
+                rule,
+                value: value.map(truncate),
+            });
+        }
+    }
+
+    /// The distinct rules broken, in a fixed order.
+    pub fn rules(&self) -> Vec<Rule> {
+        let mut r: Vec<Rule> = self.violations.iter().map(|v| v.rule).collect();
+        r.sort();
+        r.dedup();
+        r
+    }
+}
+
+fn truncate(s: String) -> String {
+    if s.chars().count() <= MAX_VALUE_CHARS {
+        return s;
+    }
+    let mut t: String = s.chars().take(MAX_VALUE_CHARS - 1).collect();
+    t.push('…');
+    t
+}
+
+/// Checks a facet document (out of its envelope, as it would be stored) for hotel `hotel_id`.
+pub fn check<V: View>(facet: &Facet, hotel_id: i64, doc: &V) -> Report {
+    let fields = match facet {
+        Facet::Property => PROPERTY,
+        Facet::Lang(_) => TRANSLATION,
+        Facet::Reviews(_) => REVIEWS,
+    };
+    let mut report = Report::default();
+    for field in fields {
+        walk(doc, field.path, String::new(), field, hotel_id, &mut report);
+    }
+    if *facet == Facet::Property {
+        let zero = |k: &str| doc.field(k).and_then(View::f64) == Some(0.0);
+        if zero("latitude") && zero("longitude") {
+            report.push(
+                "latitude,longitude".into(),
+                Rule::NullIsland,
+                Some("[0,0]".into()),
+            );
+        }
+    }
+    // Report in document order (fields were walked table by table).
+    report.violations.sort_by(|a, b| a.path.cmp(&b.path));
+    report
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Walks `rest` of a field's path from `node` (at `path`), checking the value at its end.
+fn walk<V: View>(
+    node: &V,
+    rest: &[&str],
+    path: String,
+    field: &Field,
+    hotel_id: i64,
+    report: &mut Report,
+) {
+    let Some((seg, tail)) = rest.split_first() else {
+        check_value(node, &path, field, hotel_id, report);
+        return;
+    };
+    if *seg == "[]" {
+        // Items of an array (a non-array is the parent field's type violation).
+        for (i, item) in node.items().iter().enumerate() {
+            walk(item, tail, format!("{path}[{i}]"), field, hotel_id, report);
+        }
+        return;
+    }
+    if node.kind() != Kind::Object {
+        return;
+    }
+    let here = join(&path, seg);
+    match node.field(seg) {
+        Some(child) => walk(child, tail, here, field, hotel_id, report),
+        None if tail.is_empty() && field.required => report.push(here, Rule::Required, None),
+        None => {}
+    }
+}
+
+fn check_value<V: View>(v: &V, path: &str, field: &Field, hotel_id: i64, report: &mut Report) {
+    let kind = v.kind();
+    if kind == Kind::Null {
+        if !field.nullable {
+            report.push(path.into(), Rule::Type, Some("null".into()));
+        }
+        return;
+    }
+    if !field.ty.admits(kind) {
+        report.push(path.into(), Rule::Type, Some(v.json()));
+        return;
+    }
+    let broken = match field.check {
+        Check::None => None,
+        Check::HotelId => {
+            let ours = match kind {
+                Kind::Str => v.str().and_then(|s| s.trim().parse::<i64>().ok()),
+                _ => v.i64(),
+            };
+            (ours != Some(hotel_id)).then_some(Rule::HotelId)
+        }
+        Check::NonEmpty => v
+            .str()
+            .is_some_and(|s| s.trim().is_empty())
+            .then_some(Rule::Empty),
+        Check::Range(lo, hi) => v
+            .f64()
+            .is_some_and(|x| !(lo..=hi).contains(&x))
+            .then_some(Rule::Range),
+        Check::Url => v.str().is_some_and(|s| !is_url(s)).then_some(Rule::Url),
+        Check::Date => v.str().is_some_and(|s| !is_date(s)).then_some(Rule::Date),
+    };
+    if let Some(rule) = broken {
+        report.push(path.into(), rule, Some(v.json()));
+    }
+}
+
+/// An http(s) URL with a host and no whitespace; empty passes (no image yet).
+fn is_url(s: &str) -> bool {
+    if s.is_empty() {
+        return true;
+    }
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    match rest {
+        Some(r) => {
+            let host = r.split(['/', '?', '#']).next().unwrap_or("");
+            !host.is_empty() && !s.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// RFC 3339 in UTC or `YYYY-MM-DD HH:MM:SS` (the older review format).
+fn is_date(s: &str) -> bool {
+    humantime::parse_rfc3339_weak(s.trim().trim_end_matches('Z')).is_ok()
+}
+
+#[cfg(test)]
+#[path = "contract_tests.rs"]
+mod tests;
