@@ -179,7 +179,7 @@ MSG
       fi
     fi
     status=0
-    "$ROOT/target/debug/e2e" "http://127.0.0.1:$WATCH_PORT" "$ADMIN_TOKEN" || status=$?
+    "$ROOT/target/debug/e2e" "http://127.0.0.1:$WATCH_PORT" "$ADMIN_TOKEN" "http://127.0.0.1:$SIM_PORT" || status=$?
     stop_all
     for port in "$SIM_PORT" "$WATCH_PORT"; do
       if port_open "$port"; then log "port $port still open after stop"; status=1; fi

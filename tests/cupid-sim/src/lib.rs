@@ -67,7 +67,8 @@ pub struct Faults {
     /// Only requests whose path contains this are affected by the rates (e.g. "/lang/").
     pub path_filter: Option<String>,
     /// Per-id faults: the first `times` requests of that id get `kind`
-    /// ("500", "503", "429", "timeout", "malformed", "truncated", "404", "401", "403").
+    /// ("500", "503", "429", "timeout", "malformed", "truncated", "404", "401", "403"), or a
+    /// body with a data regression (see [`regress`]).
     pub per_id: HashMap<i64, IdFault>,
 }
 
@@ -469,8 +470,34 @@ async fn serve_doc(
             )
                 .into_response()
         }
-        _ => json_body(StatusCode::OK, &doc),
+        Some(kind) => match regress(kind, &doc, id) {
+            Some(bad) => json_body(StatusCode::OK, &bad),
+            None => json_body(StatusCode::OK, &doc),
+        },
+        None => json_body(StatusCode::OK, &doc),
     }
+}
+
+/// A data regression (a per-id fault kind): the body with one thing upstream gets wrong.
+/// `wrong_hotel`, `empty_name`, `null_island`, `type_change` (rating as a string),
+/// `drop_field` (no latitude); for reviews, `bad_review_date`. Other kinds: `None`.
+pub fn regress(kind: &str, doc: &Value, id: i64) -> Option<Value> {
+    let mut bad = doc.clone();
+    match kind {
+        "wrong_hotel" => bad["hotel_id"] = json!(id + 1),
+        "empty_name" => bad["hotel_name"] = json!(""),
+        "null_island" => {
+            bad["latitude"] = json!(0.0);
+            bad["longitude"] = json!(0.0);
+        }
+        "type_change" => bad["rating"] = json!(doc["rating"].to_string()),
+        "drop_field" => {
+            bad.as_object_mut()?.remove("latitude");
+        }
+        "bad_review_date" => bad.get_mut(0)?["date"] = json!("last tuesday"),
+        _ => return None,
+    }
+    Some(bad)
 }
 
 async fn property(

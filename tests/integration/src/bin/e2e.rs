@@ -14,12 +14,25 @@ struct Ctx {
 
 impl Ctx {
     async fn call(&self, method: &str, path: &str, auth: bool) -> (u16, Value, Duration) {
+        self.send(method, &format!("{}{}", self.base, path), auth, None)
+            .await
+    }
+
+    /// A call with a JSON body (`url` whole: the simulator's control routes too).
+    async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        auth: bool,
+        body: Option<Value>,
+    ) -> (u16, Value, Duration) {
         let started = Instant::now();
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{}", self.base, path));
+        let mut req = self.http.request(method.parse().unwrap(), url);
         if auth {
             req = req.bearer_auth(&self.token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
         }
         match req.send().await {
             Ok(r) => {
@@ -67,6 +80,9 @@ async fn main() {
         .next()
         .unwrap_or_else(|| "http://127.0.0.1:18080".into());
     let token = args.next().unwrap_or_else(|| "local-admin-token".into());
+    let sim = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:19100".into());
     let mut c = Ctx {
         base,
         token,
@@ -233,6 +249,119 @@ async fn main() {
         "the run log pages by cursor",
         !cursor.is_empty() && b2["data"]["items"][0]["sync_id"] != newest,
         format!("{b} then {b2}"),
+    );
+
+    // Data quality: a regression upstream (another hotel's payload) is held back, the previous
+    // version stays served, an operator accepts it, and the next sync stores exactly it.
+    let id = 1_641_879i64;
+    let base = c.base.clone();
+    let api = |p: &str| format!("{base}{p}");
+    c.send(
+        "POST",
+        &format!("{sim}/__sim/change"),
+        false,
+        Some(serde_json::json!({"hotel_ids": [id]})),
+    )
+    .await;
+    c.send(
+        "POST",
+        &format!("{sim}/__sim/faults"),
+        false,
+        Some(serde_json::json!({"per_id": {id.to_string(): {
+            "kind": "wrong_hotel", "times": 0, "path_contains": "/v3.0/property/"}}})),
+    )
+    .await;
+    let subset = serde_json::json!({"hotel_ids": [id]});
+    let (s, b, _) = c
+        .send(
+            "POST",
+            &api("/api/v1/admin/sync"),
+            true,
+            Some(subset.clone()),
+        )
+        .await;
+    c.check(
+        "a subset sync of the regressed property starts",
+        s == 202,
+        &b,
+    );
+    c.wait_idle().await;
+    let (_, b, _) = c
+        .call("GET", &format!("/api/v1/properties/{id}"), true)
+        .await;
+    c.check(
+        "a payload for another hotel is quarantined; the previous version is still served",
+        b["data"]["sync_status"] == "quarantined" && b["data"]["document"]["hotel_id"] == id,
+        &b["data"]["sync_status"],
+    );
+    let (_, b, _) = c
+        .call("GET", "/api/v1/admin/quarantine?rule=hotel_id", true)
+        .await;
+    c.check(
+        "the quarantine lists it with the rule it broke",
+        b["data"]["items"][0]["hotel_id"] == id,
+        &b["data"],
+    );
+    let (s, b, _) = c
+        .send(
+            "POST",
+            &api(&format!("/api/v1/admin/quarantine/{id}/accept")),
+            true,
+            Some(serde_json::json!({"by": "e2e"})),
+        )
+        .await;
+    c.check("an operator accepts the held payload", s == 200, &b);
+    let (s, b, _) = c
+        .send(
+            "POST",
+            &api("/api/v1/admin/sync"),
+            true,
+            Some(subset.clone()),
+        )
+        .await;
+    let accepted_run = b["data"]["sync_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    c.check("the next sync starts", s == 202, &b);
+    c.wait_idle().await;
+    let (_, b, _) = c
+        .call("GET", &format!("/api/v1/properties/{id}"), true)
+        .await;
+    let (_, log, _) = c
+        .call(
+            "GET",
+            &format!("/api/v1/admin/sync/logs/{accepted_run}"),
+            true,
+        )
+        .await;
+    c.check(
+        "the accepted payload is stored and the run log says who accepted it",
+        b["data"]["sync_status"] == "synced"
+            && b["data"]["document"]["hotel_id"] == id + 1
+            && log["data"]["changes"][0]["accepted_by"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("e2e at ")),
+        format!("{} / {}", b["data"]["sync_status"], log["data"]["changes"]),
+    );
+    // Upstream fixed: the good content comes back.
+    c.send(
+        "POST",
+        &format!("{sim}/__sim/faults"),
+        false,
+        Some(serde_json::json!({})),
+    )
+    .await;
+    c.send("POST", &api("/api/v1/admin/sync"), true, Some(subset))
+        .await;
+    c.wait_idle().await;
+    let (_, b, _) = c
+        .call("GET", &format!("/api/v1/properties/{id}"), true)
+        .await;
+    c.check(
+        "once upstream is fixed the good content is stored again",
+        b["data"]["document"]["hotel_id"] == id && b["data"]["sync_status"] == "synced",
+        &b["data"]["sync_status"],
     );
 
     // Bulk tracking from a file with the CLI: 12,000 lines in two calls.
