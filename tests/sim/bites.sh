@@ -5,13 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MAX=${MAX_SEEDS:-20000}
+SIM="${CARGO_TARGET_DIR:-target}/debug/sim"
 status=0
 for patch in tests/sim/planted/*.patch; do
   name=$(basename "$patch" .patch)
   git apply "$patch"
   trap 'git apply -R "$patch" 2>/dev/null || true' EXIT
   cargo build --quiet -p sim --bin sim
-  out=$(SEEDS=$MAX target/debug/sim 2>&1 || true)
+  out=$(SEEDS=$MAX "$SIM" 2>&1 || true)
   git apply -R "$patch"
   trap - EXIT
   seed=$(printf '%s\n' "$out" | sed -n 's/^seed \([0-9]*\) failed.*/\1/p' | head -1)

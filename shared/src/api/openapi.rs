@@ -49,7 +49,8 @@ fn request_body(op: Op) -> Option<Value> {
     let schema = match op {
         Op::Trigger => json!({"type": "object", "additionalProperties": false, "properties": {
             "hotel_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 1000, "minItems": 1},
-            "dry_run": {"type": "boolean"}}}),
+            "dry_run": {"type": "boolean"},
+            "force": {"type": "boolean", "description": "accept a change the circuit breaker would halt"}}}),
         Op::SettingsPut => {
             json!({"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/SettingChange"}})
         }

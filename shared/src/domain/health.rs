@@ -4,8 +4,8 @@
 //! - `unhealthy`: the schedule is enabled and the last successful sync is older than
 //!   interval + grace (or there has been none for longer than interval + grace since the
 //!   schedule started), i.e. *overdue*. Answered with HTTP 503.
-//! - `degraded`: not overdue, but the latest finished run failed, was abandoned, or completed
-//!   with errors.
+//! - `degraded`: not overdue, but the latest finished run failed, was abandoned, was halted by
+//!   the circuit breaker, or completed with errors.
 //! - `healthy`: otherwise.
 //!
 //! grace = max(interval / 10, 5 minutes): a run takes time, and the scheduler fires within a
@@ -75,7 +75,12 @@ pub fn compute(h: &HealthInput) -> Health {
     let is_overdue = h.schedule_enabled && reference.is_some_and(|r| h.now.since(r) > limit);
     let last_bad = matches!(
         h.last_finished,
-        Some(RunStatus::Failed | RunStatus::Abandoned | RunStatus::CompletedWithErrors)
+        Some(
+            RunStatus::Failed
+                | RunStatus::Abandoned
+                | RunStatus::CompletedWithErrors
+                | RunStatus::Halted
+        )
     );
     let status = if !h.schedule_enabled {
         HealthStatus::Stopped

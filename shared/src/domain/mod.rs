@@ -1,4 +1,5 @@
 //! Pure types and rules. No AWS or HTTP types here.
+pub mod breaker;
 pub mod contract;
 pub mod decide;
 pub mod document;

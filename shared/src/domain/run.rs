@@ -72,6 +72,8 @@ pub enum RunStatus {
     Failed,
     /// Its lease expired without completion (process killed); marked by the next run.
     Abandoned,
+    /// Stopped by the circuit breaker (`domain::breaker`): too much would change at once.
+    Halted,
 }
 
 impl RunStatus {
@@ -83,6 +85,7 @@ impl RunStatus {
             RunStatus::CompletedWithErrors => "completed_with_errors",
             RunStatus::Failed => "failed",
             RunStatus::Abandoned => "abandoned",
+            RunStatus::Halted => "halted",
         }
     }
     pub fn is_active(self) -> bool {
@@ -245,6 +248,10 @@ pub struct SyncRun {
     pub legacy_changes: Vec<Change>,
     /// Upstream requests one property costs in this run (property + translations + reviews).
     pub requests_per_property: u64,
+    /// An operator accepted a mass change: the circuit breaker is off for this run.
+    pub force: bool,
+    /// What the circuit breaker counted so far (done properties only).
+    pub breaker: crate::domain::breaker::BreakerCounts,
 }
 
 impl SyncRun {
@@ -270,6 +277,8 @@ impl SyncRun {
             legacy_failures: Vec::new(),
             legacy_changes: Vec::new(),
             requests_per_property: 1,
+            force: false,
+            breaker: Default::default(),
         }
     }
 

@@ -17,10 +17,12 @@ pub enum SettingKey {
     SyncRateLimit,
     SyncLanguages,
     SyncReviewCount,
+    SyncMaxChangeRatio,
+    SyncMaxConsecutiveFailures,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 8] = [
+    pub const ALL: [SettingKey; 10] = [
         SettingKey::SyncInterval,
         SettingKey::SyncBatchSize,
         SettingKey::SyncMaxConcurrent,
@@ -29,6 +31,8 @@ impl SettingKey {
         SettingKey::SyncRateLimit,
         SettingKey::SyncLanguages,
         SettingKey::SyncReviewCount,
+        SettingKey::SyncMaxChangeRatio,
+        SettingKey::SyncMaxConsecutiveFailures,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +45,8 @@ impl SettingKey {
             SettingKey::SyncRateLimit => "sync_rate_limit",
             SettingKey::SyncLanguages => "sync_languages",
             SettingKey::SyncReviewCount => "sync_review_count",
+            SettingKey::SyncMaxChangeRatio => "sync_max_change_ratio",
+            SettingKey::SyncMaxConsecutiveFailures => "sync_max_consecutive_failures",
         }
     }
 
@@ -55,6 +61,8 @@ impl SettingKey {
             SettingKey::SyncRateLimit => "SYNC_RATE_LIMIT",
             SettingKey::SyncLanguages => "SYNC_LANGUAGES",
             SettingKey::SyncReviewCount => "SYNC_REVIEW_COUNT",
+            SettingKey::SyncMaxChangeRatio => "SYNC_MAX_CHANGE_RATIO",
+            SettingKey::SyncMaxConsecutiveFailures => "SYNC_MAX_CONSECUTIVE_FAILURES",
         }
     }
 
@@ -80,6 +88,12 @@ impl SettingKey {
             SettingKey::SyncReviewCount => {
                 "Newest reviews synced per property (0..1000); 0 syncs no reviews"
             }
+            SettingKey::SyncMaxChangeRatio => {
+                "Circuit breaker: a run that would change or quarantine more than this share of the properties with stored data it fetched halts, writing nothing more (0.01..1; 1 = never)"
+            }
+            SettingKey::SyncMaxConsecutiveFailures => {
+                "Auto-pause: after this many failed or halted scheduled runs in a row the schedule disables itself (0..100; 0 = never)"
+            }
         }
     }
 
@@ -93,6 +107,8 @@ impl SettingKey {
             SettingKey::SyncRateLimit => "10",
             SettingKey::SyncLanguages => "fr,es",
             SettingKey::SyncReviewCount => "100",
+            SettingKey::SyncMaxChangeRatio => "0.5",
+            SettingKey::SyncMaxConsecutiveFailures => "5",
         }
     }
 }
@@ -116,7 +132,7 @@ impl FromStr for SettingKey {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SettingError {
     #[error(
-        "unknown setting `{0}` (known: sync_interval, sync_batch_size, sync_max_concurrent, sync_retry_attempts, sync_enable_auto, sync_rate_limit, sync_languages, sync_review_count)"
+        "unknown setting `{0}` (known: sync_interval, sync_batch_size, sync_max_concurrent, sync_retry_attempts, sync_enable_auto, sync_rate_limit, sync_languages, sync_review_count, sync_max_change_ratio, sync_max_consecutive_failures)"
     )]
     UnknownKey(String),
     #[error("invalid value `{value}` for {key}: {reason}")]
@@ -240,6 +256,17 @@ pub fn parse_value(key: SettingKey, raw: &str) -> Result<SettingValue, SettingEr
         },
         SettingKey::SyncLanguages => languages(key, raw),
         SettingKey::SyncReviewCount => int_in(key, raw, 0, 1000),
+        SettingKey::SyncMaxConsecutiveFailures => int_in(key, raw, 0, 100),
+        SettingKey::SyncMaxChangeRatio => {
+            let r: f64 = raw
+                .trim()
+                .parse()
+                .map_err(|_| bad("must be a number from 0.01 to 1".into()))?;
+            if !r.is_finite() || !(0.01..=1.0).contains(&r) {
+                return Err(bad("must be a number from 0.01 to 1".into()));
+            }
+            Ok(SettingValue::Rate(r))
+        }
         SettingKey::SyncRateLimit => {
             let r: f64 = raw
                 .trim()
@@ -268,6 +295,10 @@ pub struct Settings {
     pub languages: Vec<String>,
     /// Newest reviews to sync; 0 = none.
     pub review_count: u32,
+    /// The circuit breaker's threshold (`domain::breaker`).
+    pub max_change_ratio: f64,
+    /// Failed or halted scheduled runs in a row before the schedule pauses (0 = never).
+    pub max_consecutive_failures: u32,
 }
 
 impl Default for Settings {
@@ -281,6 +312,8 @@ impl Default for Settings {
             rate_limit: 10.0,
             languages: vec!["fr".into(), "es".into()],
             review_count: 100,
+            max_change_ratio: 0.5,
+            max_consecutive_failures: 5,
         };
         for k in SettingKey::ALL {
             let v = parse_value(k, k.default_raw()).expect("defaults are valid");
@@ -318,6 +351,10 @@ impl Settings {
             (SettingKey::SyncRateLimit, SettingValue::Rate(r)) => self.rate_limit = r,
             (SettingKey::SyncLanguages, SettingValue::Languages(l)) => self.languages = l,
             (SettingKey::SyncReviewCount, SettingValue::Count(n)) => self.review_count = n,
+            (SettingKey::SyncMaxChangeRatio, SettingValue::Rate(r)) => self.max_change_ratio = r,
+            (SettingKey::SyncMaxConsecutiveFailures, SettingValue::Count(n)) => {
+                self.max_consecutive_failures = n
+            }
             _ => {}
         }
     }
@@ -332,6 +369,10 @@ impl Settings {
             SettingKey::SyncRateLimit => SettingValue::Rate(self.rate_limit),
             SettingKey::SyncLanguages => SettingValue::Languages(self.languages.clone()),
             SettingKey::SyncReviewCount => SettingValue::Count(self.review_count),
+            SettingKey::SyncMaxChangeRatio => SettingValue::Rate(self.max_change_ratio),
+            SettingKey::SyncMaxConsecutiveFailures => {
+                SettingValue::Count(self.max_consecutive_failures)
+            }
         }
     }
 

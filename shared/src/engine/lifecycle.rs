@@ -11,6 +11,7 @@ use super::gate::{Gate, GateConfig};
 use super::pipeline::{Budget, Pipeline, Progress, Work};
 use super::property::{PropertyCtx, Stop};
 use super::{Engine, EngineError, Outcome, report};
+use crate::domain::breaker::Breaker;
 use crate::domain::facet::facets_for;
 use crate::domain::lease::LeaseRequest;
 use crate::domain::run::{RunStatus, SyncRequest, SyncRun};
@@ -66,16 +67,17 @@ impl Engine {
             r = self.work(&mut run, &guard, settings, orphans, budget) => r,
         };
         match result {
-            Ok(Progress::Done) => self.finish(run, &guard, None).await,
+            Ok(Progress::Done) => self.finish(run, &guard, End::Counters).await,
             Ok(Progress::Continue) => self.hand_over(run, &guard).await,
             // An error, so the platform retries this event: the retry finds the run held by its
             // newer holder (and does nothing), or its lease expired (and resumes it).
             Err(Stop::Lost) => Err(lost(&run.sync_id)),
-            Err(Stop::Abort(reason)) => self.finish(run, &guard, Some(reason)).await,
+            Err(Stop::Abort(reason)) => self.finish(run, &guard, End::Failed(reason)).await,
+            Err(Stop::Halt(reason)) => self.finish(run, &guard, End::Halted(reason)).await,
             Err(Stop::Dependency(e)) => {
                 error!(error = %e, "sync stopped by a failed dependency call");
                 let reason = format!("stopped by a failed dependency call: {e}");
-                self.finish(run, &guard, Some(reason)).await
+                self.finish(run, &guard, End::Failed(reason)).await
             }
         }
     }
@@ -207,6 +209,13 @@ impl Engine {
             dry_run: run.dry_run,
             touch_unchanged: self.cfg.touch_unchanged,
             retries: settings.retry_attempts,
+            // Off for a dry run (it writes nothing), a subset (an operator named the ids) and a
+            // forced run (an operator accepted the change).
+            breaker: std::sync::Mutex::new(Breaker::new(
+                settings.max_change_ratio,
+                !run.dry_run && !run.force && run.hotel_ids.is_none(),
+                &run.breaker,
+            )),
             part_bytes: self.cfg.part_bytes,
         });
         let batch_size = settings.batch_size.max(1) as usize;
@@ -245,14 +254,18 @@ impl Engine {
         &self,
         mut run: SyncRun,
         guard: &FenceGuard,
-        reason: Option<String>,
+        end: End,
     ) -> Result<Outcome, EngineError> {
-        match &reason {
-            Some(r) => {
+        match &end {
+            End::Failed(r) => {
                 run.status = RunStatus::Failed;
                 run.error_message = Some(r.clone());
             }
-            None => {
+            End::Halted(r) => {
+                run.status = RunStatus::Halted;
+                run.error_message = Some(r.clone());
+            }
+            End::Counters => {
                 run.status = run.final_status();
                 if run.counters.failed > 0 && run.error_message.is_none() {
                     run.error_message = Some(format!(
@@ -281,14 +294,14 @@ impl Engine {
                 }
             }
         }
-        if reason.is_none() {
+        if end == End::Counters {
             self.recount(&run).await;
         }
         self.release(&run.sync_id, guard.fence).await;
-        let detail_type = if run.status == RunStatus::Failed {
-            "SyncFailed"
-        } else {
-            "SyncCompleted"
+        let detail_type = match run.status {
+            RunStatus::Failed => "SyncFailed",
+            RunStatus::Halted => "SyncHalted",
+            _ => "SyncCompleted",
         };
         let event = RunEvent {
             detail_type,
@@ -392,6 +405,16 @@ impl Engine {
             processed: run.counters.processed,
         })
     }
+}
+
+/// How a run ends.
+#[derive(Debug, PartialEq)]
+enum End {
+    /// By its counters: completed, or completed with errors.
+    Counters,
+    Failed(String),
+    /// The circuit breaker tripped.
+    Halted(String),
 }
 
 fn lost(sync_id: &str) -> EngineError {

@@ -17,6 +17,7 @@ mod lifecycle;
 mod pipeline;
 mod property;
 mod report;
+mod write;
 
 pub use pipeline::SCAN_PAGE;
 pub use report::{emf_line, run_summary};

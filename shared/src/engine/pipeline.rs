@@ -187,6 +187,47 @@ pub(crate) struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
+    fn breaker(&self) -> std::sync::MutexGuard<'_, crate::domain::breaker::Breaker> {
+        self.ctx.breaker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Acts on the circuit breaker's verdict: tripped, stop (the waiting changes are dropped,
+    /// unwritten); released, save the run with the release first, then write the waiting
+    /// changes.
+    async fn judge(
+        &self,
+        run: &mut SyncRun,
+        order: &mut Order,
+        unsaved: &mut Unsaved,
+        deferred: &mut Vec<Box<property::Decided>>,
+        tasks: &mut JoinSet<(i64, Report)>,
+        stop: &mut Option<Stop>,
+    ) -> Result<(), Stop> {
+        let (tripped, needs_saving) = {
+            let b = self.breaker();
+            (b.tripped().then(|| b.reason()), b.needs_saving())
+        };
+        if let Some(reason) = tripped {
+            if stop.is_none() {
+                error!(reason = %reason, "circuit breaker tripped; writing nothing more");
+                *stop = Some(Stop::Halt(reason));
+            }
+            deferred.clear();
+            return Ok(());
+        }
+        if needs_saving {
+            self.checkpoint(run, order, unsaved).await?;
+            self.breaker().saved();
+            info!(counted = ?run.breaker, "circuit breaker released; writing the waiting changes");
+        }
+        if self.breaker().released() {
+            for d in deferred.drain(..) {
+                tasks.spawn(property::resume(self.ctx.clone(), d));
+            }
+        }
+        Ok(())
+    }
+
     /// Saves what finished: its detail items, its status moves into the catalogue counts, then
     /// the run (cursor, counters, tally). A crash before the run save redoes the properties
     /// (their detail items are replaced; their moves are counted again from what is stored, so
@@ -198,6 +239,7 @@ impl Pipeline<'_> {
         unsaved: &mut Unsaved,
     ) -> Result<(), Stop> {
         order.save_into(run);
+        run.breaker = self.breaker().counts();
         run.counters.consumed_rcu += std::mem::take(&mut unsaved.rcu);
         run.counters.upstream_requests += self
             .ctx
@@ -260,6 +302,8 @@ impl Pipeline<'_> {
         let mut started_here = 0u64;
         let cursor_before = (run.cursor, run.skip.len());
         let mut unsaved = Unsaved::default();
+        // Changes decided during the circuit breaker's probe, unwritten until it is judged.
+        let mut deferred: Vec<Box<property::Decided>> = Vec::new();
         loop {
             // Every invocation starts at least one property, however late it got going, so a
             // run always moves.
@@ -285,6 +329,24 @@ impl Pipeline<'_> {
                     Ok(None) => exhausted = true,
                     Err(e) => stop = Some(Stop::Dependency(e)),
                 }
+            }
+            // The probe cannot grow here: every property is decided (a small catalogue: judged
+            // whole), or this invocation may start no more (a small sample is not judged: the
+            // waiting changes go ahead, so a probe never stalls a run).
+            let all_decided = exhausted && tasks.is_empty();
+            let no_more =
+                all_decided || (Instant::now() >= self.budget.stop_starting && started_here > 0);
+            if no_more && stop.is_none() && !deferred.is_empty() {
+                self.breaker().settle(all_decided);
+                self.judge(
+                    run,
+                    &mut order,
+                    &mut unsaved,
+                    &mut deferred,
+                    &mut tasks,
+                    &mut stop,
+                )
+                .await?;
             }
             if tasks.is_empty() {
                 break;
@@ -328,8 +390,12 @@ impl Pipeline<'_> {
                         counters,
                         detail,
                         status,
+                        observed,
                     } => {
                         run.counters.add(&counters);
+                        if observed.is_some() {
+                            self.breaker().done(id);
+                        }
                         unsaved.details.extend(detail);
                         match status {
                             StatusMove::Known { from, to } => {
@@ -342,6 +408,8 @@ impl Pipeline<'_> {
                         order.finish(id);
                         since_checkpoint += 1;
                     }
+                    Report::Deferred(d) => deferred.push(d),
+                    Report::Halted => {}
                     Report::Cut => cut = true,
                     Report::Stop(Stop::Lost) => return Err(Stop::Lost),
                     Report::Stop(s) => {
@@ -352,6 +420,15 @@ impl Pipeline<'_> {
                     }
                 }
             }
+            self.judge(
+                run,
+                &mut order,
+                &mut unsaved,
+                &mut deferred,
+                &mut tasks,
+                &mut stop,
+            )
+            .await?;
             if since_checkpoint >= self.batch_size {
                 since_checkpoint = 0;
                 self.checkpoint(run, &mut order, &mut unsaved).await?;

@@ -1,14 +1,16 @@
-//! One property, start to end: fetch its facets, canonicalise and compare, decide (the pure
-//! `domain::decide`), diff what changed, and write it by the protocol — claim the record, write
-//! the changed documents into their free slots, commit the record. Every write is fenced.
+//! One property, start to end: fetch its facets, canonicalise, check and compare, decide (the
+//! pure `domain::decide`), ask the circuit breaker, diff what changed, and write it by the
+//! protocol (`write.rs`). A change during the breaker's probe waits, decided, for its verdict.
 
 use super::fence::FenceGuard;
 use super::gate::{FetchStop, Gate};
+use super::write::{Refusal, write};
+use crate::domain::breaker::{Admit, Breaker};
 use crate::domain::decide::{self, Decision, FacetOutcome, Plan, WritePlan};
 use crate::domain::document::{self, CanonicalBody};
 use crate::domain::facet::Facet;
-use crate::domain::quarantine::{self, Acceptance, HeldFacet, QuarantineNote};
-use crate::domain::run::{Change, Counters, FacetState, MAX_PATHS, RunDetail, SyncStatus, Tracked};
+use crate::domain::quarantine::{Acceptance, HeldFacet};
+use crate::domain::run::{Change, Counters, MAX_PATHS, RunDetail, SyncStatus, Tracked};
 use crate::domain::time::Timestamp;
 use crate::ports::*;
 use std::sync::Arc;
@@ -27,6 +29,8 @@ pub(crate) struct PropertyCtx {
     pub dry_run: bool,
     pub touch_unchanged: bool,
     pub retries: u32,
+    /// The run's circuit breaker (`domain::breaker`), shared by its property tasks.
+    pub breaker: std::sync::Mutex<Breaker>,
     /// Compressed bytes per document item (`domain::document::PART_BYTES`; smaller in the
     /// simulation, so documents in parts are the common case there).
     pub part_bytes: usize,
@@ -41,6 +45,17 @@ pub(crate) enum Stop {
     Abort(String),
     /// A dependency call failed: close the run as failed, naming it.
     Dependency(PortError),
+    /// The circuit breaker tripped: close the run as halted with this reason.
+    Halt(String),
+}
+
+/// A property decided but not written yet: a change waiting for the circuit breaker's probe.
+pub(crate) struct Decided {
+    t: Tracked,
+    compared: Vec<Compared>,
+    decision: Decision,
+    /// For a property that had stored data: whether it changes (what the breaker counted).
+    observed: Option<bool>,
 }
 
 /// The end of one property task.
@@ -50,7 +65,13 @@ pub(crate) enum Report {
         /// What the run log keeps for this property (if it changed or failed).
         detail: Option<RunDetail>,
         status: StatusMove,
+        /// See [`Decided::observed`]: the run's breaker counts take it once the property is done.
+        observed: Option<bool>,
     },
+    /// Decided, waiting for the circuit breaker's probe (not done: a continuation redoes it).
+    Deferred(Box<Decided>),
+    /// The circuit breaker tripped: nothing written (not done).
+    Halted,
     /// Not done in this invocation (time budget): the continuation does it.
     Cut,
     Stop(Stop),
@@ -70,9 +91,9 @@ pub(crate) enum StatusMove {
 /// A fetched facet: compared with the stored hash; a changed one kept compressed as it will be
 /// stored (or, held back by its contract, as it is kept in quarantine), and parsed again only
 /// for the diff.
-struct Compared {
-    outcome: FacetOutcome,
-    packed: Option<std::io::Result<Vec<u8>>>,
+pub(crate) struct Compared {
+    pub(crate) outcome: FacetOutcome,
+    pub(crate) packed: Option<std::io::Result<Vec<u8>>>,
     /// Stored despite its contract: the operator's acceptance it matched.
     accepted: Option<Acceptance>,
 }
@@ -269,205 +290,6 @@ async fn changes(
     out
 }
 
-/// A store write's refusal, as the run sees it.
-enum Refusal {
-    Stop(Stop),
-    Untracked,
-    Failed(String),
-}
-
-fn refusal(e: PortError, guard: &FenceGuard) -> Refusal {
-    match e.kind {
-        PortErrorKind::Fenced => {
-            guard.lose(&e.to_string());
-            Refusal::Stop(Stop::Lost)
-        }
-        PortErrorKind::Untracked => Refusal::Untracked,
-        PortErrorKind::Conflict => Refusal::Failed(format!(
-            "changed concurrently (data_version moved); will retry next sync: {e}"
-        )),
-        // The store itself failed: the run stops and says which call (every later property
-        // would fail the same way).
-        _ => Refusal::Stop(Stop::Dependency(e)),
-    }
-}
-
-/// Writes one document into its free slot: the head first (it remembers every part index
-/// written in the slot), then the other parts, then removes parts left beyond the new count.
-/// None of it is reachable before the record's commit, so a crash anywhere leaves the old
-/// version served and at most parts the next write of this slot removes.
-async fn put_parts(ctx: &PropertyCtx, items: &[DocWrite]) -> Result<Usage, Refusal> {
-    let Some(head) = items.first() else {
-        return Ok(Usage::default());
-    };
-    if !ctx.guard.ok() {
-        return Err(Refusal::Stop(Stop::Lost));
-    }
-    let put = ctx
-        .writer
-        .put_document(head)
-        .await
-        .map_err(|e| refusal(e, &ctx.guard))?;
-    let mut usage = put.usage;
-    let rest = items[1..].iter().map(|p| async move {
-        if !ctx.guard.ok() {
-            return Err(Refusal::Stop(Stop::Lost));
-        }
-        ctx.writer
-            .put_document(p)
-            .await
-            .map(|r| r.usage)
-            .map_err(|e| refusal(e, &ctx.guard))
-    });
-    for r in futures::future::join_all(rest).await {
-        usage += r?;
-    }
-    if !put.stale.is_empty() {
-        usage += fenced(
-            &ctx.guard,
-            ctx.writer
-                .remove_parts(head.hotel_id, &head.key, &put.stale, head.fence),
-        )
-        .await?;
-    }
-    Ok(usage)
-}
-
-/// Runs one store write if the lease still holds.
-async fn fenced<F>(guard: &FenceGuard, write: F) -> Result<Usage, Refusal>
-where
-    F: std::future::Future<Output = PortResult<Usage>>,
-{
-    if !guard.ok() {
-        return Err(Refusal::Stop(Stop::Lost));
-    }
-    write.await.map_err(|e| refusal(e, guard))
-}
-
-async fn write(
-    ctx: &PropertyCtx,
-    t: &Tracked,
-    decision: &Decision,
-    compared: &mut [Compared],
-) -> Result<Usage, Refusal> {
-    let fence = ctx.guard.fence;
-    let now = ctx.clock.now();
-    let outcome = |status: SyncStatus, error: Option<String>| RecordOutcome {
-        hotel_id: t.hotel_id,
-        status,
-        error,
-        sync_id: ctx.sync_id.clone(),
-        now,
-        fence,
-        quarantine: None,
-    };
-    match &decision.plan {
-        Plan::NotFound => {
-            let o = outcome(
-                SyncStatus::NotFound,
-                Some("not found upstream (404)".into()),
-            );
-            fenced(&ctx.guard, ctx.writer.record_outcome(&o)).await
-        }
-        Plan::Failed(reason) => {
-            let o = outcome(SyncStatus::Failed, Some(reason.clone()));
-            fenced(&ctx.guard, ctx.writer.record_outcome(&o)).await
-        }
-        Plan::Quarantine(held) => {
-            // The payloads first, then the record: a crash between leaves payload items only
-            // (expiring, and served only for a record whose note names their hash).
-            let mut usage = Usage::default();
-            for h in held {
-                let index = ctx.facets.iter().position(|f| f.key() == h.facet);
-                let packed = index.and_then(|i| compared[i].packed.take());
-                if let (true, Some(Ok(compressed))) = (h.payload_kept, packed) {
-                    let p = HeldPayload {
-                        hotel_id: t.hotel_id,
-                        facet: h.facet.clone(),
-                        hash: h.hash.clone(),
-                        compressed,
-                        fence,
-                        sync_id: ctx.sync_id.clone(),
-                        now,
-                        expires_at: now.secs() + quarantine::PAYLOAD_SECONDS,
-                    };
-                    usage += fenced(&ctx.guard, ctx.writer.put_held(&p)).await?;
-                }
-            }
-            let note = QuarantineNote {
-                sync_id: ctx.sync_id.clone(),
-                at: now.secs(),
-                facets: held.clone(),
-            };
-            let mut o = outcome(SyncStatus::Quarantined, Some(note.summary()));
-            o.quarantine = Some(note);
-            usage += fenced(&ctx.guard, ctx.writer.record_outcome(&o)).await?;
-            Ok(usage)
-        }
-        Plan::Unchanged { touch: false, .. } => Ok(Usage::default()),
-        Plan::Unchanged { status, error, .. } => {
-            let o = outcome(*status, error.clone());
-            fenced(&ctx.guard, ctx.writer.record_outcome(&o)).await
-        }
-        Plan::Write(plan) => {
-            let mut usage = fenced(
-                &ctx.guard,
-                ctx.writer.claim(t.hotel_id, plan.expected_version, fence),
-            )
-            .await?;
-            let mut docs = Vec::with_capacity(plan.docs.len());
-            for d in &plan.docs {
-                let compressed = match compared[d.index].packed.take() {
-                    Some(Ok(z)) => z,
-                    _ => {
-                        return Err(Refusal::Failed(format!(
-                            "{}: document not available",
-                            d.facet
-                        )));
-                    }
-                };
-                let key = FacetState::doc_key(&d.facet, Some(d.slot));
-                let parts = document::split_parts(&compressed, ctx.part_bytes);
-                let n = parts.len() as u32;
-                let items: Vec<DocWrite> = parts
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, bytes)| DocWrite {
-                        hotel_id: t.hotel_id,
-                        key: key.clone(),
-                        part: i as u32,
-                        parts: n,
-                        data_version: plan.new_version(),
-                        content_hash: d.hash.clone(),
-                        compressed: bytes.to_vec(),
-                        fence,
-                        sync_id: ctx.sync_id.clone(),
-                        now,
-                    })
-                    .collect();
-                docs.push(items);
-            }
-            let puts = docs.iter().map(|items| put_parts(ctx, items));
-            for r in futures::future::join_all(puts).await {
-                usage += r?;
-            }
-            let commit = PropertyWrite {
-                hotel_id: t.hotel_id,
-                expected_version: plan.expected_version,
-                facets: plan.facets.clone(),
-                summary: plan.summary.clone(),
-                status: plan.status,
-                error: plan.error.clone(),
-                sync_id: ctx.sync_id.clone(),
-                now,
-                fence,
-            };
-            usage += fenced(&ctx.guard, ctx.writer.commit(&commit)).await?;
-            Ok(usage)
-        }
-    }
-}
-
 /// Processes one property to its end (or to why it cannot end here).
 pub(crate) async fn process(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
     use tracing::Instrument;
@@ -477,7 +299,7 @@ pub(crate) async fn process(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) 
 
 async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
     let id = t.hotel_id;
-    let mut compared = match fetch_all(&ctx, &t).await {
+    let compared = match fetch_all(&ctx, &t).await {
         Ok(c) => c,
         Err(report) => return (id, report),
     };
@@ -488,6 +310,48 @@ async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
         .zip(compared.iter().map(|c| c.outcome.clone()))
         .collect();
     let decision = decide::decide(&t, &results, ctx.touch_unchanged);
+    // The circuit breaker counts properties that had stored data, and whether this one would
+    // change (or quarantine) it.
+    let existing = t.data_version > 0 || !t.facets.is_empty();
+    let change = matches!(decision.plan, Plan::Write(_) | Plan::Quarantine(_));
+    let admit = ctx
+        .breaker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .decide(t.hotel_id, existing, change);
+    let decided = Decided {
+        t,
+        compared,
+        decision,
+        observed: existing.then_some(change),
+    };
+    match admit {
+        Admit::Go => (id, complete(&ctx, decided).await),
+        Admit::Wait => {
+            info!("a change during the circuit breaker's probe: waits, unwritten");
+            (id, Report::Deferred(Box::new(decided)))
+        }
+        Admit::Halt => (id, Report::Halted),
+    }
+}
+
+/// Writes a property that waited for the circuit breaker's probe.
+pub(crate) async fn resume(ctx: Arc<PropertyCtx>, d: Box<Decided>) -> (i64, Report) {
+    use tracing::Instrument;
+    let id = d.t.hotel_id;
+    let span = tracing::info_span!("property", hotel_id = id);
+    (id, complete(&ctx, *d).instrument(span).await)
+}
+
+/// Writes what was decided (or, in a dry run, only counts it) and reports it.
+async fn complete(ctx: &PropertyCtx, d: Decided) -> Report {
+    let Decided {
+        t,
+        mut compared,
+        decision,
+        observed,
+    } = d;
+    let id = t.hotel_id;
     let mut counters = decision.counters();
     if ctx.dry_run {
         counters.document_writes = 0;
@@ -506,13 +370,13 @@ async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
         },
     };
     let mut change_list = match &decision.plan {
-        Plan::Write(plan) => changes(&ctx, &t, plan, &compared, &mut usage).await,
+        Plan::Write(plan) => changes(ctx, &t, plan, &compared, &mut usage).await,
         _ => Vec::new(),
     };
     if !ctx.dry_run {
-        match write(&ctx, &t, &decision, &mut compared).await {
+        match write(ctx, &t, &decision, &mut compared).await {
             Ok(u) => usage += u,
-            Err(Refusal::Stop(s)) => return (id, Report::Stop(s)),
+            Err(Refusal::Stop(s)) => return Report::Stop(s),
             Err(Refusal::Untracked) => {
                 info!("untracked while the run worked on it; left alone");
                 counters = Counters {
@@ -547,12 +411,10 @@ async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
         }
         .bounded()
     });
-    (
-        id,
-        Report::Done {
-            counters,
-            detail,
-            status,
-        },
-    )
+    Report::Done {
+        counters,
+        detail,
+        status,
+        observed,
+    }
 }

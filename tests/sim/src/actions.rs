@@ -34,7 +34,11 @@ impl World {
 
     pub(crate) async fn act(&self, action: Action) {
         match action {
-            Action::Trigger { subset, dry_run } => {
+            Action::Trigger {
+                subset,
+                dry_run,
+                force,
+            } => {
                 let ids: Option<Vec<i64>> =
                     subset.map(|s| s.into_iter().map(|i| self.ids[i]).collect());
                 // What the store says, before and after the call: an untrack or re-track by a
@@ -48,7 +52,7 @@ impl World {
                         .collect()
                 };
                 let before = tracked_now(self);
-                let mut body = serde_json::json!({ "dry_run": dry_run });
+                let mut body = serde_json::json!({ "dry_run": dry_run, "force": force });
                 if let Some(ids) = &ids {
                     body["hotel_ids"] = serde_json::json!(ids);
                 }

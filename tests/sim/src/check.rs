@@ -47,12 +47,44 @@ pub async fn invariants(w: &World) -> Vec<String> {
     upstream_discipline(w, &mut out);
     ended_once(w, &mut out);
     counts(w, &mut out).await;
+    breaker_bound(w, &mut out);
     for leaked in w.store.leaked_parts() {
         out.push(format!(
             "document part {leaked} is neither reachable nor listed for removal"
         ));
     }
     out
+}
+
+/// What a run halted by the circuit breaker wrote: nothing, if it tripped in its probe (the
+/// changes of the probe wait unwritten; a whole small catalogue is judged before any is
+/// written); otherwise at most the ratio's share of what it fetched, or what a probe cut short
+/// by an invocation's end let through (fewer than the sample): each change it committed was
+/// admitted under one of the two.
+fn breaker_bound(w: &World, out: &mut Vec<String>) {
+    use cupid_sync::domain::breaker::MIN_SAMPLE;
+    let ratio = cupid_sync::domain::settings::Settings::default().max_change_ratio;
+    let commits = w.commits_of_existing.lock().unwrap().clone();
+    for r in w.store.runs() {
+        if r.status != RunStatus::Halted {
+            continue;
+        }
+        let n = commits.get(&r.sync_id).copied().unwrap_or(0);
+        let bound = if r.breaker.released {
+            (ratio * r.breaker.fetched as f64).max((MIN_SAMPLE - 1) as f64)
+        } else {
+            0.0
+        };
+        if n as f64 > bound {
+            out.push(format!(
+                "halted run {} committed {n} changes of properties with stored data ({} of {} counted, probe {}), over its bound {bound}",
+                r.sync_id,
+                r.breaker.changed,
+                r.breaker.fetched,
+                if r.breaker.released { "released" } else { "never released" }
+            ));
+        }
+    }
 }
 
 /// The maintained counts agree with a full recount, and the final run's detail items are

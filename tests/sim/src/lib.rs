@@ -26,6 +26,8 @@ pub struct Report {
     /// Properties quarantined (summed over runs) and held payloads stored by acceptance.
     pub quarantined: u64,
     pub accepted: usize,
+    /// Runs halted by the circuit breaker.
+    pub halted: usize,
 }
 
 /// A failed seed: everything needed to replay and understand it.
@@ -94,6 +96,12 @@ pub fn run_seed(seed: u64) -> Result<Report, Failure> {
                 .iter()
                 .map(|r| r.counters.quarantined)
                 .sum(),
+            halted: world
+                .store
+                .runs()
+                .iter()
+                .filter(|r| r.status == cupid_sync::domain::run::RunStatus::Halted)
+                .count(),
             accepted: world
                 .accepted_stores
                 .load(std::sync::atomic::Ordering::SeqCst) as usize,
@@ -175,6 +183,7 @@ pub fn run_seeds(seeds: std::ops::Range<u64>, threads: usize) -> Result<Report, 
                             g.0.virtual_secs += rep.virtual_secs;
                             g.0.quarantined += rep.quarantined;
                             g.0.accepted += rep.accepted;
+                            g.0.halted += rep.halted;
                         }
                         Err(f) => {
                             if g.1.as_ref().is_none_or(|old| f.seed < old.seed) {

@@ -258,6 +258,15 @@ impl PropertyWriter for SimPorts {
             let r = self.store().commit(w).await;
             if let (Ok(_), Some(before)) = (&r, &before) {
                 self.contract_kept(before, w).await;
+                if before.data_version > 0 && before.data_version == w.expected_version {
+                    *self
+                        .world
+                        .commits_of_existing
+                        .lock()
+                        .unwrap()
+                        .entry(w.sync_id.clone())
+                        .or_default() += 1;
+                }
             }
             r
         };

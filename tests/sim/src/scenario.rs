@@ -40,6 +40,8 @@ pub enum Action {
     Trigger {
         subset: Option<Vec<usize>>,
         dry_run: bool,
+        /// `"force": true`: the circuit breaker off for this run.
+        force: bool,
     },
     /// `DELETE /admin/properties/{id}` (index into the ids).
     Untrack(usize),
@@ -154,6 +156,7 @@ impl Scenario {
                 Action::Trigger {
                     subset,
                     dry_run: rng.random_bool(0.2),
+                    force: false,
                 },
             ));
         }
@@ -248,6 +251,27 @@ impl Scenario {
                     Action::Discard(i)
                 },
             ));
+        }
+        // An upstream bug that changes every property at once (the circuit breaker), and an
+        // operator who later forces a run through.
+        if rng.random_bool(0.2) {
+            scenario.actions.push((
+                rng.random_range(0..horizon),
+                Action::Change {
+                    fraction: 1.0,
+                    pick: rng.random(),
+                },
+            ));
+            if rng.random_bool(0.5) {
+                scenario.actions.push((
+                    rng.random_range(0..horizon),
+                    Action::Trigger {
+                        subset: None,
+                        dry_run: false,
+                        force: true,
+                    },
+                ));
+            }
         }
         scenario.actions.sort_by_key(|(t, _)| *t);
         scenario

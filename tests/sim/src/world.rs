@@ -84,6 +84,8 @@ pub struct World {
     pub violations: Mutex<Vec<String>>,
     /// Commits that stored content an operator had accepted despite its contract.
     pub accepted_stores: AtomicU64,
+    /// Per run: commits of properties that had stored data (the circuit breaker's bound).
+    pub commits_of_existing: Mutex<BTreeMap<String, u64>>,
     calm: AtomicBool,
     outstanding: AtomicU64,
     next_invocation: AtomicU64,
@@ -115,6 +117,7 @@ impl World {
             invocations: Mutex::default(),
             violations: Mutex::default(),
             accepted_stores: AtomicU64::new(0),
+            commits_of_existing: Mutex::default(),
             calm: AtomicBool::new(false),
             outstanding: AtomicU64::new(0),
             next_invocation: AtomicU64::new(1),
@@ -407,8 +410,17 @@ impl World {
         tokio::time::sleep(horizon).await;
         self.quiesce(Duration::from_secs(48 * 3600)).await?;
         self.no_run_left_open();
-        // The final clean run: no faults, no crashes, single deliveries, every lease expired.
+        // The final clean run: no faults, no crashes, single deliveries, every lease expired;
+        // and an operator who accepts whatever changed meanwhile (the circuit breaker off).
         self.calm.store(true, Ordering::SeqCst);
+        use cupid_sync::domain::settings::{SettingKey, SettingValue};
+        self.store
+            .put_all(
+                &[(SettingKey::SyncMaxChangeRatio, SettingValue::Rate(1.0))],
+                Timestamp((self.now_ms() / 1000) as i64),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         self.upstream.calm.store(true, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_secs(s.lease_ttl_s + 1)).await;
         let slot = Timestamp((self.now_ms() / 1000) as i64);

@@ -69,6 +69,10 @@ struct RunItem {
     #[serde(default)]
     details: u64,
     #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    breaker: crate::domain::breaker::BreakerCounts,
+    #[serde(default)]
     tally: StatusCounts,
     #[serde(default)]
     tally_unknown: u64,
@@ -114,6 +118,8 @@ impl RunItem {
             failures: r.legacy_failures.clone(),
             changes: r.legacy_changes.clone(),
             details: r.details,
+            force: r.force,
+            breaker: r.breaker.clone(),
             tally: r.tally,
             tally_unknown: r.tally_unknown,
             stats_epoch: r.stats_epoch,
@@ -153,6 +159,8 @@ impl RunItem {
             hotel_ids: self.hotel_ids,
             invocations: self.invocations,
             details: self.details,
+            force: self.force,
+            breaker: self.breaker,
             tally: self.tally,
             tally_unknown: self.tally_unknown,
             stats_epoch: self.stats_epoch,

@@ -53,6 +53,9 @@ struct TriggerBody {
     hotel_ids: Option<Vec<serde_json::Value>>,
     #[serde(default)]
     dry_run: Option<bool>,
+    /// Accept a change the circuit breaker would halt (`domain::breaker`).
+    #[serde(default)]
+    force: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -119,6 +119,12 @@ impl App {
             "failed_properties": finished.as_ref().map(|r| r.counters.failed).unwrap_or(0),
             "sync_interval": input.interval.to_string(),
             "last_error": finished.as_ref().and_then(|r| r.error_message.clone()),
+            // The newest finished run: `halted` here means the circuit breaker stopped it.
+            "last_run": finished.as_ref().map(|r| serde_json::json!({
+                "sync_id": r.sync_id, "status": r.status.as_str(),
+                "completed_at": r.completed_at.map(|t| t.rfc3339()),
+                "quarantined_properties": r.counters.quarantined,
+            })),
             "current_run": current_run,
         });
         Ok(ApiResponse::ok(200, &data))

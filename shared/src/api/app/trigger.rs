@@ -10,6 +10,7 @@ impl App {
         let body: TriggerBody = req.json()?.unwrap_or(TriggerBody {
             hotel_ids: None,
             dry_run: None,
+            force: None,
         });
         let hotel_ids = body
             .hotel_ids
@@ -80,6 +81,8 @@ impl App {
         let mut run = SyncRun::new(sync_id.clone(), SyncType::Manual, self.clock.now());
         run.hotel_ids = hotel_ids.clone();
         run.dry_run = body.dry_run.unwrap_or(false);
+        // An operator accepts a mass change: the circuit breaker is off for this run.
+        run.force = body.force.unwrap_or(false);
         run.total = total;
         // From here a failure whose effect is unknown keeps the reservation: the run may
         // exist, and closing it could race the invocation that picks it up. The reservation
@@ -142,7 +145,7 @@ impl App {
                 Err(_) => return Err(reserved(e)),
             }
         }
-        tracing::info!(sync_id = %sync_id, total, dry_run = run.dry_run, "manual sync dispatched");
+        tracing::info!(sync_id = %sync_id, total, dry_run = run.dry_run, force = run.force, "manual sync dispatched");
         let requests = total * settings.requests_per_property();
         let estimate = Duration::try_from_secs_f64((requests as f64 / settings.rate_limit).ceil())
             .unwrap_or(Duration::ZERO);

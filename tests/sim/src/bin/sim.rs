@@ -29,7 +29,7 @@ fn main() {
     let t = std::time::Instant::now();
     match sim::run_seeds(from..from + seeds, threads) {
         Ok(r) => println!(
-            "{seeds} seeds passed in {:.1} s: {} invocations ({} killed), {} upstream requests, {} runs, {} h of virtual time; {} properties quarantined, {} held payloads stored on acceptance",
+            "{seeds} seeds passed in {:.1} s: {} invocations ({} killed), {} upstream requests, {} runs, {} h of virtual time; {} properties quarantined, {} held payloads stored on acceptance, {} runs halted by the circuit breaker",
             t.elapsed().as_secs_f64(),
             r.invocations,
             r.crashes,
@@ -37,7 +37,8 @@ fn main() {
             r.runs,
             r.virtual_secs / 3600,
             r.quarantined,
-            r.accepted
+            r.accepted,
+            r.halted
         ),
         Err(f) => {
             eprintln!("{f}");

@@ -1,0 +1,168 @@
+//! The circuit breaker over DynamoDB (moto) and the Cupid simulator: an upstream bug that
+//! changes every property at once halts the run with nothing written, again on the next run,
+//! until an operator forces a run through (or raises the ratio); ordinary change goes ahead.
+
+use cupid_sim::ChangeRequest;
+use cupid_sync::domain::run::RunStatus;
+use cupid_sync::ports::{PropertyReader, RunLog};
+use integration::{Options, Stack, api_call};
+
+fn opts() -> Options {
+    Options {
+        rate_limit: 400.0,
+        max_concurrent: 8,
+        ..Default::default()
+    }
+}
+
+/// Each property's stored content hash.
+async fn hashes(s: &Stack, ids: &[i64]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(s.props.get_record(*id).await.unwrap().unwrap().content_hash);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_mass_change_halts_with_nothing_written_until_an_operator_forces_it() {
+    let s = Stack::new(opts()).await;
+    let ids = s.track_exercise_ids().await;
+    let first = s.sync().await;
+    assert_eq!(
+        (first.status, first.counters.updated),
+        (RunStatus::Completed, 100),
+        "a first sync of empty data is exempt"
+    );
+    let before = hashes(&s, &ids).await;
+
+    // An upstream bug: every property changes at once.
+    s.sim.sim.change(&ChangeRequest {
+        fraction: Some(1.0),
+        seed: 7,
+        ..Default::default()
+    });
+    let halted = s.sync().await;
+    assert_eq!(
+        halted.status,
+        RunStatus::Halted,
+        "{:?}",
+        halted.error_message
+    );
+    let reason = halted.error_message.clone().unwrap_or_default();
+    assert!(
+        reason.contains("circuit breaker") && reason.contains("force"),
+        "{reason}"
+    );
+    assert_eq!(
+        (halted.counters.updated, halted.counters.document_writes),
+        (0, 0),
+        "nothing written"
+    );
+    assert_eq!(
+        hashes(&s, &ids).await,
+        before,
+        "every stored document unchanged"
+    );
+    assert!(halted.breaker.fetched == 100 && !halted.breaker.released);
+    let events = s.events.events.lock().unwrap().clone();
+    assert_eq!(events.last().map(|e| e.detail_type), Some("SyncHalted"));
+    let (code, _) = api_call(&s, "POST", "/api/v1/admin/sync/start", None).await;
+    assert_eq!(code, 200);
+    let (_, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(health["data"]["status"], "degraded", "{health}");
+    assert!(
+        health["data"]["summary"]
+            .as_str()
+            .is_some_and(|x| x.contains("halted")),
+        "{health}"
+    );
+    let (_, status) = api_call(&s, "GET", "/api/v1/admin/sync/status", None).await;
+    assert_eq!(status["data"]["last_run"]["status"], "halted", "{status}");
+
+    // The next scheduled run does the same: upstream still changes everything.
+    let again = s.sync().await;
+    assert_eq!(again.status, RunStatus::Halted);
+    assert_eq!(hashes(&s, &ids).await, before);
+
+    // An operator accepts the change: a forced run writes it all.
+    let (code, body) = api_call(
+        &s,
+        "POST",
+        "/api/v1/admin/sync",
+        Some(serde_json::json!({"force": true})),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    let forced = s
+        .runs
+        .get(body["data"]["sync_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(forced.force);
+    let dispatched = s.dispatch.sent.lock().unwrap().pop().expect("dispatched");
+    let done = s.run_to_end(dispatched).await;
+    assert_eq!(
+        (done.status, done.counters.updated),
+        (RunStatus::Completed, 100),
+        "{:?}",
+        done.error_message
+    );
+    let after = hashes(&s, &ids).await;
+    assert!(before.iter().zip(&after).all(|(b, a)| b != a));
+}
+
+#[tokio::test]
+async fn ordinary_change_and_a_raised_ratio_go_ahead() {
+    let s = Stack::new(opts()).await;
+    let ids = s.track_exercise_ids().await;
+    s.sync().await;
+    // A third of the catalogue changes: under the default ratio (0.5).
+    s.sim.sim.change(&ChangeRequest {
+        hotel_ids: ids.iter().copied().step_by(3).collect(),
+        ..Default::default()
+    });
+    let run = s.sync().await;
+    assert_eq!(
+        (run.status, run.counters.updated),
+        (RunStatus::Completed, 34)
+    );
+    // Everything changes, and the operator has raised the ratio to 1: no halt.
+    let (code, _) = api_call(
+        &s,
+        "PUT",
+        "/api/v1/admin/sync/settings",
+        Some(serde_json::json!([{"setting_key": "sync_max_change_ratio", "setting_value": 1}])),
+    )
+    .await;
+    assert_eq!(code, 200);
+    s.sim.sim.change(&ChangeRequest {
+        fraction: Some(1.0),
+        seed: 3,
+        ..Default::default()
+    });
+    let run = s.sync().await;
+    assert_eq!(
+        (run.status, run.counters.updated),
+        (RunStatus::Completed, 100)
+    );
+    // Bad values are refused naming the setting.
+    for bad in [
+        serde_json::json!(0),
+        serde_json::json!(1.5),
+        serde_json::json!("x"),
+    ] {
+        let (code, body) = api_call(
+            &s,
+            "PUT",
+            "/api/v1/admin/sync/settings",
+            Some(
+                serde_json::json!([{"setting_key": "sync_max_change_ratio", "setting_value": bad}]),
+            ),
+        )
+        .await;
+        assert_eq!(code, 400, "{body}");
+        assert_eq!(body["error"]["details"]["field"], "sync_max_change_ratio");
+    }
+}
