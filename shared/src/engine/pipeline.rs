@@ -199,7 +199,7 @@ impl Pipeline<'_> {
         run: &mut SyncRun,
         order: &mut Order,
         unsaved: &mut Unsaved,
-        deferred: &mut Vec<Box<property::Decided>>,
+        deferred: &mut Vec<property::Decided>,
         tasks: &mut JoinSet<(i64, Report)>,
         stop: &mut Option<Stop>,
     ) -> Result<(), Stop> {
@@ -303,7 +303,7 @@ impl Pipeline<'_> {
         let cursor_before = (run.cursor, run.skip.len());
         let mut unsaved = Unsaved::default();
         // Changes decided during the circuit breaker's probe, unwritten until it is judged.
-        let mut deferred: Vec<Box<property::Decided>> = Vec::new();
+        let mut deferred: Vec<property::Decided> = Vec::new();
         loop {
             // Every invocation starts at least one property, however late it got going, so a
             // run always moves.
@@ -408,7 +408,7 @@ impl Pipeline<'_> {
                         order.finish(id);
                         since_checkpoint += 1;
                     }
-                    Report::Deferred(d) => deferred.push(d),
+                    Report::Deferred(d) => deferred.push(*d),
                     Report::Halted => {}
                     Report::Cut => cut = true,
                     Report::Stop(Stop::Lost) => return Err(Stop::Lost),

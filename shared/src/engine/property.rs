@@ -336,11 +336,11 @@ async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
 }
 
 /// Writes a property that waited for the circuit breaker's probe.
-pub(crate) async fn resume(ctx: Arc<PropertyCtx>, d: Box<Decided>) -> (i64, Report) {
+pub(crate) async fn resume(ctx: Arc<PropertyCtx>, d: Decided) -> (i64, Report) {
     use tracing::Instrument;
     let id = d.t.hotel_id;
     let span = tracing::info_span!("property", hotel_id = id);
-    (id, complete(&ctx, *d).instrument(span).await)
+    (id, complete(&ctx, d).instrument(span).await)
 }
 
 /// Writes what was decided (or, in a dry run, only counts it) and reports it.
