@@ -179,6 +179,7 @@ pub async fn engine(cfg: &Config) -> Result<Engine, BoxError> {
         )),
         events: Arc::new(EventBus::new(&conf, &cfg.event_bus)),
         settings: Arc::new(DynamoSettings::new(ddb, &cfg.tables)),
+        schedule: Arc::new(Scheduler::new(&conf, cfg)),
         clock,
     };
     Ok(Engine::new(deps, EngineConfig::from_config(cfg)))

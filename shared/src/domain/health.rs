@@ -1,6 +1,8 @@
 //! Status and health rules (pure; the clock is an input).
 //!
-//! - `stopped`: the schedule is disabled (automatic sync off).
+//! - `stopped`: the schedule is disabled (automatic sync off) by an operator.
+//! - `unhealthy` also when the schedule paused itself (auto-pause, `domain::pause`): nothing
+//!   syncs and no operator chose it, so monitors must see it (HTTP 503, with why and since when).
 //! - `unhealthy`: the schedule is enabled and the last successful sync is older than
 //!   interval + grace (or there has been none for longer than interval + grace since the
 //!   schedule started), i.e. *overdue*. Answered with HTTP 503.
@@ -38,6 +40,8 @@ pub struct HealthInput {
     pub last_success: Option<Timestamp>,
     /// Status of the newest finished run.
     pub last_finished: Option<RunStatus>,
+    /// Why and since when the schedule paused itself, if it did (cleared by a start).
+    pub paused: Option<(String, Timestamp)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -53,6 +57,11 @@ pub struct Health {
     pub sync_interval: String,
     pub summary: String,
     pub checked_at: String,
+    /// Set while the schedule has paused itself: since when, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
 }
 
 pub fn grace(interval: Interval) -> Duration {
@@ -82,7 +91,10 @@ pub fn compute(h: &HealthInput) -> Health {
                 | RunStatus::Halted
         )
     );
-    let status = if !h.schedule_enabled {
+    let paused = h.paused.as_ref().filter(|_| !h.schedule_enabled);
+    let status = if paused.is_some() {
+        HealthStatus::Unhealthy
+    } else if !h.schedule_enabled {
         HealthStatus::Stopped
     } else if is_overdue {
         HealthStatus::Unhealthy
@@ -100,6 +112,11 @@ pub fn compute(h: &HealthInput) -> Health {
         HealthStatus::Stopped => {
             "Automatic sync is stopped; start it with POST /api/v1/admin/sync/start".to_string()
         }
+        HealthStatus::Unhealthy if paused.is_some() => format!(
+            "Automatic sync paused itself {} ago: {}",
+            format_go_duration(h.now.since(paused.map(|p| p.1).unwrap_or(h.now))),
+            paused.map(|p| p.0.as_str()).unwrap_or("")
+        ),
         HealthStatus::Unhealthy => match age {
             Some(a) => format!(
                 "Last successful sync was {} ago, more than the interval {} plus grace {}",
@@ -135,6 +152,8 @@ pub fn compute(h: &HealthInput) -> Health {
         sync_interval: h.interval.to_string(),
         summary,
         checked_at: h.now.rfc3339(),
+        paused_since: paused.map(|p| p.1.rfc3339()),
+        paused_reason: paused.map(|p| p.0.clone()),
     }
 }
 
@@ -150,7 +169,31 @@ mod tests {
             interval: Interval::parse("12h").unwrap(),
             last_success: Some(Timestamp(0)),
             last_finished: Some(RunStatus::Completed),
+            paused: None,
         }
+    }
+
+    #[test]
+    fn a_schedule_that_paused_itself_is_unhealthy_and_says_why_and_since_when() {
+        let mut i = input(7200);
+        i.schedule_enabled = false;
+        i.last_finished = Some(RunStatus::Halted);
+        i.paused = Some(("5 runs failed".into(), Timestamp(3600)));
+        let h = compute(&i);
+        assert_eq!(h.status, HealthStatus::Unhealthy);
+        assert_eq!(h.paused_since.as_deref(), Some("1970-01-01T01:00:00Z"));
+        assert!(
+            h.summary.contains("paused itself 1h ago: 5 runs failed"),
+            "{}",
+            h.summary
+        );
+        // Started again (the note is cleared then; an enabled schedule ignores a stale one).
+        i.schedule_enabled = true;
+        assert_eq!(
+            compute(&i).status,
+            HealthStatus::Degraded,
+            "the last run was halted"
+        );
     }
 
     #[test]

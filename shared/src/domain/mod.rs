@@ -8,6 +8,7 @@ pub mod health;
 pub mod interval;
 pub mod json;
 pub mod lease;
+pub mod pause;
 pub mod quarantine;
 pub mod run;
 pub mod settings;

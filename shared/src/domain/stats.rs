@@ -90,6 +90,9 @@ pub struct CatalogueStats {
     pub last_success: Option<(String, Timestamp)>,
     /// The run that last recounted, and when.
     pub recounted: Option<(String, Timestamp)>,
+    /// Set when the schedule paused itself (auto-pause): why, and since when. Cleared when it
+    /// is started again.
+    pub paused: Option<(String, Timestamp)>,
 }
 
 #[cfg(test)]

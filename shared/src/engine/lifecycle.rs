@@ -14,7 +14,7 @@ use super::{Engine, EngineError, Outcome, report};
 use crate::domain::breaker::Breaker;
 use crate::domain::facet::facets_for;
 use crate::domain::lease::LeaseRequest;
-use crate::domain::run::{RunStatus, SyncRequest, SyncRun};
+use crate::domain::run::{RunStatus, SyncRequest, SyncRun, SyncType};
 use crate::domain::settings::Settings;
 use crate::ports::*;
 use backon::{ExponentialBuilder, Retryable};
@@ -312,6 +312,11 @@ impl Engine {
         }
         if self.cfg.emit_metrics {
             report::emit_metrics(&run);
+        }
+        if run.sync_type == SyncType::Scheduled
+            && matches!(run.status, RunStatus::Failed | RunStatus::Halted)
+        {
+            self.auto_pause().await;
         }
         info!(status = %run.status, total = run.total, updated = run.counters.updated, unchanged = run.counters.unchanged,
               failed = run.counters.failed, not_found = run.counters.not_found, document_writes = run.counters.document_writes,

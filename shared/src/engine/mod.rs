@@ -14,6 +14,7 @@ mod attach;
 mod fence;
 mod gate;
 mod lifecycle;
+mod pause;
 mod pipeline;
 mod property;
 mod report;
@@ -41,6 +42,8 @@ pub struct EngineDeps {
     pub dispatch: Arc<dyn Dispatch>,
     pub events: Arc<dyn Events>,
     pub settings: Arc<dyn SettingsStore>,
+    /// The schedule, for auto-pause (`lifecycle::auto_pause`).
+    pub schedule: Arc<dyn Schedule>,
     pub clock: Arc<dyn Clock>,
 }
 

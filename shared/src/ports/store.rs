@@ -305,6 +305,8 @@ pub trait Stats: Send + Sync {
     async fn get(&self) -> PortResult<CatalogueStats>;
     /// Adds a sync's status moves (flushed with each checkpoint).
     async fn add(&self, delta: &StatusCounts) -> PortResult<()>;
+    /// Records (or, with `None`, clears) why and since when the schedule paused itself.
+    async fn set_paused(&self, paused: Option<(String, Timestamp)>) -> PortResult<()>;
     /// Replaces the counts of tracked statuses and the run count with a recount, if no tracking
     /// change happened since `epoch` was read (returns whether it did).
     async fn recount(

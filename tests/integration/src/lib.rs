@@ -221,6 +221,7 @@ impl Stack {
                 dispatch: self.dispatch.clone(),
                 events: self.events.clone(),
                 settings: self.settings.clone(),
+                schedule: self.schedule.clone(),
                 clock: Arc::new(SystemClock),
             },
             self.cfg.clone(),

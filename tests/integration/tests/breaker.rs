@@ -1,11 +1,13 @@
-//! The circuit breaker over DynamoDB (moto) and the Cupid simulator: an upstream bug that
-//! changes every property at once halts the run with nothing written, again on the next run,
-//! until an operator forces a run through (or raises the ratio); ordinary change goes ahead.
+//! The circuit breaker and auto-pause over DynamoDB (moto) and the Cupid simulator: an upstream
+//! bug that changes every property at once halts the run with nothing written, again on the
+//! next run, until an operator forces a run through (or raises the ratio); ordinary change goes
+//! ahead; five failed scheduled runs in a row pause the schedule until it is started again.
 
-use cupid_sim::ChangeRequest;
+use cupid_sim::{ChangeRequest, Faults, IdFault};
 use cupid_sync::domain::run::RunStatus;
 use cupid_sync::ports::{PropertyReader, RunLog};
 use integration::{Options, Stack, api_call};
+use std::collections::HashMap;
 
 fn opts() -> Options {
     Options {
@@ -165,4 +167,71 @@ async fn ordinary_change_and_a_raised_ratio_go_ahead() {
         assert_eq!(code, 400, "{body}");
         assert_eq!(body["error"]["details"]["field"], "sync_max_change_ratio");
     }
+}
+
+#[tokio::test]
+async fn five_failed_scheduled_runs_pause_the_schedule_until_it_is_started_again() {
+    let s = Stack::new(opts()).await;
+    let ids = s.track_exercise_ids().await;
+    assert_eq!(s.sync().await.status, RunStatus::Completed);
+    let (code, _) = api_call(&s, "POST", "/api/v1/admin/sync/start", None).await;
+    assert_eq!(code, 200);
+    // The API key is refused for one property: every run aborts (401), nothing written.
+    s.sim.sim.set_faults(Faults {
+        per_id: HashMap::from([(
+            ids[7],
+            IdFault {
+                kind: "401".into(),
+                times: 0,
+                path_contains: None,
+            },
+        )]),
+        ..Default::default()
+    });
+    for n in 1..=5 {
+        let run = s.sync().await;
+        assert_eq!(run.status, RunStatus::Failed, "run {n}");
+        let (_, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+        if n < 5 {
+            assert_eq!(health["data"]["status"], "degraded", "after {n}: {health}");
+        }
+    }
+    let (code, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["data"]["status"], "unhealthy");
+    let reason = health["data"]["paused_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("after 5 scheduled runs") && reason.contains("401"),
+        "{health}"
+    );
+    assert!(health["data"]["paused_since"].is_string());
+    let (_, status) = api_call(&s, "GET", "/api/v1/admin/sync/status", None).await;
+    assert!(status["data"]["paused"]["reason"].is_string(), "{status}");
+    assert_eq!(status["data"]["is_running"], false, "the schedule is off");
+    let events = s.events.events.lock().unwrap().clone();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.detail_type == "SyncPaused")
+            .count(),
+        1
+    );
+    let (_, settings) = api_call(&s, "GET", "/api/v1/admin/sync/settings", None).await;
+    let auto = settings["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["setting_key"] == "sync_enable_auto")
+        .cloned()
+        .unwrap();
+    assert_eq!(auto["setting_value"], "false", "{auto}");
+
+    // Fixed: started again, the note is gone.
+    s.sim.sim.set_faults(Faults::default());
+    let (code, _) = api_call(&s, "POST", "/api/v1/admin/sync/start", None).await;
+    assert_eq!(code, 200);
+    let (code, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(code, 200, "{health}");
+    assert!(health["data"]["paused_reason"].is_null());
+    assert_eq!(s.sync().await.status, RunStatus::Completed);
 }

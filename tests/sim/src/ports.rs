@@ -383,6 +383,10 @@ impl Stats for SimPorts {
     async fn add(&self, delta: &StatusCounts) -> PortResult<()> {
         self.call("add counts", true, self.store().add(delta)).await
     }
+    async fn set_paused(&self, paused: Option<(String, Timestamp)>) -> PortResult<()> {
+        self.call("pause note", true, self.store().set_paused(paused))
+            .await
+    }
     async fn recount(
         &self,
         counts: &StatusCounts,

@@ -266,6 +266,7 @@ impl World {
                 dispatch: p.clone(),
                 events: p.clone(),
                 settings: p,
+                schedule: self.schedule.clone(),
                 clock: self.clock.clone(),
             },
             self.engine_config(),

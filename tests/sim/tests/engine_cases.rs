@@ -141,6 +141,7 @@ impl Rig {
                 dispatch: self.dispatch.clone(),
                 events: self.dispatch.clone(),
                 settings: s,
+                schedule: Arc::new(cupid_sync::adapters::memory::MemorySchedule::default()),
                 clock: self.clock.clone(),
             },
             self.cfg.clone(),

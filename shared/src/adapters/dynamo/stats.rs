@@ -107,6 +107,7 @@ impl DynamoStats {
             runs: get_n::<i64>(item, "runs").unwrap_or(0).max(0) as u64,
             last_success: pair("last_success_id", "last_success_at"),
             recounted: pair("recounted_by", "recounted_at"),
+            paused: pair("paused_reason", "paused_at"),
         }
     }
 }
@@ -128,6 +129,25 @@ impl Stats for DynamoStats {
 
     async fn add(&self, delta: &StatusCounts) -> PortResult<()> {
         self.apply(delta, false).await
+    }
+
+    async fn set_paused(&self, paused: Option<(String, Timestamp)>) -> PortResult<()> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("sync_id", s(tables::STATS_KEY));
+        let req = match paused {
+            Some((reason, at)) => req
+                .update_expression("SET paused_reason = :r, paused_at = :t")
+                .expression_attribute_values(":r", s(reason))
+                .expression_attribute_values(":t", n(at.0)),
+            None => req.update_expression("REMOVE paused_reason, paused_at"),
+        };
+        req.send()
+            .await
+            .map_err(|e| port_err("UpdateItem schedule pause note", e))?;
+        Ok(())
     }
 
     async fn recount(

@@ -167,6 +167,13 @@ impl Stats for MemoryStore {
         Ok(())
     }
 
+    async fn set_paused(&self, paused: Option<(String, Timestamp)>) -> PortResult<()> {
+        let mut st = self.lock();
+        st.stats.paused = paused;
+        self.log(&mut st, Table::Stats, "stats".into(), None, "paused");
+        Ok(())
+    }
+
     async fn recount(
         &self,
         counts: &StatusCounts,

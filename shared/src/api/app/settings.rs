@@ -88,6 +88,8 @@ impl App {
             _ => now,
         };
         let state = self.schedule.put(true, interval, anchor).await?;
+        // Started again: a pause note of the schedule's own is over.
+        self.stats.set_paused(None).await?;
         let values = [
             (
                 SettingKey::SyncInterval,

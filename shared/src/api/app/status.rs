@@ -65,6 +65,7 @@ impl App {
                 .unwrap_or(settings.interval),
             last_success,
             last_finished: finished.as_ref().map(|r| r.status),
+            paused: stats.paused.clone(),
         };
         Ok(Snapshot {
             settings,
@@ -126,6 +127,9 @@ impl App {
                 "quarantined_properties": r.counters.quarantined,
             })),
             "current_run": current_run,
+            "paused": input.paused.as_ref().filter(|_| !input.schedule_enabled).map(|(why, at)| {
+                serde_json::json!({ "since": at.rfc3339(), "reason": why })
+            }),
         });
         Ok(ApiResponse::ok(200, &data))
     }

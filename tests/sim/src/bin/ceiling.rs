@@ -198,6 +198,7 @@ fn main() {
                 dispatch: sink.clone(),
                 events: sink.clone(),
                 settings: store.clone(),
+                schedule: Arc::new(cupid_sync::adapters::memory::MemorySchedule::default()),
                 clock,
             },
             EngineConfig {

@@ -404,6 +404,7 @@ async fn child_invoke(req: &str, opts: &str) {
             dispatch: dispatch.clone(),
             events: Arc::new(integration::RecordingEvents::default()),
             settings: Arc::new(DynamoSettings::new(client, &tables)),
+            schedule: Arc::new(cupid_sync::adapters::memory::MemorySchedule::default()),
             clock,
         },
         cupid_sync::engine::EngineConfig {

@@ -1,0 +1,82 @@
+//! Auto-pause (`domain::pause`): the schedule disables itself after too many failed
+//! scheduled runs in a row.
+
+use super::Engine;
+use crate::domain::pause;
+use crate::domain::settings::{SettingKey, SettingValue};
+use crate::ports::*;
+use tracing::{error, warn};
+
+impl Engine {
+    /// After too many failed scheduled runs in a row (`sync_max_consecutive_failures`), the
+    /// schedule disables itself, says why and since when (on the counts item, which status and
+    /// health read), and publishes `SyncPaused`. Best effort: a failure here is logged, and
+    /// the next failed run tries again.
+    pub(super) async fn auto_pause(&self) {
+        let Ok(settings) = self.settings().await else {
+            return;
+        };
+        let max = settings.max_consecutive_failures;
+        if max == 0 {
+            return;
+        }
+        // Manual runs may sit between the schedule's: read enough to see `max` of them.
+        let recent = match self
+            .deps
+            .runs
+            .list((max as usize * 3 + 10).min(100), RunsFrom::Offset(0))
+            .await
+        {
+            Ok((runs, _)) => runs,
+            Err(e) => {
+                warn!(error = %e, "could not read the run log for auto-pause");
+                return;
+            }
+        };
+        if !pause::should_pause(&recent, max) {
+            return;
+        }
+        let sched = match self.deps.schedule.get().await {
+            Ok(Some(s)) if s.enabled => s,
+            Ok(_) => return,
+            Err(e) => {
+                warn!(error = %e, "could not read the schedule for auto-pause");
+                return;
+            }
+        };
+        let now = self.deps.clock.now();
+        let reason = pause::reason(&recent, max);
+        let paused = async {
+            self.deps
+                .schedule
+                .put(false, sched.interval, sched.anchor.unwrap_or(now))
+                .await?;
+            self.deps
+                .settings
+                .put_all(
+                    &[(SettingKey::SyncEnableAuto, SettingValue::Flag(false))],
+                    now,
+                )
+                .await?;
+            self.deps
+                .stats
+                .set_paused(Some((reason.clone(), now)))
+                .await
+        };
+        match paused.await {
+            Ok(()) => {
+                error!(reason = %reason, "schedule paused itself");
+                let event = RunEvent {
+                    detail_type: "SyncPaused",
+                    detail: serde_json::json!({ "reason": reason, "paused_at": now.rfc3339(), "consecutive_failures": max }),
+                };
+                if let Err(e) = self.deps.events.publish(&event).await {
+                    warn!(error = %e, "could not publish SyncPaused");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "could not pause the schedule; the next failed run tries again")
+            }
+        }
+    }
+}
