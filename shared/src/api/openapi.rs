@@ -59,8 +59,9 @@ fn request_body(op: Op) -> Option<Value> {
             "hotel_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": super::app::MAX_TRACK_IDS}}})
         }
         Op::QuarantineAccept => {
-            json!({"type": "object", "required": ["by"], "additionalProperties": false, "properties": {
-            "by": {"type": "string", "minLength": 1, "maxLength": 100, "description": "who accepts (kept in the run log)"}}})
+            json!({"type": "object", "required": ["by", "quarantined_by_sync"], "additionalProperties": false, "properties": {
+            "by": {"type": "string", "minLength": 1, "maxLength": 100, "description": "who accepts (kept in the run log)"},
+            "quarantined_by_sync": {"type": "string", "minLength": 1, "maxLength": 64, "description": "the run whose held payloads were read (GET .../quarantine/{hotel_id})"}}})
         }
         _ => return None,
     };

@@ -361,6 +361,9 @@ const REVIEWS: &[Field] = &[
 pub struct Report {
     pub violations: Vec<Violation>,
     pub total: usize,
+    /// Every rule broken (also by violations beyond the kept ones), in a fixed order.
+    #[serde(default)]
+    pub broken: Vec<Rule>,
 }
 
 impl Report {
@@ -370,6 +373,9 @@ impl Report {
 
     fn push(&mut self, path: String, rule: Rule, value: Option<String>) {
         self.total += 1;
+        if let Err(at) = self.broken.binary_search(&rule) {
+            self.broken.insert(at, rule);
+        }
         if self.violations.len() < MAX_VIOLATIONS {
             self.violations.push(Violation {
                 path,
@@ -379,9 +385,11 @@ impl Report {
         }
     }
 
-    /// The distinct rules broken, in a fixed order.
+    /// The distinct rules broken, in a fixed order (a report read from an older store has
+    /// only its kept violations to tell).
     pub fn rules(&self) -> Vec<Rule> {
         let mut r: Vec<Rule> = self.violations.iter().map(|v| v.rule).collect();
+        r.extend(self.broken.iter().copied());
         r.sort();
         r.dedup();
         r

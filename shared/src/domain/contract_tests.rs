@@ -226,6 +226,12 @@ fn violations_are_bounded_and_values_truncated() {
     assert_eq!(v.chars().count(), MAX_VALUE_CHARS);
     assert!(v.ends_with('…'));
     assert_eq!(r.rules(), vec![Rule::Url]);
+    // A rule broken only beyond the kept violations still counts (the listing filters by it).
+    p["latitude"] = json!(0);
+    p["longitude"] = json!(0);
+    let r = report(&Facet::Property, &p);
+    assert!(r.violations.iter().all(|v| v.rule == Rule::Url));
+    assert_eq!(r.rules(), vec![Rule::NullIsland, Rule::Url]);
 }
 
 #[test]

@@ -225,6 +225,7 @@ fn held(facet: &str, hash: &str) -> FacetOutcome {
                 value: Some("42".into()),
             }],
             total: 1,
+            broken: vec![],
         },
         payload_kept: true,
     })

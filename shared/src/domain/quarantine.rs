@@ -132,6 +132,7 @@ mod tests {
                             v("longitude", Rule::Range, Some("181")),
                         ],
                         total: 5,
+                        broken: vec![],
                     },
                     payload_kept: true,
                 },
@@ -141,6 +142,7 @@ mod tests {
                     report: Report {
                         violations: vec![v("[0].date", Rule::Date, Some("\"x\""))],
                         total: 1,
+                        broken: vec![],
                     },
                     payload_kept: false,
                 },

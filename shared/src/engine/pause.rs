@@ -13,27 +13,13 @@ impl Engine {
     /// health read), and publishes `SyncPaused`. Best effort: a failure here is logged, and
     /// the next failed run tries again.
     pub(super) async fn auto_pause(&self) {
-        let Ok(settings) = self.settings().await else {
-            return;
+        // A stored setting that does not validate must not stop the pause (it may be why every
+        // run fails): the default applies then.
+        let max = match self.settings().await {
+            Ok(s) => s.max_consecutive_failures,
+            Err(_) => self.cfg.defaults.max_consecutive_failures,
         };
-        let max = settings.max_consecutive_failures;
         if max == 0 {
-            return;
-        }
-        // Manual runs may sit between the schedule's: read enough to see `max` of them.
-        let recent = match self
-            .deps
-            .runs
-            .list((max as usize * 3 + 10).min(100), RunsFrom::Offset(0))
-            .await
-        {
-            Ok((runs, _)) => runs,
-            Err(e) => {
-                warn!(error = %e, "could not read the run log for auto-pause");
-                return;
-            }
-        };
-        if !pause::should_pause(&recent, max) {
             return;
         }
         let sched = match self.deps.schedule.get().await {
@@ -44,12 +30,34 @@ impl Engine {
                 return;
             }
         };
+        // Manual runs may sit between the schedule's: read enough to see `max` of them. Only
+        // runs since the schedule was (re)started count: starting it again starts afresh.
+        let recent: Vec<_> = match self
+            .deps
+            .runs
+            .list((max as usize * 3 + 10).min(100), RunsFrom::Offset(0))
+            .await
+        {
+            Ok((runs, _)) => runs
+                .into_iter()
+                .filter(|r| sched.anchor.is_none_or(|a| r.started_at >= a))
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "could not read the run log for auto-pause");
+                return;
+            }
+        };
+        if !pause::should_pause(&recent, max) {
+            return;
+        }
         let now = self.deps.clock.now();
         let reason = pause::reason(&recent, max);
+        // The note first: it shows only while the schedule is off, so a pause that fails
+        // half-way never leaves the schedule off without saying why.
         let paused = async {
             self.deps
-                .schedule
-                .put(false, sched.interval, sched.anchor.unwrap_or(now))
+                .stats
+                .set_paused(Some((reason.clone(), now)))
                 .await?;
             self.deps
                 .settings
@@ -59,9 +67,10 @@ impl Engine {
                 )
                 .await?;
             self.deps
-                .stats
-                .set_paused(Some((reason.clone(), now)))
+                .schedule
+                .put(false, sched.interval, sched.anchor.unwrap_or(now))
                 .await
+                .map(|_| ())
         };
         match paused.await {
             Ok(()) => {

@@ -249,7 +249,7 @@ async fn settings_apply_all_or_nothing_and_reconcile_the_schedule() {
     let (st, b) = call(&s, "GET", "/api/v1/admin/sync/settings", None).await;
     assert_eq!(st, 200);
     let rows = b["data"].as_array().unwrap();
-    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.len(), 10);
     assert!(
         rows.iter()
             .all(|r| r["description"].as_str().is_some_and(|d| !d.is_empty()))

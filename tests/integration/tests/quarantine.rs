@@ -115,11 +115,21 @@ async fn a_bad_payload_is_held_the_good_one_served_and_an_operator_decides() {
 
     // Accept `a` (its bad payload persists upstream): the next sync stores exactly it, and
     // the run log names who accepted it.
+    let read = one["data"]["quarantined_by_sync"].clone();
+    assert_eq!(read, second.sync_id.as_str());
+    let (code, stale) = api_call(
+        &s,
+        "POST",
+        &format!("/api/v1/admin/quarantine/{a}/accept"),
+        Some(serde_json::json!({"by": "ana", "quarantined_by_sync": first.sync_id})),
+    )
+    .await;
+    assert_eq!(code, 409, "what another run held is not accepted: {stale}");
     let (code, acc) = api_call(
         &s,
         "POST",
         &format!("/api/v1/admin/quarantine/{a}/accept"),
-        Some(serde_json::json!({"by": "ana"})),
+        Some(serde_json::json!({"by": "ana", "quarantined_by_sync": read})),
     )
     .await;
     assert_eq!(code, 200, "{acc}");
@@ -231,8 +241,14 @@ async fn bad_input_on_the_quarantine_routes_is_a_400_naming_the_field_and_writes
         (
             "POST",
             format!("/api/v1/admin/quarantine/{id}/accept"),
-            Some(serde_json::json!({"by": "  "})),
+            Some(serde_json::json!({"by": "  ", "quarantined_by_sync": run.sync_id})),
             "by",
+        ),
+        (
+            "POST",
+            format!("/api/v1/admin/quarantine/{id}/accept"),
+            Some(serde_json::json!({"by": "ana"})),
+            "quarantined_by_sync",
         ),
         (
             "POST",
@@ -255,7 +271,7 @@ async fn bad_input_on_the_quarantine_routes_is_a_400_naming_the_field_and_writes
         &s,
         "POST",
         &format!("/api/v1/admin/quarantine/{}/accept", ids[1]),
-        Some(serde_json::json!({"by": "ana"})),
+        Some(serde_json::json!({"by": "ana", "quarantined_by_sync": run.sync_id})),
     )
     .await;
     assert_eq!(code, 404, "not quarantined");

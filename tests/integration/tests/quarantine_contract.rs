@@ -35,6 +35,7 @@ fn note(sync_id: &str, facet: &str, hash: &str, rule: Rule) -> QuarantineNote {
                     value: Some("42".into()),
                 }],
                 total: 1,
+                broken: vec![],
             },
             payload_kept: true,
         }],

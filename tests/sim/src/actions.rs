@@ -181,6 +181,13 @@ impl World {
                 } else {
                     held[i % held.len()]
                 };
+                // What the operator read: the run that holds it now.
+                let read = self
+                    .store
+                    .records()
+                    .get(&id)
+                    .and_then(|r| r.quarantine.as_ref().map(|q| q.sync_id.clone()))
+                    .unwrap_or_default();
                 let accept = matches!(action, Action::Accept(_));
                 let (op, method, path) = if accept {
                     (
@@ -201,7 +208,10 @@ impl World {
                     params: BTreeMap::from([("hotel_id".to_string(), id.to_string())]),
                     content_type: Some("application/json".into()),
                     body: if accept {
-                        br#"{"by": "sim-operator"}"#.to_vec()
+                        serde_json::to_vec(
+                            &serde_json::json!({"by": "sim-operator", "quarantined_by_sync": read}),
+                        )
+                        .unwrap()
                     } else {
                         Vec::new()
                     },

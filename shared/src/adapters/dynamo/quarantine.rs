@@ -159,14 +159,23 @@ impl QuarantineDesk for DynamoProperties {
             .and_then(|q| serde_dynamo::from_attribute_value(q.clone()).ok());
         for f in held.iter().flat_map(|h| h.facets.iter()) {
             let key = payload_key(&f.facet);
-            self.client
+            let r = self
+                .client
                 .delete_item()
                 .table_name(&self.documents)
                 .key("hotel_id", n(hotel_id))
                 .key("facet", s(&key))
+                // Only the payload discarded: a later run may have held another one since.
+                .condition_expression("content_hash = :h")
+                .expression_attribute_values(":h", s(&f.hash))
                 .send()
-                .await
-                .map_err(|e| port_err(&format!("DeleteItem held payload {hotel_id} {key}"), e))?;
+                .await;
+            if let Err(e) = r {
+                let e = port_err(&format!("DeleteItem held payload {hotel_id} {key}"), e);
+                if !is_condition_failure(&e) {
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }

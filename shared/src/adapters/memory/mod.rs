@@ -556,6 +556,7 @@ impl Tracking for MemoryStore {
             Some(r) => {
                 let was = std::mem::replace(&mut r.sync_status, SyncStatus::Untracked);
                 r.quarantine = None;
+                r.accepted.clear();
                 self.log(
                     &mut st,
                     Table::Records,

@@ -147,8 +147,16 @@ impl QuarantineDesk for MemoryStore {
             .moved(SyncStatus::Quarantined, SyncStatus::Pending);
         st.stats.epoch += 1;
         self.log(&mut st, Table::Stats, "stats".into(), None, "discard");
+        // Only the payloads discarded: a later run may have held others since.
         for f in held.iter().flat_map(|n| n.facets.iter()) {
-            st.docs.remove(&(hotel_id, payload_key(&f.facet)));
+            let k = (hotel_id, payload_key(&f.facet));
+            if st
+                .docs
+                .get(&k)
+                .is_some_and(|d| d.doc.content_hash == f.hash)
+            {
+                st.docs.remove(&k);
+            }
         }
         Ok(())
     }

@@ -9,6 +9,9 @@ use crate::domain::quarantine::{self, Acceptance, Accepted};
 #[serde(deny_unknown_fields)]
 struct AcceptBody {
     by: Option<String>,
+    /// The run whose held payloads the operator read (`quarantined_by_sync`): only those are
+    /// accepted, never content a later run held.
+    quarantined_by_sync: Option<String>,
 }
 
 /// A quarantined property as the API shows it.
@@ -123,9 +126,10 @@ impl App {
         Ok(ApiResponse::ok(200, &v))
     }
 
-    /// `POST /admin/quarantine/{hotel_id}/accept` `{"by": "name"}`: every payload the note
-    /// holds is accepted, by content hash; the next sync (any run that includes the property)
-    /// stores exactly those, and its run log names who accepted them and when.
+    /// `POST /admin/quarantine/{hotel_id}/accept` `{"by": "name", "quarantined_by_sync": id}`:
+    /// every payload held by that run is accepted, by content hash (409 if a later run holds
+    /// other content); the next sync (any run that includes the property) stores exactly that
+    /// content, and its run log names who accepted it and when.
     pub(super) async fn quarantine_accept(
         &self,
         req: &ApiRequest,
@@ -136,23 +140,40 @@ impl App {
         })?;
         let by = quarantine::valid_operator(body.by.as_deref().unwrap_or(""))
             .map_err(|m| ApiError::bad_request("invalid_by", format!("by {m}"), "by"))?;
-        let entry = self.held_or_404(id).await?;
-        let now = self.clock.now().secs();
-        let accepted: Accepted = entry
-            .note
-            .facets
-            .iter()
-            .map(|f| {
-                (
-                    f.facet.clone(),
-                    Acceptance {
-                        hash: f.hash.clone(),
-                        by: by.clone(),
-                        at: now,
-                    },
+        let read = body
+            .quarantined_by_sync
+            .filter(|s| !s.trim().is_empty() && s.len() <= 64)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_quarantined_by_sync",
+                    "quarantined_by_sync must name the run whose held payloads you read (from GET /api/v1/admin/quarantine/{hotel_id})",
+                    "quarantined_by_sync",
                 )
-            })
-            .collect();
+            })?;
+        let entry = self.held_or_404(id).await?;
+        let changed = || ApiError::Conflict {
+            code: "quarantine_changed",
+            message: format!(
+                "hotel {id} was quarantined again by a later run; read it again before accepting"
+            ),
+            details: serde_json::json!({ "hotel_id": id, "quarantined_by_sync": entry.note.sync_id }),
+        };
+        if read != entry.note.sync_id {
+            return Err(changed());
+        }
+        let now = self.clock.now().secs();
+        // Earlier acceptances of other facets stand (a run may hold one facet, then another).
+        let mut accepted: Accepted = entry.accepted.clone();
+        accepted.extend(entry.note.facets.iter().map(|f| {
+            (
+                f.facet.clone(),
+                Acceptance {
+                    hash: f.hash.clone(),
+                    by: by.clone(),
+                    at: now,
+                },
+            )
+        }));
         match self
             .quarantine
             .accept(id, &entry.note.sync_id, &accepted)
@@ -162,15 +183,7 @@ impl App {
             Err(e) if e.kind == PortErrorKind::NotFound => {
                 return Err(ApiError::NotFound(format!("hotel {id} is not quarantined")));
             }
-            Err(e) if e.kind == PortErrorKind::Conflict => {
-                return Err(ApiError::Conflict {
-                    code: "quarantine_changed",
-                    message: format!(
-                        "hotel {id} was quarantined again by a later run; read it again before accepting"
-                    ),
-                    details: serde_json::json!({ "hotel_id": id }),
-                });
-            }
+            Err(e) if e.kind == PortErrorKind::Conflict => return Err(changed()),
             Err(e) => return Err(e.into()),
         }
         tracing::info!(hotel_id = id, by = %by, "held payload accepted by an operator");

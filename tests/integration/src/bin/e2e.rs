@@ -302,12 +302,16 @@ async fn main() {
         b["data"]["items"][0]["hotel_id"] == id,
         &b["data"],
     );
+    let (_, held, _) = c
+        .call("GET", &format!("/api/v1/admin/quarantine/{id}"), true)
+        .await;
+    let read = held["data"]["quarantined_by_sync"].clone();
     let (s, b, _) = c
         .send(
             "POST",
             &api(&format!("/api/v1/admin/quarantine/{id}/accept")),
             true,
-            Some(serde_json::json!({"by": "e2e"})),
+            Some(serde_json::json!({"by": "e2e", "quarantined_by_sync": read})),
         )
         .await;
     c.check("an operator accepts the held payload", s == 200, &b);
