@@ -407,15 +407,13 @@ fn truncate(s: String) -> String {
 
 /// Checks a facet document (out of its envelope, as it would be stored) for hotel `hotel_id`.
 pub fn check<V: View>(facet: &Facet, hotel_id: i64, doc: &V) -> Report {
-    let fields = match facet {
-        Facet::Property => PROPERTY,
-        Facet::Lang(_) => TRANSLATION,
-        Facet::Reviews(_) => REVIEWS,
-    };
     let mut report = Report::default();
-    for field in fields {
-        walk(doc, field.path, String::new(), field, hotel_id, &mut report);
-    }
+    let plan = match facet {
+        Facet::Property => &*PROPERTY_PLAN,
+        Facet::Lang(_) => &*TRANSLATION_PLAN,
+        Facet::Reviews(_) => &*REVIEWS_PLAN,
+    };
+    visit(doc, plan, &mut Vec::with_capacity(8), hotel_id, &mut report);
     if *facet == Facet::Property {
         let zero = |k: &str| doc.field(k).and_then(View::f64) == Some(0.0);
         if zero("latitude") && zero("longitude") {
@@ -426,60 +424,136 @@ pub fn check<V: View>(facet: &Facet, hotel_id: i64, doc: &V) -> Report {
             );
         }
     }
-    // Report in document order (fields were walked table by table).
+    // Report in path order.
     report.violations.sort_by(|a, b| a.path.cmp(&b.path));
     report
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
+/// One step of the path to the value being checked.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The path as violations spell it (`rooms[0].photos[2].url`), formatted only for a violation:
+/// a document has thousands of values and (usually) no violation.
+fn spell(path: &[Seg<'_>]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+/// A contract's fields as a tree of path steps, so that one walk of the document checks every
+/// field (an array's items are visited once, not once per field under them).
+#[derive(Default)]
+struct Plan {
+    /// Fields whose path ends here: their value is checked here.
+    fields: Vec<&'static Field>,
+    /// Object members to descend into (key order).
+    members: Vec<(&'static str, Plan)>,
+    /// Array items (`[]`).
+    items: Option<Box<Plan>>,
+}
+
+impl Plan {
+    fn of(fields: &'static [Field]) -> Plan {
+        let mut root = Plan::default();
+        for f in fields {
+            let mut node = &mut root;
+            for seg in f.path {
+                node = if *seg == "[]" {
+                    node.items.get_or_insert_with(Default::default)
+                } else {
+                    let at = match node.members.iter().position(|(k, _)| k == seg) {
+                        Some(at) => at,
+                        None => {
+                            node.members.push((seg, Plan::default()));
+                            node.members.len() - 1
+                        }
+                    };
+                    &mut node.members[at].1
+                };
+            }
+            node.fields.push(f);
+        }
+        root
     }
 }
 
-/// Walks `rest` of a field's path from `node` (at `path`), checking the value at its end.
-fn walk<V: View>(
+static PROPERTY_PLAN: std::sync::LazyLock<Plan> = std::sync::LazyLock::new(|| Plan::of(PROPERTY));
+static TRANSLATION_PLAN: std::sync::LazyLock<Plan> =
+    std::sync::LazyLock::new(|| Plan::of(TRANSLATION));
+static REVIEWS_PLAN: std::sync::LazyLock<Plan> = std::sync::LazyLock::new(|| Plan::of(REVIEWS));
+
+/// Checks `node` (at `path`) against the fields ending here, then descends where the plan goes:
+/// into members of an object (a missing member is a violation of the required fields ending
+/// there) and into the items of an array (a value of another type is its own field's
+/// violation, not descended into).
+fn visit<'p, V: View>(
     node: &V,
-    rest: &[&str],
-    path: String,
+    plan: &'p Plan,
+    path: &mut Vec<Seg<'p>>,
+    hotel_id: i64,
+    report: &mut Report,
+) {
+    for f in &plan.fields {
+        check_value(node, path, f, hotel_id, report);
+    }
+    if let Some(items) = &plan.items {
+        for (i, item) in node.items().iter().enumerate() {
+            path.push(Seg::Index(i));
+            visit(item, items, path, hotel_id, report);
+            path.pop();
+        }
+    }
+    if plan.members.is_empty() || node.kind() != Kind::Object {
+        return;
+    }
+    for (key, child) in &plan.members {
+        path.push(Seg::Key(key));
+        match node.field(key) {
+            Some(v) => visit(v, child, path, hotel_id, report),
+            None => {
+                if child.fields.iter().any(|f| f.required) {
+                    report.push(spell(path), Rule::Required, None);
+                }
+            }
+        }
+        path.pop();
+    }
+}
+
+fn check_value<V: View>(
+    v: &V,
+    path: &[Seg<'_>],
     field: &Field,
     hotel_id: i64,
     report: &mut Report,
 ) {
-    let Some((seg, tail)) = rest.split_first() else {
-        check_value(node, &path, field, hotel_id, report);
-        return;
-    };
-    if *seg == "[]" {
-        // Items of an array (a non-array is the parent field's type violation).
-        for (i, item) in node.items().iter().enumerate() {
-            walk(item, tail, format!("{path}[{i}]"), field, hotel_id, report);
-        }
-        return;
-    }
-    if node.kind() != Kind::Object {
-        return;
-    }
-    let here = join(&path, seg);
-    match node.field(seg) {
-        Some(child) => walk(child, tail, here, field, hotel_id, report),
-        None if tail.is_empty() && field.required => report.push(here, Rule::Required, None),
-        None => {}
-    }
-}
-
-fn check_value<V: View>(v: &V, path: &str, field: &Field, hotel_id: i64, report: &mut Report) {
     let kind = v.kind();
     if kind == Kind::Null {
         if !field.nullable {
-            report.push(path.into(), Rule::Type, Some("null".into()));
+            report.push(spell(path), Rule::Type, Some("null".into()));
         }
         return;
     }
     if !field.ty.admits(kind) {
-        report.push(path.into(), Rule::Type, Some(v.json()));
+        report.push(spell(path), Rule::Type, Some(v.json()));
         return;
     }
     let broken = match field.check {
@@ -503,7 +577,7 @@ fn check_value<V: View>(v: &V, path: &str, field: &Field, hotel_id: i64, report:
         Check::Date => v.str().is_some_and(|s| !is_date(s)).then_some(Rule::Date),
     };
     if let Some(rule) = broken {
-        report.push(path.into(), rule, Some(v.json()));
+        report.push(spell(path), rule, Some(v.json()));
     }
 }
 

@@ -483,6 +483,10 @@ async fn serve_doc(
 /// `drop_field` (no latitude); for reviews, `bad_review_date`. Other kinds: `None`.
 pub fn regress(kind: &str, doc: &Value, id: i64) -> Option<Value> {
     let mut bad = doc.clone();
+    // A property-shaped regression does not apply to a reviews list, nor the other way round.
+    if doc.is_object() == (kind == "bad_review_date") {
+        return None;
+    }
     match kind {
         "wrong_hotel" => bad["hotel_id"] = json!(id + 1),
         "empty_name" => bad["hotel_name"] = json!(""),

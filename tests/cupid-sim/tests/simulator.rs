@@ -231,3 +231,29 @@ async fn rate_faults_are_deterministic_and_can_target_a_path() {
         200
     );
 }
+
+#[test]
+fn regressions_apply_to_their_shape_only() {
+    use cupid_sim::regress;
+    let doc = serde_json::json!({"hotel_id": 7, "hotel_name": "A", "rating": 8.1, "latitude": 1.0});
+    assert_eq!(regress("wrong_hotel", &doc, 7).unwrap()["hotel_id"], 8);
+    assert_eq!(regress("type_change", &doc, 7).unwrap()["rating"], "8.1");
+    assert!(
+        regress("drop_field", &doc, 7)
+            .unwrap()
+            .get("latitude")
+            .is_none()
+    );
+    let reviews = serde_json::json!([{"review_id": 1, "date": "2025-08-21T00:00:00Z"}]);
+    assert_eq!(
+        regress("wrong_hotel", &reviews, 7),
+        None,
+        "not for a reviews list"
+    );
+    assert_eq!(
+        regress("bad_review_date", &reviews, 7).unwrap()[0]["date"],
+        "last tuesday"
+    );
+    assert_eq!(regress("bad_review_date", &doc, 7), None);
+    assert_eq!(regress("500", &doc, 7), None, "not a regression kind");
+}
