@@ -11,6 +11,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// Runs `case` (an `async fn(Kit)`) against both stores, as one test.
+#[macro_export]
+macro_rules! contract {
+    ($name:ident, $case:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            $case($crate::kit::memory()).await;
+            $case($crate::kit::dynamo().await).await;
+        }
+    };
+}
+
 /// A clock the test moves by hand (both stores read lease time from it).
 #[derive(Default)]
 pub struct ManualClock(AtomicU64);

@@ -8,18 +8,9 @@ use cupid_sync::domain::quarantine::{Acceptance, Accepted, HeldFacet, Quarantine
 use cupid_sync::domain::run::{FacetState, SyncStatus};
 use cupid_sync::domain::time::Timestamp;
 use cupid_sync::ports::*;
-use integration::kit::{Kit, dynamo, memory};
+use integration::contract;
+use integration::kit::Kit;
 use std::collections::BTreeMap;
-
-macro_rules! contract {
-    ($name:ident, $case:ident) => {
-        #[tokio::test]
-        async fn $name() {
-            $case(memory()).await;
-            $case(dynamo().await).await;
-        }
-    };
-}
 
 fn note(sync_id: &str, facet: &str, hash: &str, rule: Rule) -> QuarantineNote {
     QuarantineNote {

@@ -9,20 +9,10 @@ use cupid_sync::domain::settings::{SettingKey, SettingValue};
 use cupid_sync::domain::stats::StatusCounts;
 use cupid_sync::domain::time::Timestamp;
 use cupid_sync::ports::*;
-use integration::kit::{Kit, dynamo, memory};
+use integration::contract;
+use integration::kit::Kit;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-
-/// Runs `case` against both stores.
-macro_rules! contract {
-    ($name:ident, $case:ident) => {
-        #[tokio::test]
-        async fn $name() {
-            $case(memory()).await;
-            $case(dynamo().await).await;
-        }
-    };
-}
 
 const TTL: Duration = Duration::from_secs(60);
 

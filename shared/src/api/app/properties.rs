@@ -4,14 +4,37 @@ use super::*;
 
 impl App {
     pub(super) fn id_param(req: &ApiRequest) -> Result<i64, ApiError> {
-        let raw = req.param("id");
+        Self::hotel_id_in(req, "id", "invalid_id")
+    }
+
+    /// The path parameter `name` as a positive hotel id, or a 400 naming it.
+    pub(super) fn hotel_id_in(
+        req: &ApiRequest,
+        name: &str,
+        code: &'static str,
+    ) -> Result<i64, ApiError> {
+        let raw = req.param(name);
         raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_id",
-                format!("id `{raw}` is not a positive integer hotel id"),
-                "id",
+                code,
+                format!("{name} `{raw}` is not a positive integer hotel id"),
+                name,
             )
         })
+    }
+
+    /// `?after=` (a hotel id a previous page returned as `next_after`), or a 400 naming it.
+    pub(super) fn after_param(req: &ApiRequest) -> Result<Option<i64>, ApiError> {
+        match req.query.get("after") {
+            None => Ok(None),
+            Some(raw) => raw.trim().parse::<i64>().map(Some).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_after",
+                    format!("after must be a hotel id from next_after (got `{raw}`)"),
+                    "after",
+                )
+            }),
+        }
     }
 
     pub(super) async fn track(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {

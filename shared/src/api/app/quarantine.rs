@@ -40,14 +40,7 @@ fn view(e: &HeldEntry) -> serde_json::Value {
 
 impl App {
     fn hotel_param(req: &ApiRequest) -> Result<i64, ApiError> {
-        let raw = req.param("hotel_id");
-        raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_hotel_id",
-                format!("hotel_id `{raw}` is not a positive integer hotel id"),
-                "hotel_id",
-            )
-        })
+        Self::hotel_id_in(req, "hotel_id", "invalid_hotel_id")
     }
 
     async fn held_or_404(&self, id: i64) -> Result<HeldEntry, ApiError> {
@@ -67,16 +60,7 @@ impl App {
                 "offset",
             ));
         }
-        let after = match req.query.get("after") {
-            None => None,
-            Some(raw) => Some(raw.trim().parse::<i64>().map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_after",
-                    format!("after must be a hotel id from next_after (got `{raw}`)"),
-                    "after",
-                )
-            })?),
-        };
+        let after = Self::after_param(req)?;
         let rule = match req.query.get("rule") {
             None => None,
             Some(raw) => Some(Rule::parse(raw.trim()).ok_or_else(|| {

@@ -231,16 +231,7 @@ impl App {
             ));
         }
         let (limit, _) = Self::paging_with(req, 100)?;
-        let after = match req.query.get("after") {
-            None => None,
-            Some(raw) => Some(raw.trim().parse::<i64>().map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_after",
-                    format!("after must be a hotel id from next_after (got `{raw}`)"),
-                    "after",
-                )
-            })?),
-        };
+        let after = Self::after_param(req)?;
         let (run, page) = tokio::join!(self.runs.get(id), self.runs.details(id, limit, after));
         let run = run?.ok_or_else(|| ApiError::NotFound(format!("no sync with id {id}")))?;
         let page = page?;
