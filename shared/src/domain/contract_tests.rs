@@ -1,5 +1,6 @@
 use super::*;
-use serde_json::json;
+use crate::domain::json::Json;
+use serde_json::{Value, json};
 
 const ID: i64 = 1641879;
 

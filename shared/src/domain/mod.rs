@@ -15,3 +15,4 @@ pub mod settings;
 pub mod stats;
 pub mod status;
 pub mod time;
+pub mod view;
