@@ -230,8 +230,10 @@ async fn a_refused_key_aborts_the_run_and_writes_nothing() {
 
 #[tokio::test]
 async fn one_run_at_a_time_and_a_killed_run_is_recovered() {
+    // A short lease, so the dead run's expires soon; not shorter: the live run renews every
+    // sixth of it, through moto shared with the tests running beside this one.
     let s = Stack::new(Options {
-        lease_ttl: Duration::from_secs(2),
+        lease_ttl: Duration::from_secs(4),
         ..Default::default()
     })
     .await;
@@ -249,7 +251,7 @@ async fn one_run_at_a_time_and_a_killed_run_is_recovered() {
     };
     let held = s
         .lease
-        .apply(&take, Duration::from_secs(2))
+        .apply(&take, Duration::from_secs(4))
         .await
         .unwrap()
         .expect("the lease is free");
@@ -261,7 +263,7 @@ async fn one_run_at_a_time_and_a_killed_run_is_recovered() {
     }
     assert_eq!(s.sim.sim.stats().total, 0, "a refused sync touches nothing");
 
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     let run = s.sync().await;
     assert_eq!(run.status, RunStatus::Completed);
     let dead = s.runs.get("01DEADRUN").await.unwrap().unwrap();
