@@ -1,3 +1,5 @@
+//! Tests of `contract.rs`: a module of it, compiled only under #[cfg(test)] (see its `mod tests`).
+
 use super::*;
 use crate::domain::json::Json;
 use serde_json::{Value, json};

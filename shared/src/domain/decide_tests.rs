@@ -1,3 +1,5 @@
+//! Tests of `decide.rs`: a module of it, compiled only under #[cfg(test)] (see its `mod tests`).
+
 use super::*;
 
 fn fetched(hash: &str) -> FacetOutcome {

@@ -1,3 +1,5 @@
+//! Tests of `document.rs`: a module of it, compiled only under #[cfg(test)] (see its `mod tests`).
+
 use super::*;
 use crate::domain::facet::Facet;
 use serde_json::json;

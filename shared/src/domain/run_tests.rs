@@ -1,3 +1,5 @@
+//! Tests of `run.rs`: a module of it, compiled only under #[cfg(test)] (see its `mod tests`).
+
 use super::*;
 
 #[test]
