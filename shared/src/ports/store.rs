@@ -203,6 +203,20 @@ pub struct HeldEntry {
     pub accepted: Accepted,
 }
 
+impl HeldEntry {
+    /// The entry of a record, if it is quarantined (and carries its note).
+    pub fn of(r: &SyncRecord) -> Option<HeldEntry> {
+        if r.sync_status != SyncStatus::Quarantined {
+            return None;
+        }
+        Some(HeldEntry {
+            hotel_id: r.hotel_id,
+            note: r.quarantine.clone()?,
+            accepted: r.accepted.clone(),
+        })
+    }
+}
+
 /// One page of quarantined properties, in hotel id order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HeldPage {

@@ -5,32 +5,21 @@
 
 use super::properties::is_condition_failure;
 use super::writes::OUT_OF_QUARANTINE;
-use super::{DynamoProperties, get_n, n, s};
+use super::{DynamoProperties, n, s};
 use crate::adapters::{port_err, tables};
 use crate::domain::contract::Rule;
 use crate::domain::quarantine::{Accepted, QuarantineNote, payload_key};
-use crate::domain::run::SyncStatus;
+use crate::domain::run::{SyncRecord, SyncStatus};
 use crate::domain::stats::StatusCounts;
 use crate::ports::*;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue as AV;
 use std::collections::HashMap;
 
+/// A listed item as the entry of its record (one decoding of records, `get_record`'s).
 fn entry(item: &HashMap<String, AV>) -> Option<HeldEntry> {
-    if super::get_s(item, "sync_status").as_deref() != Some(SyncStatus::Quarantined.as_str()) {
-        return None;
-    }
-    let note: QuarantineNote =
-        serde_dynamo::from_attribute_value(item.get("quarantine")?.clone()).ok()?;
-    let accepted: Accepted = item
-        .get("accepted")
-        .and_then(|a| serde_dynamo::from_attribute_value(a.clone()).ok())
-        .unwrap_or_default();
-    Some(HeldEntry {
-        hotel_id: get_n(item, "hotel_id")?,
-        note,
-        accepted,
-    })
+    let record: SyncRecord = serde_dynamo::from_item(item.clone()).ok()?;
+    HeldEntry::of(&record)
 }
 
 /// A conditional update on a record that is not (or no longer) as required.
@@ -88,16 +77,11 @@ impl QuarantineDesk for DynamoProperties {
     }
 
     async fn held(&self, hotel_id: i64) -> PortResult<Option<HeldEntry>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.properties)
-            .key("hotel_id", n(hotel_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| port_err(&format!("GetItem hotel {hotel_id}"), e))?;
-        Ok(out.item().and_then(entry))
+        Ok(self
+            .get_record(hotel_id)
+            .await?
+            .as_ref()
+            .and_then(HeldEntry::of))
     }
 
     async fn accept(&self, hotel_id: i64, sync_id: &str, accepted: &Accepted) -> PortResult<()> {

@@ -48,17 +48,6 @@ impl MemoryStore {
             wcu: wcu(p.compressed.len() + 200),
         })
     }
-
-    fn entry(r: &crate::domain::run::SyncRecord) -> Option<HeldEntry> {
-        if r.sync_status != SyncStatus::Quarantined {
-            return None;
-        }
-        Some(HeldEntry {
-            hotel_id: r.hotel_id,
-            note: r.quarantine.clone()?,
-            accepted: r.accepted.clone(),
-        })
-    }
 }
 
 #[async_trait]
@@ -78,7 +67,7 @@ impl QuarantineDesk for MemoryStore {
             .range((from, std::ops::Bound::Unbounded))
             .map(|(_, r)| r)
         {
-            let Some(e) = Self::entry(r) else { continue };
+            let Some(e) = HeldEntry::of(r) else { continue };
             if rule.is_some_and(|rule| !e.note.rules().contains(&rule)) {
                 continue;
             }
@@ -92,7 +81,7 @@ impl QuarantineDesk for MemoryStore {
     }
 
     async fn held(&self, hotel_id: i64) -> PortResult<Option<HeldEntry>> {
-        Ok(self.lock().records.get(&hotel_id).and_then(Self::entry))
+        Ok(self.lock().records.get(&hotel_id).and_then(HeldEntry::of))
     }
 
     async fn accept(&self, hotel_id: i64, sync_id: &str, accepted: &Accepted) -> PortResult<()> {
