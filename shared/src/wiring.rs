@@ -3,7 +3,7 @@
 use crate::adapters::aws::{EventBus, LambdaDispatch, Scheduler, sdk_config};
 use crate::adapters::cupid::CupidHttp;
 use crate::adapters::dynamo::{
-    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings, DynamoStats,
+    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSchema, DynamoSettings, DynamoStats,
 };
 use crate::api::app::App;
 use crate::config::Secret;
@@ -168,6 +168,7 @@ pub async fn engine(cfg: &Config) -> Result<Engine, BoxError> {
         writer: props,
         runs: Arc::new(DynamoRunLog::new(ddb.clone(), &cfg.tables)),
         stats: Arc::new(DynamoStats::new(ddb.clone(), &cfg.tables)),
+        schemas: Arc::new(DynamoSchema::new(ddb.clone(), &cfg.tables)),
         lease: Arc::new(DynamoLease::new(ddb.clone(), &cfg.tables, clock.clone())),
         upstream: Arc::new(CupidHttp::new(&cfg.cupid_base_url, key, cfg.cupid_timeout)?),
         // A continuation is always a real asynchronous invoke (never detached): the current

@@ -53,6 +53,8 @@ pub const RUN_KIND: &str = "run";
 pub const LEASE_KEY: &str = "lease#sync";
 /// The catalogue counts item's key in the sync_logs table (not in the runs index).
 pub const STATS_KEY: &str = "stats#catalogue";
+/// The schema baseline item in the run log table (`domain::shape`).
+pub const SCHEMA_KEY: &str = "schema#baseline";
 
 /// The runs-index partition of one run's detail items.
 pub fn detail_kind(sync_id: &str) -> String {

@@ -19,7 +19,8 @@ pub const MIN_SAMPLE: u64 = 100;
 pub const MIN_JUDGED: u64 = 10;
 
 /// Properties with stored data a run decided, and how many of them it would change or
-/// quarantine (saved with each checkpoint, so a continuation goes on counting).
+/// quarantine (saved with each checkpoint, so a continuation goes on counting). A property
+/// decided again by a continuation counts its newest decision.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakerCounts {
     pub fetched: u64,
@@ -29,6 +30,10 @@ pub struct BreakerCounts {
     /// span invocations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<i64>,
+    /// Those of `pending` counted as changes (decided again, a property counts its new
+    /// decision instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_changed: Vec<i64>,
     /// The probe ended without tripping (its waiting changes were let through).
     #[serde(default)]
     pub released: bool,
@@ -64,8 +69,8 @@ pub struct Breaker {
     enabled: bool,
     fetched: u64,
     changed: u64,
-    /// Counted, not done yet.
-    pending: std::collections::BTreeSet<i64>,
+    /// Counted, not done yet: whether each was counted as a change.
+    pending: std::collections::BTreeMap<i64, bool>,
     probing: bool,
     /// The probe ended without tripping...
     released: bool,
@@ -84,7 +89,11 @@ impl Breaker {
             enabled,
             fetched: earlier.fetched,
             changed: earlier.changed,
-            pending: earlier.pending.iter().copied().collect(),
+            pending: earlier
+                .pending
+                .iter()
+                .map(|id| (*id, earlier.pending_changed.contains(id)))
+                .collect(),
             probing: enabled && !earlier.released && earlier.fetched < MIN_SAMPLE,
             released: earlier.released,
             saved: earlier.released,
@@ -108,9 +117,20 @@ impl Breaker {
         if self.tripped {
             return Admit::Halt;
         }
-        if existing && self.pending.insert(id) {
-            self.fetched += 1;
-            self.changed += u64::from(change);
+        if existing {
+            match self.pending.insert(id, change) {
+                None => {
+                    self.fetched += 1;
+                    self.changed += u64::from(change);
+                }
+                // Decided again (a continuation): a change now, where it was counted unchanged
+                // (upstream changed meanwhile), counts. Never the other way: a change counted
+                // may have been written before the invocation ended (and now reads unchanged).
+                Some(false) if change => self.changed += 1,
+                Some(was) => {
+                    self.pending.insert(id, was || change);
+                }
+            }
         }
         if self.over() {
             self.tripped = true;
@@ -178,7 +198,14 @@ impl Breaker {
         BreakerCounts {
             fetched: self.fetched,
             changed: self.changed,
-            pending: self.pending.iter().copied().take(MAX_PENDING).collect(),
+            pending: self.pending.keys().copied().take(MAX_PENDING).collect(),
+            pending_changed: self
+                .pending
+                .iter()
+                .take(MAX_PENDING)
+                .filter(|(_, c)| **c)
+                .map(|(id, _)| *id)
+                .collect(),
             released: self.released,
         }
     }
@@ -296,6 +323,7 @@ mod tests {
                 fetched: 130,
                 changed: 5,
                 pending: vec![],
+                pending_changed: vec![],
                 released: true,
             },
         );
@@ -307,6 +335,7 @@ mod tests {
                 fetched: 130,
                 changed: 90,
                 pending: vec![],
+                pending_changed: vec![],
                 released: true,
             },
         );
@@ -340,5 +369,35 @@ mod tests {
         let c = next.counts();
         assert_eq!((c.fetched, c.changed), (100, 8));
         assert_eq!(c.pending, (0..8).collect::<Vec<i64>>(), "not done yet");
+    }
+
+    #[test]
+    fn a_property_decided_again_counts_its_new_decision_not_both() {
+        // Counted unchanged, not done when the invocation ended; upstream changed it before the
+        // continuation decided it again: the change counts (found by simulation seed 852, where
+        // such properties let a halted run commit past its bound).
+        let mut first = Breaker::new(0.5, true, &BreakerCounts::default());
+        for i in 0..100 {
+            first.decide(i, true, i < 50);
+            if (2..50).contains(&i) {
+                first.done(i);
+            }
+        }
+        first.decide(100, true, false);
+        assert!(first.released() || first.needs_saving());
+        let carried = first.counts();
+        assert_eq!((carried.fetched, carried.changed), (101, 50));
+        let mut next = Breaker::new(0.5, true, &carried);
+        assert_eq!(next.decide(100, true, true), Admit::Halt, "51 of 101 > 0.5");
+        // A change counted may have been written before the invocation ended: decided again
+        // (now unchanged: it reads its own write) it still counts.
+        let mut again = Breaker::new(0.5, true, &carried);
+        assert_eq!(again.decide(0, true, false), Admit::Go);
+        assert_eq!(again.counts().changed, 50);
+        assert_eq!(
+            again.counts().pending_changed,
+            [0, 1],
+            "still counted as a change"
+        );
     }
 }

@@ -28,10 +28,12 @@ pub enum Rule {
     Url,
     /// A date that does not parse.
     Date,
+    /// A path or type the frozen schema baseline lacks (`domain::shape`, policy `freeze`).
+    Schema,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 9] = [
         Rule::Required,
         Rule::Type,
         Rule::HotelId,
@@ -40,6 +42,7 @@ impl Rule {
         Rule::NullIsland,
         Rule::Url,
         Rule::Date,
+        Rule::Schema,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl Rule {
             Rule::NullIsland => "null_island",
             Rule::Url => "url",
             Rule::Date => "date",
+            Rule::Schema => "schema",
         }
     }
 
@@ -274,7 +278,7 @@ impl Report {
         self.total == 0
     }
 
-    fn push(&mut self, path: String, rule: Rule, value: Option<String>) {
+    pub(crate) fn push(&mut self, path: String, rule: Rule, value: Option<String>) {
         self.total += 1;
         if let Err(at) = self.broken.binary_search(&rule) {
             self.broken.insert(at, rule);

@@ -31,6 +31,7 @@ fn stored(facets: &[(&str, &str, Option<&str>)], version: u64) -> Tracked {
             .collect(),
         status: SyncStatus::Synced,
         accepted: Default::default(),
+        changed_by: None,
     }
 }
 

@@ -135,10 +135,11 @@ pub struct CanonicalBody {
 }
 
 /// Parses, unwraps `{"data": …}`, checks for an object, puts it in canonical order, checks it
-/// (`check`: its contract) and writes it. Errors read as operators see them.
+/// (`check`, with the content hash: its contract and shape) and writes it. Errors read as
+/// operators see them.
 pub fn canonical_object(
     body: &[u8],
-    check: impl FnOnce(&Json<'_>) -> Report,
+    check: impl FnOnce(&Json<'_>, &str) -> Report,
 ) -> Result<CanonicalBody, String> {
     let parsed = Json::parse(body)
         .map_err(|e| format!("malformed upstream body: {e} ({} bytes)", body.len()))?;
@@ -157,7 +158,7 @@ pub fn canonical_object(
     let hash = content_hash(&bytes);
     Ok(CanonicalBody {
         summary: Summary::of_json(&doc),
-        report: check(&doc),
+        report: check(&doc, &hash),
         bytes,
         hash,
     })

@@ -35,7 +35,7 @@ fn canonical_form_ignores_key_order_whitespace_and_photo_ties() {
 /// The engine's path (`canonical_object`, from bytes) and the reference (`CanonicalDoc`,
 /// from a `Value`) write the same bytes and hash.
 fn same_as_reference(body: &[u8]) {
-    let fast = canonical_object(body, |_| Report::default()).map(|c| (c.bytes, c.hash));
+    let fast = canonical_object(body, |_, _| Report::default()).map(|c| (c.bytes, c.hash));
     let reference = serde_json::from_slice::<Value>(body)
         .map_err(|e| e.to_string())
         .and_then(|v| Facet::Property.canonical(v))
@@ -238,7 +238,7 @@ fn parts_split_and_join_back() {
 #[test]
 fn summary_reads_the_recorded_shape() {
     let body = include_bytes!("../../../tests/fixtures/property_1641879.json");
-    let s = canonical_object(body, |_| Report::default())
+    let s = canonical_object(body, |_, _| Report::default())
         .unwrap()
         .summary;
     assert_eq!(s.name.as_deref(), Some("The Z Hotel Covent Garden"));

@@ -4,6 +4,7 @@
 use super::contract;
 use super::document::{self, CanonicalBody, CanonicalDoc};
 use super::settings::Settings;
+use super::shape::Inspect;
 use serde_json::Value;
 use std::cmp::Ordering;
 
@@ -38,6 +39,16 @@ impl Facet {
         }
     }
 
+    /// The kind of document this facet's body is, for schema shapes (`domain::shape`):
+    /// `property`, `lang` (every translation: they share a shape) or `reviews`.
+    pub fn shape_kind(&self) -> &'static str {
+        match self {
+            Facet::Property => "property",
+            Facet::Lang(_) => "lang",
+            Facet::Reviews(_) => "reviews",
+        }
+    }
+
     /// The canonical document of an upstream body for this facet.
     pub fn canonical(&self, raw: Value) -> Result<CanonicalDoc, String> {
         match self {
@@ -55,18 +66,28 @@ impl Facet {
     /// The canonical document of a response body, from its bytes: the engine's path. A property
     /// or translation never becomes a `Value` (`document::canonical_object`); reviews do (they
     /// are re-sorted and their dates rewritten). Same bytes and hash as `canonical`.
-    /// The document is checked against its contract for `hotel_id` (`CanonicalBody::report`).
-    pub fn canonical_body(&self, hotel_id: i64, body: &[u8]) -> Result<CanonicalBody, String> {
+    /// The document is checked against its contract for `hotel_id`, then by `inspect` (the
+    /// run's schema watch) (`CanonicalBody::report`).
+    pub fn canonical_body(
+        &self,
+        hotel_id: i64,
+        body: &[u8],
+        inspect: &impl Inspect,
+    ) -> Result<CanonicalBody, String> {
         match self {
-            Facet::Property | Facet::Lang(_) => {
-                document::canonical_object(body, |doc| contract::check(self, hotel_id, doc))
-            }
+            Facet::Property | Facet::Lang(_) => document::canonical_object(body, |doc, hash| {
+                let mut report = contract::check(self, hotel_id, doc);
+                inspect.inspect(doc, hash, &mut report);
+                report
+            }),
             Facet::Reviews(_) => {
                 let raw = document::parse_body(body)
                     .map_err(|e| format!("malformed upstream body: {e}"))?;
                 let doc = canonical_reviews(raw).map(CanonicalDoc::new)?;
+                let mut report = contract::check(self, hotel_id, &doc.value);
+                inspect.inspect(&doc.value, &doc.hash, &mut report);
                 Ok(CanonicalBody {
-                    report: contract::check(self, hotel_id, &doc.value),
+                    report,
                     bytes: doc.bytes,
                     hash: doc.hash,
                     summary: Default::default(),

@@ -12,6 +12,7 @@ pub mod pause;
 pub mod quarantine;
 pub mod run;
 pub mod settings;
+pub mod shape;
 pub mod stats;
 pub mod status;
 pub mod time;

@@ -252,6 +252,11 @@ pub struct SyncRun {
     pub force: bool,
     /// What the circuit breaker counted so far (done properties only).
     pub breaker: crate::domain::breaker::BreakerCounts,
+    /// The shapes of the documents observed so far (`domain::shape`; saved with checkpoints,
+    /// cleared when the run ends and has reported its drift).
+    pub shape: crate::domain::shape::Shapes,
+    /// How the documents' shapes changed against the baseline (set when the run ends).
+    pub drift: Vec<crate::domain::shape::FacetDrift>,
 }
 
 impl SyncRun {
@@ -279,6 +284,8 @@ impl SyncRun {
             requests_per_property: 1,
             force: false,
             breaker: Default::default(),
+            shape: Default::default(),
+            drift: Vec::new(),
         }
     }
 
@@ -315,6 +322,10 @@ pub struct SyncRecord {
     pub last_checked: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_id: Option<String>,
+    /// The sync whose commit stored the current data (the circuit breaker counts a property
+    /// its own run changed as a change, even when a continuation finds it unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -352,6 +363,7 @@ impl SyncRecord {
             last_error: None,
             last_checked: None,
             last_sync_id: None,
+            changed_by: None,
             name: None,
             city: None,
             country: None,
@@ -396,6 +408,7 @@ impl SyncRecord {
             facets: self.facet_states(),
             status: self.sync_status,
             accepted: self.accepted.clone(),
+            changed_by: self.changed_by.clone(),
         }
     }
 }
@@ -450,6 +463,8 @@ pub struct Tracked {
     pub status: SyncStatus,
     /// Held payloads an operator accepted.
     pub accepted: Accepted,
+    /// The sync whose commit stored the current data.
+    pub changed_by: Option<String>,
 }
 
 impl Tracked {

@@ -1,6 +1,7 @@
 //! Run-time settings: what each key means, how its value is validated, and the effective values.
 
 use super::interval::Interval;
+use super::shape::SchemaPolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,10 +20,11 @@ pub enum SettingKey {
     SyncReviewCount,
     SyncMaxChangeRatio,
     SyncMaxConsecutiveFailures,
+    SyncSchemaPolicy,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 10] = [
+    pub const ALL: [SettingKey; 11] = [
         SettingKey::SyncInterval,
         SettingKey::SyncBatchSize,
         SettingKey::SyncMaxConcurrent,
@@ -33,6 +35,7 @@ impl SettingKey {
         SettingKey::SyncReviewCount,
         SettingKey::SyncMaxChangeRatio,
         SettingKey::SyncMaxConsecutiveFailures,
+        SettingKey::SyncSchemaPolicy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl SettingKey {
             SettingKey::SyncReviewCount => "sync_review_count",
             SettingKey::SyncMaxChangeRatio => "sync_max_change_ratio",
             SettingKey::SyncMaxConsecutiveFailures => "sync_max_consecutive_failures",
+            SettingKey::SyncSchemaPolicy => "sync_schema_policy",
         }
     }
 
@@ -63,6 +67,7 @@ impl SettingKey {
             SettingKey::SyncReviewCount => "SYNC_REVIEW_COUNT",
             SettingKey::SyncMaxChangeRatio => "SYNC_MAX_CHANGE_RATIO",
             SettingKey::SyncMaxConsecutiveFailures => "SYNC_MAX_CONSECUTIVE_FAILURES",
+            SettingKey::SyncSchemaPolicy => "SYNC_SCHEMA_POLICY",
         }
     }
 
@@ -94,6 +99,9 @@ impl SettingKey {
             SettingKey::SyncMaxConsecutiveFailures => {
                 "Auto-pause: after this many failed or halted scheduled runs in a row the schedule disables itself (0..100; 0 = never)"
             }
+            SettingKey::SyncSchemaPolicy => {
+                "Schema drift: evolve (report paths that appeared, disappeared or changed type once, then accept them) or freeze (quarantine documents with a path or type the baseline lacks until an operator accepts them)"
+            }
         }
     }
 
@@ -109,6 +117,7 @@ impl SettingKey {
             SettingKey::SyncReviewCount => "100",
             SettingKey::SyncMaxChangeRatio => "0.5",
             SettingKey::SyncMaxConsecutiveFailures => "5",
+            SettingKey::SyncSchemaPolicy => "evolve",
         }
     }
 }
@@ -132,7 +141,7 @@ impl FromStr for SettingKey {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SettingError {
     #[error(
-        "unknown setting `{0}` (known: sync_interval, sync_batch_size, sync_max_concurrent, sync_retry_attempts, sync_enable_auto, sync_rate_limit, sync_languages, sync_review_count, sync_max_change_ratio, sync_max_consecutive_failures)"
+        "unknown setting `{0}` (known: sync_interval, sync_batch_size, sync_max_concurrent, sync_retry_attempts, sync_enable_auto, sync_rate_limit, sync_languages, sync_review_count, sync_max_change_ratio, sync_max_consecutive_failures, sync_schema_policy)"
     )]
     UnknownKey(String),
     #[error("invalid value `{value}` for {key}: {reason}")]
@@ -161,6 +170,7 @@ pub enum SettingValue {
     Flag(bool),
     Rate(f64),
     Languages(Vec<String>),
+    Policy(SchemaPolicy),
 }
 
 impl SettingValue {
@@ -171,6 +181,7 @@ impl SettingValue {
             SettingValue::Count(n) => n.to_string(),
             SettingValue::Flag(b) => b.to_string(),
             SettingValue::Languages(l) => l.join(","),
+            SettingValue::Policy(p) => p.as_str().to_string(),
             SettingValue::Rate(r) => {
                 if r.fract() == 0.0 {
                     format!("{}", *r as u64)
@@ -257,6 +268,10 @@ pub fn parse_value(key: SettingKey, raw: &str) -> Result<SettingValue, SettingEr
         SettingKey::SyncLanguages => languages(key, raw),
         SettingKey::SyncReviewCount => int_in(key, raw, 0, 1000),
         SettingKey::SyncMaxConsecutiveFailures => int_in(key, raw, 0, 100),
+        SettingKey::SyncSchemaPolicy => raw
+            .parse()
+            .map(SettingValue::Policy)
+            .map_err(|_| bad("must be evolve or freeze".into())),
         SettingKey::SyncMaxChangeRatio => {
             let r: f64 = raw
                 .trim()
@@ -299,6 +314,8 @@ pub struct Settings {
     pub max_change_ratio: f64,
     /// Failed or halted scheduled runs in a row before the schedule pauses (0 = never).
     pub max_consecutive_failures: u32,
+    /// What a document with a new shape does (`domain::shape`).
+    pub schema_policy: SchemaPolicy,
 }
 
 impl Default for Settings {
@@ -314,6 +331,7 @@ impl Default for Settings {
             review_count: 100,
             max_change_ratio: 0.5,
             max_consecutive_failures: 5,
+            schema_policy: SchemaPolicy::Evolve,
         };
         for k in SettingKey::ALL {
             let v = parse_value(k, k.default_raw()).expect("defaults are valid");
@@ -355,6 +373,7 @@ impl Settings {
             (SettingKey::SyncMaxConsecutiveFailures, SettingValue::Count(n)) => {
                 self.max_consecutive_failures = n
             }
+            (SettingKey::SyncSchemaPolicy, SettingValue::Policy(p)) => self.schema_policy = p,
             _ => {}
         }
     }
@@ -373,6 +392,7 @@ impl Settings {
             SettingKey::SyncMaxConsecutiveFailures => {
                 SettingValue::Count(self.max_consecutive_failures)
             }
+            SettingKey::SyncSchemaPolicy => SettingValue::Policy(self.schema_policy),
         }
     }
 

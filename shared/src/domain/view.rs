@@ -22,6 +22,8 @@ pub trait View: Sized {
     fn kind(&self) -> Kind;
     fn field(&self, key: &str) -> Option<&Self>;
     fn items(&self) -> &[Self];
+    /// Calls `f` with each member of an object (none for other values).
+    fn each_member(&self, f: &mut dyn FnMut(&str, &Self));
     fn str(&self) -> Option<&str>;
     fn f64(&self) -> Option<f64>;
     fn i64(&self) -> Option<i64>;
@@ -49,6 +51,11 @@ impl View for Value {
     }
     fn items(&self) -> &[Self] {
         self.as_array().map(Vec::as_slice).unwrap_or(&[])
+    }
+    fn each_member(&self, f: &mut dyn FnMut(&str, &Self)) {
+        if let Value::Object(m) = self {
+            m.iter().for_each(|(k, v)| f(k, v));
+        }
     }
     fn str(&self) -> Option<&str> {
         self.as_str()
@@ -83,6 +90,9 @@ impl View for Json<'_> {
             Json::Array(items) => items,
             _ => &[],
         }
+    }
+    fn each_member(&self, f: &mut dyn FnMut(&str, &Self)) {
+        self.members().iter().for_each(|(k, v)| f(k, v));
     }
     fn str(&self) -> Option<&str> {
         self.as_str()

@@ -16,6 +16,7 @@ use crate::domain::facet::facets_for;
 use crate::domain::lease::LeaseRequest;
 use crate::domain::run::{RunStatus, SyncRequest, SyncRun, SyncType};
 use crate::domain::settings::Settings;
+use crate::domain::shape::Watch;
 use crate::ports::*;
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
@@ -197,6 +198,16 @@ impl Engine {
             },
             self.deps.clock.clone(),
         );
+        // What this run compares shapes with (the baseline before it, if it stored one).
+        let baseline = self
+            .deps
+            .schemas
+            .baseline()
+            .await
+            .map_err(Stop::Dependency)?;
+        let base = baseline
+            .map(|b| b.for_run(&run.sync_id).clone())
+            .unwrap_or_default();
         let ctx = Arc::new(PropertyCtx {
             reader: self.deps.reader.clone(),
             writer: self.deps.writer.clone(),
@@ -216,6 +227,7 @@ impl Engine {
                 !run.dry_run && !run.force && run.hotel_ids.is_none(),
                 &run.breaker,
             )),
+            watch: Watch::new(settings.schema_policy, base, run.shape.clone()),
             part_bytes: self.cfg.part_bytes,
         });
         let batch_size = settings.batch_size.max(1) as usize;
@@ -279,6 +291,10 @@ impl Engine {
         if !guard.ok() {
             return Err(lost(&run.sync_id));
         }
+        self.settle_schema(&mut run, guard.fence).await?;
+        if !guard.ok() {
+            return Err(lost(&run.sync_id));
+        }
         match self.deps.runs.save(&run, guard.fence).await {
             Ok(_) => {}
             Err(e) if e.kind == PortErrorKind::Fenced => return Err(lost(&run.sync_id)),
@@ -310,6 +326,7 @@ impl Engine {
         if let Err(e) = self.deps.events.publish(&event).await {
             warn!(error = %e, "could not publish {detail_type}");
         }
+        self.publish_drift(&run).await;
         if self.cfg.emit_metrics {
             report::emit_metrics(&run);
         }

@@ -9,6 +9,7 @@
 //! - `property`: one property — fetch, decide (`domain::decide`), diff, fenced writes
 //! - `gate`: concurrency, rate limit, bounded retries
 //! - `report`: the run's event and metrics
+//! - `schema`: schema drift when a run ends (`domain::shape`)
 
 mod attach;
 mod fence;
@@ -18,6 +19,7 @@ mod pause;
 mod pipeline;
 mod property;
 mod report;
+mod schema;
 mod write;
 
 pub use pipeline::SCAN_PAGE;
@@ -37,6 +39,8 @@ pub struct EngineDeps {
     pub writer: Arc<dyn PropertyWriter>,
     pub runs: Arc<dyn RunLog>,
     pub stats: Arc<dyn Stats>,
+    /// The schema baseline (`domain::shape`).
+    pub schemas: Arc<dyn SchemaStore>,
     pub lease: Arc<dyn Lease>,
     pub upstream: Arc<dyn Upstream>,
     pub dispatch: Arc<dyn Dispatch>,

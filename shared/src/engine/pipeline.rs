@@ -240,6 +240,7 @@ impl Pipeline<'_> {
     ) -> Result<(), Stop> {
         order.save_into(run);
         run.breaker = self.breaker().counts();
+        run.shape = self.ctx.watch.seen();
         run.counters.consumed_rcu += std::mem::take(&mut unsaved.rcu);
         run.counters.upstream_requests += self
             .ctx

@@ -6,12 +6,15 @@ use super::fence::FenceGuard;
 use super::gate::{FetchStop, Gate};
 use super::write::{Refusal, write};
 use crate::domain::breaker::{Admit, Breaker};
+use crate::domain::contract::Report as Checked;
 use crate::domain::decide::{self, Decision, FacetOutcome, Plan, WritePlan};
 use crate::domain::document::{self, CanonicalBody};
 use crate::domain::facet::Facet;
 use crate::domain::quarantine::{Acceptance, HeldFacet};
 use crate::domain::run::{Change, Counters, MAX_PATHS, RunDetail, SyncStatus, Tracked};
+use crate::domain::shape::{Inspect, Watch};
 use crate::domain::time::Timestamp;
+use crate::domain::view::View;
 use crate::ports::*;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -31,6 +34,8 @@ pub(crate) struct PropertyCtx {
     pub retries: u32,
     /// The run's circuit breaker (`domain::breaker`), shared by its property tasks.
     pub breaker: std::sync::Mutex<Breaker>,
+    /// The run's schema watch (`domain::shape`): checks shapes under the policy, observes them.
+    pub watch: Watch,
     /// Compressed bytes per document item (`domain::document::PART_BYTES`; smaller in the
     /// simulation, so documents in parts are the common case there).
     pub part_bytes: usize,
@@ -108,11 +113,29 @@ impl Compared {
     }
 }
 
+/// The run's schema watch for one document (`Watch::inspect`): whether its content is stored
+/// already or accepted by an operator is known once its hash is.
+struct Inspector<'a> {
+    watch: &'a Watch,
+    kind: &'static str,
+    hotel_id: i64,
+    stored: Option<&'a str>,
+    accepted: Option<&'a str>,
+}
+
+impl Inspect for Inspector<'_> {
+    fn inspect<V: View>(&self, doc: &V, hash: &str, report: &mut Checked) {
+        let known = (self.stored == Some(hash), self.accepted == Some(hash));
+        self.watch
+            .inspect(self.kind, self.hotel_id, doc, known, report);
+    }
+}
+
 /// Compares a fetched body with what is stored. Bytes identical to the stored version's (same
 /// raw digest) are unchanged without being parsed; other bytes are parsed, canonicalised,
 /// checked against the facet's contract and compared by content. Changed content that breaks
 /// its contract is held back unless an operator accepted exactly that content.
-fn compare(facet: &Facet, t: &Tracked, body: &[u8]) -> Compared {
+fn compare(facet: &Facet, t: &Tracked, body: &[u8], watch: &Watch) -> Compared {
     let key = facet.key();
     let stored = t.facets.get(&key);
     let raw = document::raw_digest(body);
@@ -126,7 +149,14 @@ fn compare(facet: &Facet, t: &Tracked, body: &[u8]) -> Compared {
             summary: None,
         });
     }
-    let doc = match facet.canonical_body(t.hotel_id, body) {
+    let inspector = Inspector {
+        watch,
+        kind: facet.shape_kind(),
+        hotel_id: t.hotel_id,
+        stored: stored.map(|s| s.hash.as_str()),
+        accepted: t.accepted.get(&key).map(|a| a.hash.as_str()),
+    };
+    let doc = match facet.canonical_body(t.hotel_id, body, &inspector) {
         Err(reason) => return Compared::of(FacetOutcome::Failed(reason)),
         Ok(doc) => doc,
     };
@@ -214,7 +244,7 @@ async fn fetch_all(ctx: &PropertyCtx, t: &Tracked) -> Result<Vec<Compared>, Repo
     let mut cut = false;
     for (f, r) in results {
         match r {
-            Ok(Ok(body)) => out.push(compare(f, t, &body)),
+            Ok(Ok(body)) => out.push(compare(f, t, &body, &ctx.watch)),
             Ok(Err(FetchError::NotFound)) => out.push(Compared::of(FacetOutcome::NotFound)),
             Ok(Err(e)) => out.push(Compared::of(FacetOutcome::Failed(failed_reason(
                 &e,
@@ -314,11 +344,14 @@ async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
     // change (or quarantine) it.
     let existing = t.data_version > 0 || !t.facets.is_empty();
     let change = matches!(decision.plan, Plan::Write(_) | Plan::Quarantine(_));
+    // Data this run stored (before a crash, redone by a continuation that reads its own
+    // write as unchanged) is this run's change all the same.
+    let ours = t.changed_by.as_deref() == Some(ctx.sync_id.as_str());
     let admit = ctx
         .breaker
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .decide(t.hotel_id, existing, change);
+        .decide(t.hotel_id, existing, change || ours);
     let decided = Decided {
         t,
         compared,

@@ -17,7 +17,15 @@ pub fn run_summary(run: &SyncRun) -> serde_json::Value {
         "unchanged_properties": run.counters.unchanged,
         "failed_properties": run.counters.failed,
         "not_found_properties": run.counters.not_found,
+        "quarantined_properties": run.counters.quarantined,
         "error_message": run.error_message,
+        // Paths changed per kind of document (the details are in `SchemaChanged`).
+        "schema_drift": run.drift.iter().map(|d| serde_json::json!({
+            "facet": d.facet,
+            "appeared": d.appeared.len(),
+            "disappeared": d.disappeared.len(),
+            "type_changed": d.type_changed.len(),
+        })).collect::<Vec<_>>(),
     })
 }
 

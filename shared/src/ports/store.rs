@@ -312,6 +312,15 @@ pub trait RunLog: Send + Sync {
     async fn count(&self) -> PortResult<u64>;
 }
 
+/// The schema baseline (`domain::shape`): one item, replaced when a run ends.
+#[async_trait]
+pub trait SchemaStore: Send + Sync {
+    async fn baseline(&self) -> PortResult<Option<crate::domain::shape::Baseline>>;
+    /// Replaces the baseline; `Fenced` when one stored by a higher fencing token (a later
+    /// run) is there.
+    async fn save_baseline(&self, b: &crate::domain::shape::Baseline) -> PortResult<Usage>;
+}
+
 /// The catalogue counts (one small item). Reads are constant-time; see ARCHITECTURE.md
 /// ("Counts") for how they stay right.
 #[async_trait]

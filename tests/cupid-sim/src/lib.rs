@@ -480,7 +480,9 @@ async fn serve_doc(
 
 /// A data regression (a per-id fault kind): the body with one thing upstream gets wrong.
 /// `wrong_hotel`, `empty_name`, `null_island`, `type_change` (rating as a string),
-/// `drop_field` (no latitude); for reviews, `bad_review_date`. Other kinds: `None`.
+/// `drop_field` (no latitude), `reshape` (schema drift within the contract: a new
+/// `sustainability` object, no `airport_code`), `sprout` (a new `loyalty` object); for reviews, `bad_review_date`. Other kinds:
+/// `None`.
 pub fn regress(kind: &str, doc: &Value, id: i64) -> Option<Value> {
     let mut bad = doc.clone();
     // A property-shaped regression does not apply to a reviews list, nor the other way round.
@@ -499,6 +501,20 @@ pub fn regress(kind: &str, doc: &Value, id: i64) -> Option<Value> {
             bad.as_object_mut()?.remove("latitude");
         }
         "bad_review_date" => bad.get_mut(0)?["date"] = json!("last tuesday"),
+        // Schema drift that keeps the contract: a new section, an optional field gone.
+        "reshape" => {
+            let o = bad.as_object_mut()?;
+            o.insert(
+                "sustainability".into(),
+                json!({"level": 2, "certified": true}),
+            );
+            o.remove("airport_code");
+        }
+        // Another new section (a second drift, for a frozen schema).
+        "sprout" => {
+            bad.as_object_mut()?
+                .insert("loyalty".into(), json!({"program": "stars", "tier": 1}));
+        }
         _ => return None,
     }
     Some(bad)

@@ -3,7 +3,7 @@
 //! (moto), behind the same ports.
 
 use cupid_sync::adapters::dynamo::{
-    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings, DynamoStats,
+    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSchema, DynamoSettings, DynamoStats,
 };
 use cupid_sync::adapters::memory::MemoryStore;
 use cupid_sync::ports::*;
@@ -49,6 +49,7 @@ pub struct Kit {
     pub lease: Arc<dyn Lease>,
     pub settings: Arc<dyn SettingsStore>,
     pub quarantine: Arc<dyn QuarantineDesk>,
+    pub schemas: Arc<dyn SchemaStore>,
     pub clock: Arc<ManualClock>,
 }
 
@@ -64,6 +65,7 @@ pub fn memory() -> Kit {
         stats: m.clone(),
         lease: m.clone(),
         quarantine: m.clone(),
+        schemas: m.clone(),
         settings: m,
         clock,
     }
@@ -82,6 +84,7 @@ pub async fn dynamo() -> Kit {
         tracking: props,
         runs: Arc::new(DynamoRunLog::new(client.clone(), &tables)),
         stats: Arc::new(DynamoStats::new(client.clone(), &tables)),
+        schemas: Arc::new(DynamoSchema::new(client.clone(), &tables)),
         lease: Arc::new(DynamoLease::new(client.clone(), &tables, clock.clone())),
         settings: Arc::new(DynamoSettings::new(client, &tables)),
         clock,

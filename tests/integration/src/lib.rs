@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use cupid_sim::{SimConfig, SimHandle};
 use cupid_sync::adapters::cupid::CupidHttp;
 use cupid_sync::adapters::dynamo::{
-    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSettings, DynamoStats, ensure_tables,
+    DynamoLease, DynamoProperties, DynamoRunLog, DynamoSchema, DynamoSettings, DynamoStats,
+    ensure_tables,
 };
 use cupid_sync::adapters::memory::MemorySchedule;
 use cupid_sync::api::app::App;
@@ -92,6 +93,7 @@ pub struct Stack {
     pub props: Arc<DynamoProperties>,
     pub runs: Arc<DynamoRunLog>,
     pub stats: Arc<DynamoStats>,
+    pub schemas: Arc<DynamoSchema>,
     pub lease: Arc<DynamoLease>,
     pub settings: Arc<DynamoSettings>,
     pub dispatch: Arc<RecordingDispatch>,
@@ -172,6 +174,7 @@ impl Stack {
             props: Arc::new(DynamoProperties::new(client.clone(), &tables)),
             runs: Arc::new(DynamoRunLog::new(client.clone(), &tables)),
             stats: Arc::new(DynamoStats::new(client.clone(), &tables)),
+            schemas: Arc::new(DynamoSchema::new(client.clone(), &tables)),
             lease: Arc::new(DynamoLease::new(client.clone(), &tables, clock)),
             settings: Arc::new(DynamoSettings::new(client.clone(), &tables)),
             dispatch: Arc::new(RecordingDispatch::default()),
@@ -216,6 +219,7 @@ impl Stack {
                 writer,
                 runs: self.runs.clone(),
                 stats: self.stats.clone(),
+                schemas: self.schemas.clone(),
                 lease: self.lease.clone(),
                 upstream,
                 dispatch: self.dispatch.clone(),

@@ -145,6 +145,12 @@ async fn bad_inputs_are_400s_naming_the_field_and_write_nothing() {
         (
             "PUT",
             "/api/v1/admin/sync/settings",
+            Some(json!([{"setting_key": "sync_schema_policy", "setting_value": "thaw"}])),
+            "sync_schema_policy",
+        ),
+        (
+            "PUT",
+            "/api/v1/admin/sync/settings",
             Some(json!({"sync_interval": "1h"})),
             "body",
         ),
@@ -249,7 +255,7 @@ async fn settings_apply_all_or_nothing_and_reconcile_the_schedule() {
     let (st, b) = call(&s, "GET", "/api/v1/admin/sync/settings", None).await;
     assert_eq!(st, 200);
     let rows = b["data"].as_array().unwrap();
-    assert_eq!(rows.len(), 10);
+    assert_eq!(rows.len(), 11);
     assert!(
         rows.iter()
             .all(|r| r["description"].as_str().is_some_and(|d| !d.is_empty()))

@@ -188,6 +188,12 @@ async fn fenced_records(k: Kit) {
     assert_eq!(r.facets["property"].slot.as_deref(), Some("a"), "{n}");
     assert_eq!(r.facets["property"].raw.as_deref(), Some("raw-h1"), "{n}");
     assert_eq!(r.content_hash.as_deref(), Some("h1"), "{n}");
+    let (tracked, _) = k.reader.get_tracked(&[1]).await.unwrap();
+    assert_eq!(
+        tracked[0].changed_by.as_deref(),
+        Some(write(1, 0, 5, "h1").sync_id.as_str()),
+        "{n}: a commit records the run that changed the data"
+    );
     // A repeated write (an SDK retry of a request that had applied) succeeds.
     w.claim(1, 1, 5).await.unwrap();
     w.commit(&write(1, 0, 5, "h1")).await.unwrap();
@@ -704,3 +710,55 @@ async fn settings(k: Kit) {
     );
 }
 contract!(settings_round_trip, settings);
+
+async fn schema_baseline(k: Kit) {
+    use cupid_sync::domain::shape::{Baseline, Shape, Shapes};
+    let n = k.name;
+    assert_eq!(k.schemas.baseline().await.unwrap(), None, "{n}");
+    let mut shape = Shape::default();
+    shape.observe(&serde_json::json!({"a": 1, "l": [{"u": "x"}]}), None, 7);
+    let seen: Shapes = [("property".to_string(), shape)].into();
+    let b = Baseline::after(&Shapes::new(), &seen, "01A", 4, Timestamp(1_800_000_000));
+    k.schemas.save_baseline(&b).await.unwrap();
+    assert_eq!(k.schemas.baseline().await.unwrap(), Some(b.clone()), "{n}");
+    let older = Baseline::after(&Shapes::new(), &Shapes::new(), "01Z", 3, Timestamp(1));
+    assert_eq!(
+        kind(k.schemas.save_baseline(&older).await),
+        Some(PortErrorKind::Fenced),
+        "{n}: an older run cannot replace it"
+    );
+    let again = Baseline::after(&b.previous, &seen, "01A", 4, Timestamp(1_800_000_001));
+    k.schemas.save_baseline(&again).await.unwrap();
+    let later = Baseline::after(&again.shapes, &Shapes::new(), "01B", 9, Timestamp(2));
+    k.schemas.save_baseline(&later).await.unwrap();
+    assert_eq!(k.schemas.baseline().await.unwrap(), Some(later), "{n}");
+}
+contract!(
+    the_schema_baseline_is_replaced_only_by_a_later_run,
+    schema_baseline
+);
+
+async fn run_shapes(k: Kit) {
+    use cupid_sync::domain::shape::{FacetDrift, PathDrift, Shape};
+    let n = k.name;
+    let mut a = SyncRun::new("01S".into(), SyncType::Manual, Timestamp(1_800_000_000));
+    let mut shape = Shape::default();
+    shape.observe(&serde_json::json!({"a": {"b": [1, 2]}}), None, 3);
+    a.shape.insert("lang".into(), shape);
+    a.drift = vec![FacetDrift {
+        facet: "property".into(),
+        documents: 30,
+        appeared: vec![PathDrift {
+            path: "x".into(),
+            count: 30,
+            examples: vec![1, 2, 3],
+            ..PathDrift::default()
+        }],
+        ..FacetDrift::default()
+    }];
+    k.runs.create(&a, 1).await.unwrap();
+    k.runs.save(&a, 1).await.unwrap();
+    let got = k.runs.get("01S").await.unwrap().unwrap();
+    assert_eq!((&got.shape, &got.drift), (&a.shape, &a.drift), "{n}");
+}
+contract!(a_run_keeps_its_shapes_and_drift, run_shapes);

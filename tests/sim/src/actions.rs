@@ -132,6 +132,7 @@ impl World {
                 ];
                 self.upstream.change(&self.ids, &all, fraction, pick);
             }
+            Action::Drift { fraction, pick } => self.upstream.drift(&self.ids, fraction, pick),
             Action::Delete(i) => self.upstream.delete(self.ids[i]),
             Action::Read(i) => {
                 let id = self.ids[i];

@@ -21,17 +21,55 @@ pub fn names(req: &cupid_sync::domain::run::SyncRequest) -> String {
 }
 
 /// Each run ends once: one terminal event at most.
+/// Each run ends once: one terminal event at most.
 fn ended_once(w: &World, out: &mut Vec<String>) {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for e in w.events.lock().unwrap().iter() {
+        if !matches!(e.detail_type, "SyncCompleted" | "SyncFailed" | "SyncHalted") {
+            continue;
+        }
         let id = e.detail["sync_id"].as_str().unwrap_or_default().to_string();
         *seen.entry(id).or_default() += 1;
     }
     for (id, n) in seen {
         if n > 1 {
             out.push(format!(
-                "run {id} ended {n} times (SyncCompleted/SyncFailed events)"
+                "run {id} ended {n} times (SyncCompleted/SyncFailed/SyncHalted events)"
             ));
+        }
+    }
+}
+
+/// Schema drift is reported once: no two runs (dry runs aside: they keep no baseline) report
+/// the same path appeared, unless a run reported it gone in between (it left the baseline).
+/// The simulator's drift steps add fields of new names, so nothing else repeats.
+fn drift_once(w: &World, out: &mut Vec<String>) {
+    let mut appeared: BTreeMap<(String, String), String> = BTreeMap::new();
+    for e in w.events.lock().unwrap().iter() {
+        if e.detail_type != "SchemaChanged" || e.detail["dry_run"] == true {
+            continue;
+        }
+        let run = e.detail["sync_id"].as_str().unwrap_or_default().to_string();
+        for d in e.detail["schema_drift"].as_array().into_iter().flatten() {
+            let facet = d["facet"].as_str().unwrap_or_default().to_string();
+            let paths = |list: &str| -> Vec<String> {
+                d[list]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["path"].as_str().map(str::to_string))
+                    .collect()
+            };
+            for p in paths("disappeared") {
+                appeared.remove(&(facet.clone(), p));
+            }
+            for p in paths("appeared") {
+                if let Some(first) = appeared.insert((facet.clone(), p.clone()), run.clone()) {
+                    out.push(format!(
+                        "{facet} path {p} reported appeared by run {first} and again by run {run}"
+                    ));
+                }
+            }
         }
     }
 }
@@ -46,6 +84,7 @@ pub async fn invariants(w: &World) -> Vec<String> {
     runs_ended(w, &mut out).await;
     upstream_discipline(w, &mut out);
     ended_once(w, &mut out);
+    drift_once(w, &mut out);
     counts(w, &mut out).await;
     breaker_bound(w, &mut out);
     for leaked in w.store.leaked_parts() {
@@ -69,7 +108,9 @@ fn breaker_bound(w: &World, out: &mut Vec<String>) {
         if r.status != RunStatus::Halted {
             continue;
         }
-        let n = commits.get(&r.sync_id).copied().unwrap_or(0);
+        // Properties, as the breaker counts them: one redone after a crash, whose content
+        // changed again meanwhile, commits twice but was decided (and counted) once.
+        let n = commits.get(&r.sync_id).map_or(0, |ids| ids.len());
         let bound = if r.breaker.released {
             (ratio * r.breaker.fetched as f64).max((MIN_SAMPLE - 1) as f64)
         } else {

@@ -28,6 +28,10 @@ pub struct Report {
     pub accepted: usize,
     /// Runs halted by the circuit breaker.
     pub halted: usize,
+    /// Schema drift reports (`SchemaChanged`, dry runs aside), and documents a frozen schema
+    /// held that an operator's acceptance stored.
+    pub drift_reports: usize,
+    pub accepted_shapes: usize,
 }
 
 /// A failed seed: everything needed to replay and understand it.
@@ -104,6 +108,16 @@ pub fn run_seed(seed: u64) -> Result<Report, Failure> {
                 .count(),
             accepted: world
                 .accepted_stores
+                .load(std::sync::atomic::Ordering::SeqCst) as usize,
+            drift_reports: world
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.detail_type == "SchemaChanged" && e.detail["dry_run"] != true)
+                .count(),
+            accepted_shapes: world
+                .accepted_shapes
                 .load(std::sync::atomic::Ordering::SeqCst) as usize,
         };
         let lines = inv
@@ -184,6 +198,8 @@ pub fn run_seeds(seeds: std::ops::Range<u64>, threads: usize) -> Result<Report, 
                             g.0.quarantined += rep.quarantined;
                             g.0.accepted += rep.accepted;
                             g.0.halted += rep.halted;
+                            g.0.drift_reports += rep.drift_reports;
+                            g.0.accepted_shapes += rep.accepted_shapes;
                         }
                         Err(f) => {
                             if g.1.as_ref().is_none_or(|old| f.seed < old.seed) {

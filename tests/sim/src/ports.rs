@@ -128,12 +128,18 @@ impl SimPorts {
             else {
                 continue;
             };
-            let report = contract::check(&facet, w.hotel_id, &value);
+            let mut report = contract::check(&facet, w.hotel_id, &value);
+            self.schema_kept(&facet, w, &value, &mut report).await;
             let accepted = before.accepted.get(key).map(|a| &a.hash) == Some(&st.hash);
             if accepted && !report.is_clean() {
                 self.world
                     .accepted_stores
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if report.rules().contains(&contract::Rule::Schema) {
+                    self.world
+                        .accepted_shapes
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
             }
             if !report.is_clean() && !accepted {
                 self.world.violation(format!(
@@ -142,6 +148,31 @@ impl SimPorts {
                 ));
             }
         }
+    }
+
+    /// Under `sync_schema_policy = freeze`, a committed document has no path or type the
+    /// baseline its run compared with lacks (added to `report` as `schema` violations: only
+    /// an operator's acceptance lets such a document through). The clean last run evolves.
+    async fn schema_kept(
+        &self,
+        facet: &cupid_sync::domain::facet::Facet,
+        w: &PropertyWrite,
+        doc: &serde_json::Value,
+        report: &mut cupid_sync::domain::contract::Report,
+    ) {
+        use cupid_sync::domain::shape::{SchemaPolicy, Watch};
+        if self.world.scenario.schema_policy != SchemaPolicy::Freeze || self.world.is_calm() {
+            return;
+        }
+        let Ok(Some(b)) = self.store().baseline().await else {
+            return;
+        };
+        let watch = Watch::new(
+            SchemaPolicy::Freeze,
+            b.for_run(&w.sync_id).clone(),
+            Default::default(),
+        );
+        watch.inspect(facet.shape_kind(), w.hotel_id, doc, (false, false), report);
     }
 
     fn draw_store(&self, write: bool) -> (u64, StoreFault) {
@@ -259,13 +290,13 @@ impl PropertyWriter for SimPorts {
             if let (Ok(_), Some(before)) = (&r, &before) {
                 self.contract_kept(before, w).await;
                 if before.data_version > 0 && before.data_version == w.expected_version {
-                    *self
-                        .world
+                    self.world
                         .commits_of_existing
                         .lock()
                         .unwrap()
                         .entry(w.sync_id.clone())
-                        .or_default() += 1;
+                        .or_default()
+                        .insert(w.hotel_id);
                 }
             }
             r
@@ -401,6 +432,18 @@ impl Stats for SimPorts {
             self.store().recount(counts, runs, epoch, by, now),
         )
         .await
+    }
+}
+
+#[async_trait]
+impl SchemaStore for SimPorts {
+    async fn baseline(&self) -> PortResult<Option<cupid_sync::domain::shape::Baseline>> {
+        self.call("get schema baseline", false, self.store().baseline())
+            .await
+    }
+    async fn save_baseline(&self, b: &cupid_sync::domain::shape::Baseline) -> PortResult<Usage> {
+        self.call("save schema baseline", true, self.store().save_baseline(b))
+            .await
     }
 }
 

@@ -49,6 +49,10 @@ pub enum Action {
     Retrack(usize),
     /// Upstream content changes for this share of the ids (seeded pick).
     Change { fraction: f64, pick: u64 },
+    /// Upstream's response shape changes for this share of the ids (seeded pick): each
+    /// property and translation gains a field `extra_v<n>` of a new name, loses the previous
+    /// one, and every other step loses `address` (schema drift).
+    Drift { fraction: f64, pick: u64 },
     /// Upstream deletes this property (404 from now on).
     Delete(usize),
     /// `GET /properties/{id}` (index): what a reader is served must match its record.
@@ -84,6 +88,8 @@ pub struct Scenario {
     /// Compressed bytes per document item: often tiny here, so most documents are stored in
     /// parts and crashes land between them.
     pub part_bytes: usize,
+    /// `sync_schema_policy` of every run but the clean last one.
+    pub schema_policy: cupid_sync::domain::shape::SchemaPolicy,
     pub touch_unchanged: bool,
     pub interval_s: u64,
     pub slots: u32,
@@ -237,6 +243,7 @@ impl Scenario {
             } else {
                 cupid_sync::domain::document::PART_BYTES
             },
+            schema_policy: Default::default(),
         };
         // Data quality (drawn after everything else: earlier seeds keep their scenarios).
         scenario.upstream.p_bad = chance(&mut rng, 0.5, 0.3);
@@ -272,6 +279,19 @@ impl Scenario {
                     },
                 ));
             }
+        }
+        // Schema drift (drawn after the data-quality draws, for the same reason).
+        if rng.random_bool(0.3) {
+            scenario.schema_policy = cupid_sync::domain::shape::SchemaPolicy::Freeze;
+        }
+        for _ in 0..rng.random_range(0..=2) {
+            scenario.actions.push((
+                rng.random_range(0..horizon),
+                Action::Drift {
+                    fraction: [0.1, 0.3, 1.0][rng.random_range(0..3)],
+                    pick: rng.random(),
+                },
+            ));
         }
         scenario.actions.sort_by_key(|(t, _)| *t);
         scenario

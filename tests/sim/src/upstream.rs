@@ -24,6 +24,8 @@ pub struct Sent {
 struct Content {
     /// (id, facet key) → version; absent = 0.
     versions: BTreeMap<(i64, String), u32>,
+    /// id → shape step (`drift`); absent = 0.
+    shapes: BTreeMap<i64, u32>,
     deleted: BTreeSet<i64>,
 }
 
@@ -66,7 +68,15 @@ impl SimUpstream {
             return None;
         }
         let v = self.version(id, &facet.key());
-        Some(match facet {
+        let step = self
+            .content
+            .lock()
+            .unwrap()
+            .shapes
+            .get(&id)
+            .copied()
+            .unwrap_or(0);
+        let mut body = match facet {
             Facet::Property => json!({
                 "hotel_id": id,
                 "hotel_name": format!("Hotel {id} v{v}"),
@@ -95,7 +105,30 @@ impl SimUpstream {
                     })
                     .collect(),
             ),
-        })
+        };
+        if step > 0
+            && let Some(doc) = body.as_object_mut()
+        {
+            doc.insert(
+                format!("extra_v{step}"),
+                json!({"note": step, "tags": ["a"]}),
+            );
+            if step % 2 == 1 {
+                doc.remove("address");
+            }
+        }
+        Some(body)
+    }
+
+    /// The response shape of a share of the ids moves one step (see `Action::Drift`).
+    pub fn drift(&self, ids: &[i64], fraction: f64, pick: u64) {
+        let mut c = self.content.lock().unwrap();
+        for id in ids {
+            let h = (*id as u64 ^ pick).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+            if (h as f64 / (1u64 << 53) as f64) < fraction {
+                *c.shapes.entry(*id).or_default() += 1;
+            }
+        }
     }
 
     /// Every facet of a share of the ids gets a new version.

@@ -84,8 +84,10 @@ pub struct World {
     pub violations: Mutex<Vec<String>>,
     /// Commits that stored content an operator had accepted despite its contract.
     pub accepted_stores: AtomicU64,
+    /// Of those, documents a frozen schema held (rule `schema`).
+    pub accepted_shapes: AtomicU64,
     /// Per run: commits of properties that had stored data (the circuit breaker's bound).
-    pub commits_of_existing: Mutex<BTreeMap<String, u64>>,
+    pub commits_of_existing: Mutex<BTreeMap<String, std::collections::BTreeSet<i64>>>,
     calm: AtomicBool,
     outstanding: AtomicU64,
     next_invocation: AtomicU64,
@@ -117,6 +119,7 @@ impl World {
             invocations: Mutex::default(),
             violations: Mutex::default(),
             accepted_stores: AtomicU64::new(0),
+            accepted_shapes: AtomicU64::new(0),
             commits_of_existing: Mutex::default(),
             calm: AtomicBool::new(false),
             outstanding: AtomicU64::new(0),
@@ -157,6 +160,7 @@ impl World {
             languages: s.languages.clone(),
             review_count: s.review_count,
             enable_auto: true,
+            schema_policy: s.schema_policy,
             ..Default::default()
         }
     }
@@ -261,6 +265,7 @@ impl World {
                 writer: p.clone(),
                 runs: p.clone(),
                 stats: p.clone(),
+                schemas: p.clone(),
                 lease: p.clone(),
                 upstream: p.clone(),
                 dispatch: p.clone(),
@@ -412,12 +417,19 @@ impl World {
         self.quiesce(Duration::from_secs(48 * 3600)).await?;
         self.no_run_left_open();
         // The final clean run: no faults, no crashes, single deliveries, every lease expired;
-        // and an operator who accepts whatever changed meanwhile (the circuit breaker off).
+        // and an operator who accepts whatever changed meanwhile (the circuit breaker off, the
+        // schema free to evolve).
         self.calm.store(true, Ordering::SeqCst);
         use cupid_sync::domain::settings::{SettingKey, SettingValue};
         self.store
             .put_all(
-                &[(SettingKey::SyncMaxChangeRatio, SettingValue::Rate(1.0))],
+                &[
+                    (SettingKey::SyncMaxChangeRatio, SettingValue::Rate(1.0)),
+                    (
+                        SettingKey::SyncSchemaPolicy,
+                        SettingValue::Policy(cupid_sync::domain::shape::SchemaPolicy::Evolve),
+                    ),
+                ],
                 Timestamp((self.now_ms() / 1000) as i64),
             )
             .await

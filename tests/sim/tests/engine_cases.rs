@@ -136,6 +136,7 @@ impl Rig {
                 writer: s.clone(),
                 runs: s.clone(),
                 stats: s.clone(),
+                schemas: s.clone(),
                 lease: s.clone(),
                 upstream,
                 dispatch: self.dispatch.clone(),

@@ -4,6 +4,7 @@ mod lease;
 mod properties;
 mod quarantine;
 mod runs;
+mod schema;
 mod settings;
 mod stats;
 mod writes;
@@ -11,6 +12,7 @@ mod writes;
 pub use lease::DynamoLease;
 pub use properties::DynamoProperties;
 pub use runs::DynamoRunLog;
+pub use schema::DynamoSchema;
 pub use settings::DynamoSettings;
 pub use stats::DynamoStats;
 
@@ -44,6 +46,24 @@ pub(super) fn get_n<T: std::str::FromStr>(item: &HashMap<String, AV>, k: &str) -
 }
 pub(super) fn get_s(item: &HashMap<String, AV>, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// A value kept as compressed JSON in a binary attribute (shapes: read and written whole).
+pub(super) fn pack<T: serde::Serialize>(what: &str, v: &T) -> PortResult<AV> {
+    let invalid = |e: String| PortError::new(format!("encode {what}"), PortErrorKind::Invalid, e);
+    let json = serde_json::to_vec(v).map_err(|e| invalid(e.to_string()))?;
+    let z = crate::domain::document::compress(&json).map_err(|e| invalid(e.to_string()))?;
+    Ok(AV::B(aws_sdk_dynamodb::primitives::Blob::new(z)))
+}
+
+pub(super) fn unpack<T: serde::de::DeserializeOwned>(what: &str, av: &AV) -> PortResult<T> {
+    let invalid = |e: String| PortError::new(format!("decode {what}"), PortErrorKind::Invalid, e);
+    let z = av
+        .as_b()
+        .map_err(|_| invalid("not a binary attribute".into()))?;
+    let json =
+        crate::domain::document::decompress(z.as_ref()).map_err(|e| invalid(e.to_string()))?;
+    serde_json::from_slice(&json).map_err(|e| invalid(e.to_string()))
 }
 
 /// Waits before retrying unprocessed batch items (throttling), at most 8 times.

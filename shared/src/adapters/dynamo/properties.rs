@@ -26,7 +26,7 @@ pub struct DynamoProperties {
 }
 
 const TRACKED_PROJECTION: &str =
-    "hotel_id, data_version, content_hash, sync_status, facets, accepted";
+    "hotel_id, data_version, content_hash, sync_status, facets, accepted, changed_by";
 /// Tracked records only: the status is not `untracked`.
 const TRACKED_FILTER: &str = "sync_status <> :untracked";
 /// A fenced record write: the record exists, is tracked, and no newer token has written it.
@@ -222,6 +222,7 @@ impl DynamoProperties {
                 .get("accepted")
                 .and_then(|a| serde_dynamo::from_attribute_value(a.clone()).ok())
                 .unwrap_or_default(),
+            changed_by: get_s(item, "changed_by"),
         })
     }
 

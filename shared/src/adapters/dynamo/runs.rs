@@ -1,11 +1,12 @@
 //! The run log (`sync_logs`): one item per run, listed newest first through the runs index.
 //! Saves are fenced: the item carries the token of its last writer.
 
-use super::{RUN_RETENTION, get_s, n, s, units};
+use super::{RUN_RETENTION, get_s, n, pack, s, units, unpack};
 use crate::adapters::port_err;
 use crate::adapters::tables;
 use crate::config::Tables;
 use crate::domain::run::{Change, Counters, Failure, RunDetail, RunStatus, SyncRun, SyncType};
+use crate::domain::shape::FacetDrift;
 use crate::domain::stats::StatusCounts;
 use crate::domain::time::Timestamp;
 use crate::ports::*;
@@ -14,6 +15,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue as AV, ReturnConsumedCapacity};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+
+/// The attribute keeping a run's observed shapes.
+const SHAPE: &str = "shape";
 
 fn one() -> u64 {
     1
@@ -84,6 +88,8 @@ struct RunItem {
     /// The fencing token of the last invocation that saved this run.
     #[serde(default)]
     fence: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    schema_drift: Vec<FacetDrift>,
 }
 
 impl RunItem {
@@ -126,6 +132,7 @@ impl RunItem {
             requests_per_property: r.requests_per_property,
             expires_at: r.started_at.plus(RUN_RETENTION).secs(),
             fence: Some(fence),
+            schema_drift: r.drift.clone(),
         }
     }
 
@@ -167,6 +174,8 @@ impl RunItem {
             legacy_failures: self.failures,
             legacy_changes: self.changes,
             requests_per_property: self.requests_per_property,
+            shape: Default::default(),
+            drift: self.schema_drift,
         }
     }
 }
@@ -197,19 +206,27 @@ impl DynamoRunLog {
         }
     }
 
+    /// The run's item; the shapes it observed (large, read whole) as compressed JSON.
     fn encode(run: &SyncRun, fence: u64) -> PortResult<HashMap<String, AV>> {
-        serde_dynamo::to_item(RunItem::of(run, fence)).map_err(|e| {
-            PortError::new(
-                format!("encode run {}", run.sync_id),
-                PortErrorKind::Invalid,
-                e.to_string(),
-            )
-        })
+        let mut item: HashMap<String, AV> = serde_dynamo::to_item(RunItem::of(run, fence))
+            .map_err(|e| {
+                PortError::new(
+                    format!("encode run {}", run.sync_id),
+                    PortErrorKind::Invalid,
+                    e.to_string(),
+                )
+            })?;
+        if !run.shape.is_empty() {
+            let what = format!("the shapes of run {}", run.sync_id);
+            item.insert(SHAPE.into(), pack(&what, &run.shape)?);
+        }
+        Ok(item)
     }
 
-    fn decode(item: HashMap<String, AV>) -> PortResult<SyncRun> {
+    fn decode(mut item: HashMap<String, AV>) -> PortResult<SyncRun> {
         let id = get_s(&item, "sync_id").unwrap_or_default();
-        serde_dynamo::from_item::<_, RunItem>(item)
+        let shape = item.remove(SHAPE);
+        let mut run = serde_dynamo::from_item::<_, RunItem>(item)
             .map(RunItem::into_run)
             .map_err(|e| {
                 PortError::new(
@@ -217,7 +234,11 @@ impl DynamoRunLog {
                     PortErrorKind::Invalid,
                     e.to_string(),
                 )
-            })
+            })?;
+        if let Some(av) = shape {
+            run.shape = unpack(&format!("the shapes of run {id}"), &av)?;
+        }
+        Ok(run)
     }
 }
 

@@ -265,6 +265,7 @@ impl PropertyWriter for DynamoProperties {
             "last_checked = :now".to_string(),
             "sync_status = :st".to_string(),
             "last_sync_id = :sid".to_string(),
+            "changed_by = :sid".to_string(),
         ];
         let mut values = HashMap::from([
             (":new".to_string(), n(new_version)),

@@ -199,6 +199,41 @@ impl Stats for MemoryStore {
 }
 
 #[async_trait]
+impl SchemaStore for MemoryStore {
+    async fn baseline(&self) -> PortResult<Option<crate::domain::shape::Baseline>> {
+        Ok(self.lock().schema.clone())
+    }
+
+    async fn save_baseline(&self, b: &crate::domain::shape::Baseline) -> PortResult<Usage> {
+        let mut st = self.lock();
+        if st.schema.as_ref().is_some_and(|s| s.fence > b.fence) {
+            return Err(refused(
+                "PutItem the schema baseline".into(),
+                PortErrorKind::Fenced,
+                "a later run stored it",
+            ));
+        }
+        // Billed as DynamoDB bills the item: its compressed JSON.
+        let bytes = serde_json::to_vec(b)
+            .ok()
+            .and_then(|j| crate::domain::document::compress(&j).ok())
+            .map_or(0, |z| z.len());
+        st.schema = Some(b.clone());
+        self.log(
+            &mut st,
+            Table::Schema,
+            "schema".into(),
+            Some(b.fence),
+            "baseline",
+        );
+        Ok(Usage {
+            wcu: super::wcu(bytes),
+            ..Usage::default()
+        })
+    }
+}
+
+#[async_trait]
 impl Lease for MemoryStore {
     async fn current(&self) -> PortResult<Option<LeaseState>> {
         Ok(self.lock().lease.clone())

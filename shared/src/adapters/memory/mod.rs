@@ -31,6 +31,7 @@ pub enum Table {
     Settings,
     Details,
     Stats,
+    Schema,
 }
 
 /// One accepted write.
@@ -63,6 +64,7 @@ pub(super) struct State {
     pub(super) settings: BTreeMap<String, StoredSetting>,
     pub(super) details: BTreeMap<(String, i64), RunDetail>,
     pub(super) stats: CatalogueStats,
+    pub(super) schema: Option<crate::domain::shape::Baseline>,
     pub(super) writes: Vec<AcceptedWrite>,
 }
 
@@ -449,6 +451,7 @@ impl PropertyWriter for MemoryStore {
         r.last_checked = Some(w.now.secs());
         r.sync_status = w.status;
         r.last_sync_id = Some(w.sync_id.clone());
+        r.changed_by = Some(w.sync_id.clone());
         r.last_error = w.error.clone();
         // Stored: out of quarantine (an acceptance it needed is used up).
         r.quarantine = None;

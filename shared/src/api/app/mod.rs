@@ -79,10 +79,15 @@ pub struct RunView {
     pub unchanged_properties: u64,
     pub failed_properties: u64,
     pub not_found_properties: u64,
+    /// Properties whose changed content broke its contract (or a frozen schema): held.
+    pub quarantined_properties: u64,
     pub error_message: Option<String>,
     pub created_at: String,
     pub consumed_rcu: f64,
     pub consumed_wcu: f64,
+    /// How the documents' shapes changed against the schema baseline (one entry per kind of
+    /// document that changed; empty: none, or the run set the first baseline).
+    pub schema_drift: Vec<crate::domain::shape::FacetDrift>,
 }
 
 impl RunView {
@@ -103,10 +108,12 @@ impl RunView {
             unchanged_properties: r.counters.unchanged,
             failed_properties: r.counters.failed,
             not_found_properties: r.counters.not_found,
+            quarantined_properties: r.counters.quarantined,
             error_message: r.error_message.clone(),
             created_at: r.started_at.rfc3339(),
             consumed_rcu: r.counters.consumed_rcu,
             consumed_wcu: r.counters.consumed_wcu,
+            schema_drift: r.drift.clone(),
         }
     }
 }

@@ -368,6 +368,67 @@ async fn main() {
         &b["data"]["sync_status"],
     );
 
+    // Schema drift: upstream's response shape changes for 25 properties (a new section, an
+    // optional field gone). The run that meets it says so in its log, once.
+    let drifted: Vec<i64> = cupid_sim::HOTEL_IDS
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .take(25)
+        .collect();
+    let per_id: serde_json::Map<String, Value> = drifted
+        .iter()
+        .map(|i| {
+            (
+                i.to_string(),
+                serde_json::json!({"kind": "reshape", "times": 0}),
+            )
+        })
+        .collect();
+    c.send(
+        "POST",
+        &format!("{sim}/__sim/faults"),
+        false,
+        Some(serde_json::json!({ "per_id": per_id })),
+    )
+    .await;
+    let mut drift_logs = Vec::new();
+    for _ in 0..2 {
+        let (_, b, _) = c.call("POST", "/api/v1/admin/sync", true).await;
+        let run = b["data"]["sync_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        c.wait_idle().await;
+        let (_, log, _) = c
+            .call("GET", &format!("/api/v1/admin/sync/logs/{run}"), true)
+            .await;
+        drift_logs.push(log["data"]["schema_drift"].clone());
+    }
+    let property = drift_logs[0]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["facet"] == "property"))
+        .cloned()
+        .unwrap_or_default();
+    c.check(
+        "a changed response shape is reported in the run log: a path appeared in 25 documents, one gone",
+        property["appeared"][0]["path"] == "sustainability"
+            && property["appeared"][0]["count"] == 25
+            && property["disappeared"][0]["path"] == "airport_code",
+        &drift_logs[0],
+    );
+    c.check(
+        "the drift is reported once: the next run reports none",
+        drift_logs[1].as_array().is_some_and(|a| a.is_empty()),
+        &drift_logs[1],
+    );
+    c.send(
+        "POST",
+        &format!("{sim}/__sim/faults"),
+        false,
+        Some(serde_json::json!({})),
+    )
+    .await;
+
     // Bulk tracking from a file with the CLI: 12,000 lines in two calls.
     let file = std::env::temp_dir().join(format!("e2e-ids-{}.txt", std::process::id()));
     let mut lines = vec!["# ids for the e2e".to_string(), "1641879".into()];

@@ -32,10 +32,11 @@ impl Upstream for Instant0Upstream {
         serde_json::from_slice(&self.body).map_err(|e| FetchError::Malformed(e.to_string()))
     }
     async fn fetch_raw(&self, id: i64, _: &Facet) -> Result<Vec<u8>, FetchError> {
-        let (template, spots) = if self.reformat.load(std::sync::atomic::Ordering::Relaxed) {
-            (&self.pretty, &self.pretty_spots)
-        } else {
-            (&self.body, &self.body_spots)
+        let (template, spots) = match self.variant.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => (&self.pretty, &self.pretty_spots),
+            2 => (&self.changed, &self.changed_spots),
+            3 => (&self.changed_again, &self.changed_again_spots),
+            _ => (&self.body, &self.body_spots),
         };
         // The body of hotel `id` (its contract checks the id): the template's hotel id
         // overwritten in place, digit for digit.
@@ -70,7 +71,13 @@ struct Instant0Upstream {
     /// The same content in other bytes (indented): unchanged, but only after parsing.
     pretty: Vec<u8>,
     pretty_spots: Vec<usize>,
-    reformat: std::sync::atomic::AtomicBool,
+    /// Other content (a renamed hotel): every document changes.
+    changed: Vec<u8>,
+    changed_spots: Vec<usize>,
+    changed_again: Vec<u8>,
+    changed_again_spots: Vec<usize>,
+    /// 0: `body`, 1: `pretty`, 2: `changed`, 3: `changed_again`.
+    variant: std::sync::atomic::AtomicU8,
 }
 
 #[derive(Default)]
@@ -123,10 +130,14 @@ fn stages(body: &serde_json::Value) {
         std::hint::black_box(document::raw_digest(&bytes));
     });
     let canonical = time(&mut || {
-        std::hint::black_box(Facet::Property.canonical_body(TEMPLATE_ID, &bytes).ok());
+        std::hint::black_box(
+            Facet::Property
+                .canonical_body(TEMPLATE_ID, &bytes, &())
+                .ok(),
+        );
     });
     let doc = Facet::Property
-        .canonical_body(TEMPLATE_ID, &bytes)
+        .canonical_body(TEMPLATE_ID, &bytes, &())
         .expect("canonical");
     assert!(doc.report.is_clean(), "{:?}", doc.report);
     let hash = time(&mut || {
@@ -180,12 +191,21 @@ fn main() {
             serde_json::to_vec(&body).expect("a JSON body"),
             serde_json::to_vec_pretty(&body).expect("a JSON body"),
         );
+        let mut renamed = body.clone();
+        renamed["hotel_name"] = serde_json::json!("Renamed hotel");
+        let changed = serde_json::to_vec(&renamed).expect("a JSON body");
+        renamed["hotel_name"] = serde_json::json!("Renamed hotel again");
+        let changed_again = serde_json::to_vec(&renamed).expect("a JSON body");
         let upstream = Arc::new(Instant0Upstream {
             body_spots: spots(&compact),
             pretty_spots: spots(&pretty),
+            changed_spots: spots(&changed),
+            changed_again_spots: spots(&changed_again),
             body: compact,
             pretty,
-            reformat: std::sync::atomic::AtomicBool::new(false),
+            changed,
+            changed_again,
+            variant: Default::default(),
         });
         let engine = Engine::new(
             EngineDeps {
@@ -193,6 +213,7 @@ fn main() {
                 writer: store.clone(),
                 runs: store.clone(),
                 stats: store.clone(),
+                schemas: store.clone(),
                 lease: store.clone(),
                 upstream: upstream.clone(),
                 dispatch: sink.clone(),
@@ -232,10 +253,34 @@ fn main() {
             (0i64, "first sync (every document written)"),
             (1, "unchanged re-sync, same bytes"),
             (2, "unchanged re-sync, same content in other bytes"),
+            (3, "every document changed (diff of each change; evolve)"),
+            (4, "every document changed again, sync_schema_policy = freeze"),
         ] {
             upstream
-                .reformat
-                .store(k == 2, std::sync::atomic::Ordering::Relaxed);
+                .variant
+                .store(
+                    [0, 0, 1, 2, 3][k as usize],
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            if k >= 3 {
+                use cupid_sync::domain::settings::{SettingKey, SettingValue};
+                use cupid_sync::domain::shape::SchemaPolicy;
+                use cupid_sync::ports::SettingsStore;
+                // Every document changes: the circuit breaker would halt it.
+                let policy = if k == 4 {
+                    SchemaPolicy::Freeze
+                } else {
+                    SchemaPolicy::Evolve
+                };
+                let settings = [
+                    (SettingKey::SyncSchemaPolicy, SettingValue::Policy(policy)),
+                    (SettingKey::SyncMaxChangeRatio, SettingValue::Rate(1.0)),
+                ];
+                store
+                    .put_all(&settings, Timestamp(0))
+                    .await
+                    .expect("settings");
+            }
             let req = SyncRequest::Scheduled {
                 scheduled_time: Some(Timestamp(1_800_000_000 + k * 3600).rfc3339()),
             };

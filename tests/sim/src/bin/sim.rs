@@ -29,7 +29,7 @@ fn main() {
     let t = std::time::Instant::now();
     match sim::run_seeds(from..from + seeds, threads) {
         Ok(r) => println!(
-            "{seeds} seeds passed in {:.1} s: {} invocations ({} killed), {} upstream requests, {} runs, {} h of virtual time; {} properties quarantined, {} held payloads stored on acceptance, {} runs halted by the circuit breaker",
+            "{seeds} seeds passed in {:.1} s: {} invocations ({} killed), {} upstream requests, {} runs, {} h of virtual time; {} properties quarantined, {} held payloads stored on acceptance, {} runs halted by the circuit breaker, {} schema drift reports, {} documents of a frozen schema stored on acceptance",
             t.elapsed().as_secs_f64(),
             r.invocations,
             r.crashes,
@@ -38,7 +38,9 @@ fn main() {
             r.virtual_secs / 3600,
             r.quarantined,
             r.accepted,
-            r.halted
+            r.halted,
+            r.drift_reports,
+            r.accepted_shapes
         ),
         Err(f) => {
             eprintln!("{f}");

@@ -388,6 +388,10 @@ async fn child_invoke(req: &str, opts: &str) {
             reader: Arc::new(DynamoProperties::new(client.clone(), &tables)),
             writer: Arc::new(DynamoProperties::new(client.clone(), &tables)),
             runs: Arc::new(DynamoRunLog::new(client.clone(), &tables)),
+            schemas: Arc::new(cupid_sync::adapters::dynamo::DynamoSchema::new(
+                client.clone(),
+                &tables,
+            )),
             stats: Arc::new(cupid_sync::adapters::dynamo::DynamoStats::new(
                 client.clone(),
                 &tables,
