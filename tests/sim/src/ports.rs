@@ -128,14 +128,14 @@ impl SimPorts {
             else {
                 continue;
             };
-            let mut report = contract::check(&facet, w.hotel_id, &value);
-            self.schema_kept(&facet, w, &value, &mut report).await;
+            let report = contract::check(&facet, w.hotel_id, &value);
+            let new_shape = self.frozen_shape_left(&facet, w, &value).await;
             let accepted = before.accepted.get(key).map(|a| &a.hash) == Some(&st.hash);
-            if accepted && !report.is_clean() {
+            if accepted && (!report.is_clean() || !new_shape.is_empty()) {
                 self.world
                     .accepted_stores
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if report.rules().contains(&contract::Rule::Schema) {
+                if !new_shape.is_empty() {
                     self.world
                         .accepted_shapes
                         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -147,32 +147,36 @@ impl SimPorts {
                     w.hotel_id, report.violations
                 ));
             }
+            if !new_shape.is_empty() && !accepted {
+                self.world.violation(format!(
+                    "hotel {} {key}: stored a shape the frozen schema lacks and no operator accepted: {new_shape:?}",
+                    w.hotel_id
+                ));
+            }
         }
     }
 
-    /// Under `sync_schema_policy = freeze`, a committed document has no path or type the
-    /// baseline its run compared with lacks (added to `report` as `schema` violations: only
-    /// an operator's acceptance lets such a document through). The clean last run evolves.
-    async fn schema_kept(
+    /// Under `sync_schema_policy = freeze`: where a committed document leaves the baseline its
+    /// run compared with (an operator's acceptance alone lets that through). The clean last run
+    /// evolves. The shape comparison itself, not the engine's policy code (a defect there must
+    /// not blind the check).
+    async fn frozen_shape_left(
         &self,
         facet: &cupid_sync::domain::facet::Facet,
         w: &PropertyWrite,
         doc: &serde_json::Value,
-        report: &mut cupid_sync::domain::contract::Report,
-    ) {
-        use cupid_sync::domain::shape::{SchemaPolicy, Watch};
+    ) -> Vec<(String, String)> {
+        use cupid_sync::domain::shape::{SchemaPolicy, deviations};
         if self.world.scenario.schema_policy != SchemaPolicy::Freeze || self.world.is_calm() {
-            return;
+            return Vec::new();
         }
         let Ok(Some(b)) = self.store().baseline().await else {
-            return;
+            return Vec::new();
         };
-        let watch = Watch::new(
-            SchemaPolicy::Freeze,
-            b.for_run(&w.sync_id).clone(),
-            Default::default(),
-        );
-        watch.inspect(facet.shape_kind(), w.hotel_id, doc, (false, false), report);
+        match b.for_run(&w.sync_id).get(facet.shape_kind()) {
+            Some(base) => deviations(base, doc),
+            None => Vec::new(),
+        }
     }
 
     fn draw_store(&self, write: bool) -> (u64, StoreFault) {
