@@ -122,8 +122,8 @@ pub fn spec() -> Value {
     let mut schemas = serde_json::Map::new();
     for (name, schema) in [
         schema_of::<super::app::RunView>(),
-        schema_of::<crate::domain::shape::FacetDrift>(),
-        schema_of::<crate::domain::shape::PathDrift>(),
+        schema_of::<crate::domain::drift::FacetDrift>(),
+        schema_of::<crate::domain::drift::PathDrift>(),
         schema_of::<crate::domain::settings::SettingRow>(),
         schema_of::<crate::domain::settings::SettingChange>(),
         schema_of::<crate::domain::health::Health>(),

@@ -3,6 +3,7 @@ pub mod breaker;
 pub mod contract;
 pub mod decide;
 pub mod document;
+pub mod drift;
 pub mod facet;
 pub mod health;
 pub mod interval;

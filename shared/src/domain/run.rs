@@ -256,7 +256,7 @@ pub struct SyncRun {
     /// cleared when the run ends and has reported its drift).
     pub shape: crate::domain::shape::Shapes,
     /// How the documents' shapes changed against the baseline (set when the run ends).
-    pub drift: Vec<crate::domain::shape::FacetDrift>,
+    pub drift: Vec<crate::domain::drift::FacetDrift>,
 }
 
 impl SyncRun {

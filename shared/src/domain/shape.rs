@@ -1,4 +1,4 @@
-//! Schema drift. The shape of each kind of document (the property, its translations, its
+//! Schema drift: shapes (`drift.rs`: what changed, the baseline). The shape of each kind of document (the property, its translations, its
 //! reviews) is a tree of JSON paths, each with the types seen at it and in how many documents.
 //! A baseline shape is kept between runs; a run observes the documents it parses and, when it
 //! ends, reports the paths that appeared, disappeared or changed type since the baseline (with
@@ -21,7 +21,6 @@
 //! observed; a property redone after a crash or a hand-over may count twice.
 
 use super::contract::{Report, Rule};
-use super::time::Timestamp;
 use super::view::{Kind, View};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,14 +28,8 @@ use std::str::FromStr;
 
 /// Paths tracked per kind of document; paths beyond are counted as untracked, not kept.
 pub const MAX_PATHS: u64 = 2000;
-/// A baseline path is reported gone when the run saw none of it though its baseline frequency
-/// predicted at least this many (so a small run, or a rare optional field, is never "gone").
-pub const MIN_EXPECTED: u64 = 20;
 /// Example hotel ids kept per changed path.
 pub const MAX_EXAMPLES: usize = 3;
-/// Entries kept per list (appeared, disappeared, type changed) per kind; `more` counts the rest.
-pub const MAX_REPORTED: usize = 20;
-
 /// What a document whose shape is new to the baseline does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -99,14 +92,14 @@ pub fn type_names(bits: u8) -> Vec<String> {
 }
 
 /// Types in `now` the baseline's `was` lacks, when the baseline knew a type (not only null).
-fn new_types(was: u8, now: u8) -> u8 {
+pub(super) fn new_types(was: u8, now: u8) -> u8 {
     if was & !NULL == 0 {
         return 0;
     }
     now & !was & !NULL
 }
 
-fn is_zero(n: &u64) -> bool {
+pub(super) fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
@@ -177,13 +170,13 @@ impl Node {
             .map(|i| &self.fields[i].1)
     }
 
-    fn size(&self) -> u64 {
+    pub(super) fn size(&self) -> u64 {
         self.fields.iter().map(|(_, c)| 1 + c.size()).sum::<u64>()
             + self.items.as_ref().map_or(0, |i| 1 + i.size())
     }
 
     /// Without a run's deviations (as a baseline keeps it).
-    fn cleaned(&self) -> Node {
+    pub(super) fn cleaned(&self) -> Node {
         Node {
             kinds: self.kinds,
             seen: self.seen,
@@ -354,7 +347,7 @@ fn find(fields: &[(String, Node)], key: &str, hint: usize) -> Result<usize, usiz
     }
 }
 
-fn join(path: &str, key: &str) -> String {
+pub(super) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
@@ -362,7 +355,7 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn describe(path: &str) -> &str {
+pub(super) fn describe(path: &str) -> &str {
     if path.is_empty() { "(document)" } else { path }
 }
 
@@ -430,258 +423,6 @@ fn deviate_at<V: View>(b: &Node, doc: &V, path: &mut String, out: &mut Vec<(Stri
         }
         _ => {}
     }
-}
-
-/// One changed path in a drift report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PathDrift {
-    pub path: String,
-    /// Documents of the run with the path (appeared) or the new type (type changed); for a
-    /// disappeared path, how many the baseline's frequency predicted.
-    pub count: u64,
-    /// Hotels of the first documents (appeared, type changed).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub examples: Vec<i64>,
-    /// The baseline's types (type changed).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub was: Vec<String>,
-    /// The types this run saw (type changed).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub now: Vec<String>,
-}
-
-/// How one kind of document's shape changed in a run, against the baseline.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FacetDrift {
-    /// `property`, `lang` (every translation) or `reviews`.
-    pub facet: String,
-    /// Documents of this kind the run observed (parsed, stored).
-    pub documents: u64,
-    pub appeared: Vec<PathDrift>,
-    pub disappeared: Vec<PathDrift>,
-    pub type_changed: Vec<PathDrift>,
-    /// Changed paths beyond the [`MAX_REPORTED`] kept per list.
-    #[serde(default)]
-    pub more: u64,
-}
-
-impl FacetDrift {
-    pub fn is_empty(&self) -> bool {
-        self.appeared.is_empty() && self.disappeared.is_empty() && self.type_changed.is_empty()
-    }
-
-    fn add(list: &mut Vec<PathDrift>, more: &mut u64, d: PathDrift) {
-        if list.len() < MAX_REPORTED {
-            list.push(d);
-        } else {
-            *more += 1;
-        }
-    }
-}
-
-/// Whether a baseline path seen in `seen` of `base_docs` documents is gone from a run that
-/// observed `run_docs` documents without it.
-fn gone(seen: u64, base_docs: u64, run_docs: u64) -> bool {
-    base_docs > 0
-        && u128::from(run_docs) * u128::from(seen)
-            >= u128::from(MIN_EXPECTED) * u128::from(base_docs)
-}
-
-/// What changed between the baseline and a run's shape of one kind (`None`: nothing).
-pub fn drift(kind: &str, base: &Shape, run: &Shape) -> Option<FacetDrift> {
-    if run.docs == 0 {
-        return None;
-    }
-    let mut out = FacetDrift {
-        facet: kind.to_string(),
-        documents: run.docs,
-        ..FacetDrift::default()
-    };
-    drift_at(&base.root, &run.root, (base.docs, run.docs), "", &mut out);
-    (!out.is_empty()).then_some(out)
-}
-
-fn drift_at(b: &Node, r: &Node, docs: (u64, u64), path: &str, out: &mut FacetDrift) {
-    if new_types(b.kinds, r.kinds) != 0 {
-        let d = PathDrift {
-            path: describe(path).to_string(),
-            count: r.deviated,
-            examples: r.examples.clone(),
-            was: type_names(b.kinds),
-            now: type_names(r.kinds),
-        };
-        FacetDrift::add(&mut out.type_changed, &mut out.more, d);
-    }
-    let children = r
-        .fields
-        .iter()
-        .map(|(k, c)| (join(path, k), Some(c), b.field(k)))
-        .chain(
-            r.items
-                .as_deref()
-                .map(|c| (format!("{path}[]"), Some(c), b.items.as_deref())),
-        );
-    let lost = b
-        .fields
-        .iter()
-        .filter(|(k, _)| r.field(k).is_none())
-        .map(|(k, c)| (join(path, k), None, Some(c)))
-        .chain(
-            b.items
-                .as_deref()
-                .filter(|_| r.items.is_none())
-                .map(|c| (format!("{path}[]"), None, Some(c))),
-        );
-    for (p, rc, bc) in children.chain(lost) {
-        match (rc, bc) {
-            (Some(rc), Some(bc)) => drift_at(bc, rc, docs, &p, out),
-            (Some(rc), None) => {
-                let d = PathDrift {
-                    path: p,
-                    count: rc.seen,
-                    examples: rc.examples.clone(),
-                    ..PathDrift::default()
-                };
-                FacetDrift::add(&mut out.appeared, &mut out.more, d);
-            }
-            (None, Some(bc)) if !bc.gone && gone(bc.seen, docs.0, docs.1) => {
-                let d = PathDrift {
-                    path: p,
-                    count: docs.1.saturating_mul(bc.seen) / docs.0.max(1),
-                    ..PathDrift::default()
-                };
-                FacetDrift::add(&mut out.disappeared, &mut out.more, d);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The baseline after a run: what both saw (the baseline's paths first, at most
-/// [`MAX_PATHS`]), the paths the run found gone marked so (reported once), the paths it saw
-/// unmarked.
-pub fn merged(base: Option<&Shape>, run: &Shape) -> Shape {
-    let Some(base) = base else {
-        let root = run.root.cleaned();
-        return Shape {
-            docs: run.docs,
-            paths: root.size(),
-            untracked: 0,
-            root,
-        };
-    };
-    let mut paths = 0;
-    let root = merge_at(
-        &base.root,
-        Some(&run.root),
-        (base.docs, run.docs),
-        &mut paths,
-    );
-    Shape {
-        docs: base.docs + run.docs,
-        paths,
-        untracked: 0,
-        root,
-    }
-}
-
-/// `r`: the run's node at this path (`None`: the run never reached it, nothing is judged).
-fn merge_at(b: &Node, r: Option<&Node>, docs: (u64, u64), paths: &mut u64) -> Node {
-    let mut out = Node {
-        kinds: b.kinds | r.map_or(0, |r| r.kinds),
-        seen: b.seen + r.map_or(0, |r| r.seen),
-        gone: b.gone,
-        ..Node::default()
-    };
-    let mark = |c: &Node, in_run: bool| match r {
-        None => c.gone,
-        Some(_) if in_run => false,
-        Some(_) => c.gone || gone(c.seen, docs.0, docs.1),
-    };
-    for (k, bc) in &b.fields {
-        let rc = r.and_then(|r| r.field(k));
-        *paths += 1;
-        let mut m = merge_at(bc, rc, docs, paths);
-        m.gone = mark(bc, rc.is_some());
-        out.fields.push((k.clone(), m));
-    }
-    if let Some(bi) = b.items.as_deref() {
-        let ri = r.and_then(|r| r.items.as_deref());
-        *paths += 1;
-        let mut m = merge_at(bi, ri, docs, paths);
-        m.gone = mark(bi, ri.is_some());
-        out.items = Some(Box::new(m));
-    }
-    let Some(r) = r else { return out };
-    let mut added = false;
-    for (k, rc) in &r.fields {
-        if b.field(k).is_none() && *paths + 1 + rc.size() <= MAX_PATHS {
-            *paths += 1 + rc.size();
-            out.fields.push((k.clone(), rc.cleaned()));
-            added = true;
-        }
-    }
-    if added {
-        out.fields.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-    if let Some(ri) = r.items.as_deref()
-        && b.items.is_none()
-        && *paths + 1 + ri.size() <= MAX_PATHS
-    {
-        *paths += 1 + ri.size();
-        out.items = Some(Box::new(ri.cleaned()));
-    }
-    out
-}
-
-/// The stored baseline of every kind of document.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Baseline {
-    /// The run that stored it, and its lease's fencing token (a run never replaces the
-    /// baseline of a later run: its token is lower).
-    pub updated_by: String,
-    pub fence: u64,
-    /// Seconds since the epoch.
-    pub updated_at: i64,
-    pub shapes: Shapes,
-    /// What `updated_by` compared with: a retried end of that run compares with it again,
-    /// so its drift is the same and reported by it alone.
-    pub previous: Shapes,
-}
-
-impl Baseline {
-    /// What run `sync_id` compares with.
-    pub fn for_run(&self, sync_id: &str) -> &Shapes {
-        if self.updated_by == sync_id {
-            &self.previous
-        } else {
-            &self.shapes
-        }
-    }
-
-    /// The baseline after run `sync_id` (lease token `fence`) observed `seen`, compared with
-    /// `base` (its `for_run`).
-    pub fn after(base: &Shapes, seen: &Shapes, sync_id: &str, fence: u64, at: Timestamp) -> Self {
-        let mut shapes = base.clone();
-        for (kind, run) in seen {
-            shapes.insert(kind.clone(), merged(base.get(kind), run));
-        }
-        Baseline {
-            updated_by: sync_id.to_string(),
-            fence,
-            updated_at: at.0,
-            shapes,
-            previous: base.clone(),
-        }
-    }
-}
-
-/// How a run's shapes changed against its baseline, one entry per kind that changed. A kind
-/// the baseline does not know yet (the first run to see it) reports nothing: it sets it.
-pub fn report(base: &Shapes, seen: &Shapes) -> Vec<FacetDrift> {
-    seen.iter()
-        .filter_map(|(kind, run)| base.get(kind).and_then(|b| drift(kind, b, run)))
-        .collect()
 }
 
 /// What checks a parsed document after its contract (the engine: its run's [`Watch`]), given

@@ -1,7 +1,9 @@
 //! Tests of `shape.rs`: a module of it, compiled only under #[cfg(test)] (see its `mod tests`).
 
 use super::*;
+use crate::domain::drift::*;
 use crate::domain::json::Json;
+use crate::domain::time::Timestamp;
 use serde_json::{Value, json};
 
 fn property() -> Value {

@@ -20,12 +20,7 @@ pub fn run_summary(run: &SyncRun) -> serde_json::Value {
         "quarantined_properties": run.counters.quarantined,
         "error_message": run.error_message,
         // Paths changed per kind of document (the details are in `SchemaChanged`).
-        "schema_drift": run.drift.iter().map(|d| serde_json::json!({
-            "facet": d.facet,
-            "appeared": d.appeared.len(),
-            "disappeared": d.disappeared.len(),
-            "type_changed": d.type_changed.len(),
-        })).collect::<Vec<_>>(),
+        "schema_drift": crate::domain::drift::drift_counts(&run.drift),
     })
 }
 

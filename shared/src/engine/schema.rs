@@ -3,8 +3,8 @@
 
 use super::attach::port;
 use super::{Engine, EngineError};
+use crate::domain::drift::{self, Baseline};
 use crate::domain::run::SyncRun;
-use crate::domain::shape::{self, Baseline};
 use crate::ports::*;
 use tracing::{info, warn};
 
@@ -32,7 +32,7 @@ impl Engine {
             .as_ref()
             .map(|b| b.for_run(&run.sync_id).clone())
             .unwrap_or_default();
-        run.drift = shape::report(&base, &run.shape);
+        run.drift = drift::report(&base, &run.shape);
         if !run.dry_run {
             let next = Baseline::after(
                 &base,

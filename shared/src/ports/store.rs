@@ -315,10 +315,10 @@ pub trait RunLog: Send + Sync {
 /// The schema baseline (`domain::shape`): one item, replaced when a run ends.
 #[async_trait]
 pub trait SchemaStore: Send + Sync {
-    async fn baseline(&self) -> PortResult<Option<crate::domain::shape::Baseline>>;
+    async fn baseline(&self) -> PortResult<Option<crate::domain::drift::Baseline>>;
     /// Replaces the baseline; `Fenced` when one stored by a higher fencing token (a later
     /// run) is there.
-    async fn save_baseline(&self, b: &crate::domain::shape::Baseline) -> PortResult<Usage>;
+    async fn save_baseline(&self, b: &crate::domain::drift::Baseline) -> PortResult<Usage>;
 }
 
 /// The catalogue counts (one small item). Reads are constant-time; see ARCHITECTURE.md

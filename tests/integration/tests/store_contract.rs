@@ -712,7 +712,8 @@ async fn settings(k: Kit) {
 contract!(settings_round_trip, settings);
 
 async fn schema_baseline(k: Kit) {
-    use cupid_sync::domain::shape::{Baseline, Shape, Shapes};
+    use cupid_sync::domain::drift::Baseline;
+    use cupid_sync::domain::shape::{Shape, Shapes};
     let n = k.name;
     assert_eq!(k.schemas.baseline().await.unwrap(), None, "{n}");
     let mut shape = Shape::default();
@@ -739,7 +740,8 @@ contract!(
 );
 
 async fn run_shapes(k: Kit) {
-    use cupid_sync::domain::shape::{FacetDrift, PathDrift, Shape};
+    use cupid_sync::domain::drift::{FacetDrift, PathDrift};
+    use cupid_sync::domain::shape::Shape;
     let n = k.name;
     let mut a = SyncRun::new("01S".into(), SyncType::Manual, Timestamp(1_800_000_000));
     let mut shape = Shape::default();

@@ -441,11 +441,11 @@ impl Stats for SimPorts {
 
 #[async_trait]
 impl SchemaStore for SimPorts {
-    async fn baseline(&self) -> PortResult<Option<cupid_sync::domain::shape::Baseline>> {
+    async fn baseline(&self) -> PortResult<Option<cupid_sync::domain::drift::Baseline>> {
         self.call("get schema baseline", false, self.store().baseline())
             .await
     }
-    async fn save_baseline(&self, b: &cupid_sync::domain::shape::Baseline) -> PortResult<Usage> {
+    async fn save_baseline(&self, b: &cupid_sync::domain::drift::Baseline) -> PortResult<Usage> {
         self.call("save schema baseline", true, self.store().save_baseline(b))
             .await
     }

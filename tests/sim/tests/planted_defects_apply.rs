@@ -17,8 +17,8 @@ fn every_planted_defect_still_applies() {
     patches.sort();
     assert_eq!(
         patches.len(),
-        11,
-        "defects 1-6 of the correctness issue, 7-8 of the scale issue, 9-11 of data quality"
+        13,
+        "defects 1-6 of the correctness issue, 7-8 of the scale issue, 9-13 of data quality"
     );
     for p in patches {
         let out = std::process::Command::new("git")

@@ -6,7 +6,7 @@ use super::{n, pack, s, units, unpack};
 use crate::adapters::port_err;
 use crate::adapters::tables;
 use crate::config::Tables;
-use crate::domain::shape::Baseline;
+use crate::domain::drift::Baseline;
 use crate::ports::*;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;

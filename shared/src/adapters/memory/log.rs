@@ -200,11 +200,11 @@ impl Stats for MemoryStore {
 
 #[async_trait]
 impl SchemaStore for MemoryStore {
-    async fn baseline(&self) -> PortResult<Option<crate::domain::shape::Baseline>> {
+    async fn baseline(&self) -> PortResult<Option<crate::domain::drift::Baseline>> {
         Ok(self.lock().schema.clone())
     }
 
-    async fn save_baseline(&self, b: &crate::domain::shape::Baseline) -> PortResult<Usage> {
+    async fn save_baseline(&self, b: &crate::domain::drift::Baseline) -> PortResult<Usage> {
         let mut st = self.lock();
         if st.schema.as_ref().is_some_and(|s| s.fence > b.fence) {
             return Err(refused(

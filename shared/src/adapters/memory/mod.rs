@@ -64,7 +64,7 @@ pub(super) struct State {
     pub(super) settings: BTreeMap<String, StoredSetting>,
     pub(super) details: BTreeMap<(String, i64), RunDetail>,
     pub(super) stats: CatalogueStats,
-    pub(super) schema: Option<crate::domain::shape::Baseline>,
+    pub(super) schema: Option<crate::domain::drift::Baseline>,
     pub(super) writes: Vec<AcceptedWrite>,
 }
 

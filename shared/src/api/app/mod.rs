@@ -87,7 +87,7 @@ pub struct RunView {
     pub consumed_wcu: f64,
     /// How the documents' shapes changed against the schema baseline (one entry per kind of
     /// document that changed; empty: none, or the run set the first baseline).
-    pub schema_drift: Vec<crate::domain::shape::FacetDrift>,
+    pub schema_drift: Vec<crate::domain::drift::FacetDrift>,
 }
 
 impl RunView {

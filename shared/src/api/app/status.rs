@@ -125,6 +125,8 @@ impl App {
                 "sync_id": r.sync_id, "status": r.status.as_str(),
                 "completed_at": r.completed_at.map(|t| t.rfc3339()),
                 "quarantined_properties": r.counters.quarantined,
+                // Paths changed per kind of document (the run log has the paths).
+                "schema_drift": crate::domain::drift::drift_counts(&r.drift),
             })),
             "current_run": current_run,
             "paused": input.paused.as_ref().filter(|_| !input.schedule_enabled).map(|(why, at)| {
