@@ -2,7 +2,9 @@
 //! changed: `drift`), the baseline after the run (`merged`, `Baseline`), and the report. The
 //! shapes themselves and the policy: `shape.rs`.
 
-use super::shape::{MAX_PATHS, Node, Shape, Shapes, describe, join, new_types, type_names};
+use super::shape::{
+    MAX_PATHS, Node, Shape, Shapes, describe, join, new_types, only_null, type_names,
+};
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,14 @@ pub struct FacetDrift {
     /// Changed paths beyond the [`MAX_REPORTED`] kept per list.
     #[serde(default)]
     pub more: u64,
+    /// New paths the baseline has no room for (it keeps at most [`MAX_PATHS`] per kind): not
+    /// tracked, so not reported as appeared (they would be, every run).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub untracked: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl FacetDrift {
@@ -92,11 +102,29 @@ pub fn drift(kind: &str, base: &Shape, run: &Shape) -> Option<FacetDrift> {
         documents: run.docs,
         ..FacetDrift::default()
     };
-    drift_at(&base.root, &run.root, (base.docs, run.docs), "", &mut out);
+    // A new path is reported only if the baseline takes it in (else every run would).
+    let next = merged(Some(base), run);
+    let at = At {
+        docs: (base.docs, run.docs),
+        path: String::new(),
+    };
+    drift_at(&base.root, &run.root, &next.root, at, &mut out);
     (!out.is_empty()).then_some(out)
 }
 
-fn drift_at(b: &Node, r: &Node, docs: (u64, u64), path: &str, out: &mut FacetDrift) {
+/// Where `drift_at` is: the documents (baseline, run) and the path.
+struct At {
+    docs: (u64, u64),
+    path: String,
+}
+
+fn items(x: &Node) -> Option<&Node> {
+    x.items.as_deref()
+}
+
+/// `b`, `r`, `n`: the baseline's, the run's and the next baseline's node at one path.
+fn drift_at(b: &Node, r: &Node, n: &Node, at: At, out: &mut FacetDrift) {
+    let (docs, path) = (at.docs, at.path.as_str());
     if new_types(b.kinds, r.kinds) != 0 {
         let d = PathDrift {
             path: describe(path).to_string(),
@@ -110,27 +138,24 @@ fn drift_at(b: &Node, r: &Node, docs: (u64, u64), path: &str, out: &mut FacetDri
     let children = r
         .fields
         .iter()
-        .map(|(k, c)| (join(path, k), Some(c), b.field(k)))
-        .chain(
-            r.items
-                .as_deref()
-                .map(|c| (format!("{path}[]"), Some(c), b.items.as_deref())),
-        );
+        .map(|(k, c)| (join(path, k), Some(c), b.field(k), n.field(k)))
+        .chain(items(r).map(|c| (format!("{path}[]"), Some(c), items(b), items(n))));
     let lost = b
         .fields
         .iter()
         .filter(|(k, _)| r.field(k).is_none())
-        .map(|(k, c)| (join(path, k), None, Some(c)))
+        .map(|(k, c)| (join(path, k), None, Some(c), None))
         .chain(
-            b.items
-                .as_deref()
+            items(b)
                 .filter(|_| r.items.is_none())
-                .map(|c| (format!("{path}[]"), None, Some(c))),
+                .map(|c| (format!("{path}[]"), None, Some(c), None)),
         );
-    for (p, rc, bc) in children.chain(lost) {
-        match (rc, bc) {
-            (Some(rc), Some(bc)) => drift_at(bc, rc, docs, &p, out),
-            (Some(rc), None) => {
+    for (p, rc, bc, nc) in children.chain(lost) {
+        match (rc, bc, nc) {
+            (Some(rc), Some(bc), Some(nc)) => drift_at(bc, rc, nc, At { docs, path: p }, out),
+            // Below a path only ever null: its first shape, taken in silently.
+            (Some(_), None, _) if only_null(b.kinds) => {}
+            (Some(rc), None, Some(_)) => {
                 let d = PathDrift {
                     path: p,
                     count: rc.seen,
@@ -139,7 +164,8 @@ fn drift_at(b: &Node, r: &Node, docs: (u64, u64), path: &str, out: &mut FacetDri
                 };
                 FacetDrift::add(&mut out.appeared, &mut out.more, d);
             }
-            (None, Some(bc)) if !bc.gone && gone(bc.seen, docs.0, docs.1) => {
+            (Some(_), None, None) => out.untracked += 1,
+            (None, Some(bc), _) if !bc.gone && gone(bc.seen, docs.0, docs.1) => {
                 let d = PathDrift {
                     path: p,
                     count: docs.1.saturating_mul(bc.seen) / docs.0.max(1),
@@ -152,9 +178,9 @@ fn drift_at(b: &Node, r: &Node, docs: (u64, u64), path: &str, out: &mut FacetDri
     }
 }
 
-/// The baseline after a run: what both saw (the baseline's paths first, at most
-/// [`MAX_PATHS`]), the paths the run found gone marked so (reported once), the paths it saw
-/// unmarked.
+/// The baseline after a run: what both saw, the paths the run found gone marked so (reported
+/// once), the paths it saw unmarked; at most [`MAX_PATHS`] paths, the baseline's first (a new
+/// path joins only while there is room for it and everything under it).
 pub fn merged(base: Option<&Shape>, run: &Shape) -> Shape {
     let Some(base) = base else {
         let root = run.root.cleaned();
@@ -165,23 +191,24 @@ pub fn merged(base: Option<&Shape>, run: &Shape) -> Shape {
             root,
         };
     };
-    let mut paths = 0;
+    let mut room = MAX_PATHS.saturating_sub(base.root.size());
     let root = merge_at(
         &base.root,
         Some(&run.root),
         (base.docs, run.docs),
-        &mut paths,
+        &mut room,
     );
     Shape {
         docs: base.docs + run.docs,
-        paths,
+        paths: root.size(),
         untracked: 0,
         root,
     }
 }
 
 /// `r`: the run's node at this path (`None`: the run never reached it, nothing is judged).
-fn merge_at(b: &Node, r: Option<&Node>, docs: (u64, u64), paths: &mut u64) -> Node {
+/// `room`: paths the baseline may still take in.
+fn merge_at(b: &Node, r: Option<&Node>, docs: (u64, u64), room: &mut u64) -> Node {
     let mut out = Node::default();
     out.kinds = b.kinds | r.map_or(0, |r| r.kinds);
     out.seen = b.seen + r.map_or(0, |r| r.seen);
@@ -193,24 +220,30 @@ fn merge_at(b: &Node, r: Option<&Node>, docs: (u64, u64), paths: &mut u64) -> No
     };
     for (k, bc) in &b.fields {
         let rc = r.and_then(|r| r.field(k));
-        *paths += 1;
-        let mut m = merge_at(bc, rc, docs, paths);
+        let mut m = merge_at(bc, rc, docs, room);
         m.gone = mark(bc, rc.is_some());
         out.fields.push((k.clone(), m));
     }
     if let Some(bi) = b.items.as_deref() {
         let ri = r.and_then(|r| r.items.as_deref());
-        *paths += 1;
-        let mut m = merge_at(bi, ri, docs, paths);
+        let mut m = merge_at(bi, ri, docs, room);
         m.gone = mark(bi, ri.is_some());
         out.items = Some(Box::new(m));
     }
     let Some(r) = r else { return out };
+    let mut take = |c: &Node| {
+        let need = 1 + c.size();
+        (need <= *room).then(|| {
+            *room -= need;
+            c.cleaned()
+        })
+    };
     let mut added = false;
     for (k, rc) in &r.fields {
-        if b.field(k).is_none() && *paths + 1 + rc.size() <= MAX_PATHS {
-            *paths += 1 + rc.size();
-            out.fields.push((k.clone(), rc.cleaned()));
+        if b.field(k).is_none()
+            && let Some(c) = take(rc)
+        {
+            out.fields.push((k.clone(), c));
             added = true;
         }
     }
@@ -219,10 +252,8 @@ fn merge_at(b: &Node, r: Option<&Node>, docs: (u64, u64), paths: &mut u64) -> No
     }
     if let Some(ri) = r.items.as_deref()
         && b.items.is_none()
-        && *paths + 1 + ri.size() <= MAX_PATHS
     {
-        *paths += 1 + ri.size();
-        out.items = Some(Box::new(ri.cleaned()));
+        out.items = take(ri).map(Box::new);
     }
     out
 }

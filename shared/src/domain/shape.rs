@@ -91,6 +91,12 @@ pub fn type_names(bits: u8) -> Vec<String> {
         .collect()
 }
 
+/// Whether a baseline knows no type but null at a path (its first type, and what is under
+/// it, is taken in silently).
+pub(super) fn only_null(kinds: u8) -> bool {
+    kinds & !NULL == 0
+}
+
 /// Types in `now` the baseline's `was` lacks, when the baseline knew a type (not only null).
 pub(super) fn new_types(was: u8, now: u8) -> u8 {
     if was & !NULL == 0 {
@@ -208,7 +214,7 @@ pub struct Shape {
     pub docs: u64,
     /// Paths tracked (at most [`MAX_PATHS`]).
     pub paths: u64,
-    /// Paths met beyond [`MAX_PATHS`] (not tracked).
+    /// Members met beyond [`MAX_PATHS`] (not tracked), counted each time.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub untracked: u64,
     pub root: Node,
@@ -232,6 +238,7 @@ enum Base<'a> {
 impl<'a> Base<'a> {
     fn field(self, key: &str) -> Base<'a> {
         match self {
+            Base::At(b) if only_null(b.kinds) => Base::Off,
             Base::At(b) => b.field(key).map_or(Base::New, Base::At),
             Base::New | Base::Gone => Base::Gone,
             Base::Off => Base::Off,
@@ -239,6 +246,7 @@ impl<'a> Base<'a> {
     }
     fn items(self) -> Base<'a> {
         match self {
+            Base::At(b) if only_null(b.kinds) => Base::Off,
             Base::At(b) => b.items.as_deref().map_or(Base::New, Base::At),
             Base::New | Base::Gone => Base::Gone,
             Base::Off => Base::Off,
@@ -303,7 +311,7 @@ fn observe<V: View>(acc: &mut Node, doc: &V, base: Base<'_>, w: &mut Walk) {
                 };
                 hint = i + 1;
                 let b = match base {
-                    Base::At(b) => match find(&b.fields, key, base_hint) {
+                    Base::At(b) if !only_null(b.kinds) => match find(&b.fields, key, base_hint) {
                         Ok(j) => {
                             base_hint = j + 1;
                             Base::At(&b.fields[j].1)
@@ -392,6 +400,10 @@ fn deviate_at<V: View>(b: &Node, doc: &V, path: &mut String, out: &mut Vec<(Stri
             )
         });
     }
+    if only_null(b.kinds) {
+        // Its first type, and what is under it: taken in silently.
+        return;
+    }
     let len = path.len();
     match doc.kind() {
         Kind::Object => {
@@ -453,7 +465,8 @@ impl Watch {
     }
 
     /// Checks a `kind` document of `hotel_id` under the policy (a frozen shape adds `schema`
-    /// violations to `report`, unless its content is `stored` already), then observes it if it
+    /// violations to `report`, whatever else it breaks, unless its content is `stored`
+    /// already), then observes it if it
     /// is to be stored: it keeps its contract, is stored already, or an operator `accepted` it
     /// (its violations stay in the report: the acceptance they needed is recorded).
     pub fn inspect<V: View>(
@@ -465,9 +478,9 @@ impl Watch {
         report: &mut Report,
     ) {
         let base = self.base.get(kind);
-        if let (SchemaPolicy::Freeze, Some(b), false) = (self.policy, base, stored)
-            && report.is_clean()
-        {
+        // Judged whatever else the document breaks: the note then names every rule the
+        // operator waives by accepting it.
+        if let (SchemaPolicy::Freeze, Some(b), false) = (self.policy, base, stored) {
             for (path, what) in deviations(b, doc) {
                 report.push(path, Rule::Schema, Some(what));
             }

@@ -351,3 +351,46 @@ fn the_policy_parses_from_its_setting_text() {
     assert_eq!("evolve".parse(), Ok(SchemaPolicy::Evolve));
     assert!("thaw".parse::<SchemaPolicy>().is_err());
 }
+
+#[test]
+fn a_full_baseline_takes_no_new_path_and_does_not_report_it_every_run() {
+    // 1,990 paths in the baseline; a run brings 20 new ones that sort first.
+    let mut old = serde_json::Map::new();
+    for i in 0..1990 {
+        old.insert(format!("z{i:05}"), json!(i));
+    }
+    let base = merged(None, &shape_of(30, None, |_| Value::Object(old.clone())));
+    assert_eq!(base.paths, 1990);
+    let mut new = old.clone();
+    for i in 0..20 {
+        new.insert(format!("a{i:02}"), json!(i));
+    }
+    let run = shape_of(30, Some(&base), |_| Value::Object(new.clone()));
+    let next = merged(Some(&base), &run);
+    assert_eq!(
+        next.paths, MAX_PATHS,
+        "capped, whatever the order of the keys"
+    );
+    let d = drift("k", &base, &run).unwrap();
+    assert_eq!((d.appeared.len() as u64 + d.more, d.untracked), (10, 10));
+    let again = shape_of(30, Some(&next), |_| Value::Object(new.clone()));
+    assert_eq!(
+        drift("k", &next, &again),
+        None,
+        "those taken in are known now; the others stay untracked, never reported"
+    );
+}
+
+#[test]
+fn what_a_null_only_path_first_holds_is_taken_in_silently() {
+    let base = merged(None, &shape_of(30, None, |_| json!({"x": null, "y": 1})));
+    let doc = json!({"x": {"a": 1, "b": [2]}, "y": 1});
+    assert!(deviations(&base, &doc).is_empty());
+    let run = shape_of(30, Some(&base), |_| doc.clone());
+    assert_eq!(drift("k", &base, &run), None);
+    let next = merged(Some(&base), &run);
+    assert!(next.root.field("x").unwrap().field("a").is_some());
+    // From then on, it is known: a new member under it is a change.
+    let later = json!({"x": {"a": 1, "b": [2], "c": true}, "y": 1});
+    assert_eq!(deviations(&next, &later)[0].0, "x.c");
+}

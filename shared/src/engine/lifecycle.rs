@@ -83,8 +83,16 @@ impl Engine {
         }
     }
 
-    /// Closes the runs whose holder vanished (listed on the lease), then forgets them.
-    async fn close_orphans(&self, me: &str, fence: u64, orphans: Vec<String>) -> Result<(), Stop> {
+    /// Closes the runs whose holder vanished (listed on the lease), then forgets them. What an
+    /// orphan observed of the documents' shapes (saved with its checkpoints) is settled as its
+    /// own end would have: its drift reported, the baseline folded forward (`settle_schema`).
+    async fn close_orphans(
+        &self,
+        me: &str,
+        guard: &FenceGuard,
+        orphans: Vec<String>,
+    ) -> Result<(), Stop> {
+        let fence = guard.fence;
         let lost_or = |e: PortError| {
             if e.kind == PortErrorKind::Fenced {
                 Stop::Lost
@@ -107,8 +115,19 @@ impl Engine {
                 r.error_message = Some(format!(
                     "its invocation stopped without finishing (killed or timed out) and its lease expired; closed by sync {me}"
                 ));
+                self.settle_schema(&mut r, guard)
+                    .await
+                    .map_err(|e| match e {
+                        EngineError::LeaseLost { .. } => Stop::Lost,
+                        other => Stop::Dependency(PortError::new(
+                            format!("settle the schema drift of abandoned run {orphan}"),
+                            PortErrorKind::Unavailable,
+                            other.to_string(),
+                        )),
+                    })?;
                 self.deps.runs.save(&r, fence).await.map_err(lost_or)?;
                 warn!(abandoned = %orphan, "closed a run whose holder vanished");
+                self.publish_drift(&r).await;
             }
             let forget = LeaseRequest::ForgetOrphan {
                 owner: me.to_string(),
@@ -133,8 +152,7 @@ impl Engine {
         orphans: Vec<String>,
         budget: Budget,
     ) -> Result<Progress, Stop> {
-        self.close_orphans(&run.sync_id, guard.fence, orphans)
-            .await?;
+        self.close_orphans(&run.sync_id, guard, orphans).await?;
         let settings = settings.map_err(Stop::Abort)?;
         let first = run.invocations == 0;
         let mut rcu = 0.0;
@@ -291,7 +309,7 @@ impl Engine {
         if !guard.ok() {
             return Err(lost(&run.sync_id));
         }
-        self.settle_schema(&mut run, guard.fence).await?;
+        self.settle_schema(&mut run, guard).await?;
         if !guard.ok() {
             return Err(lost(&run.sync_id));
         }

@@ -342,11 +342,12 @@ async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
     let decision = decide::decide(&t, &results, ctx.touch_unchanged);
     // The circuit breaker counts properties that had stored data, and whether this one would
     // change (or quarantine) it.
-    let existing = t.data_version > 0 || !t.facets.is_empty();
-    let change = matches!(decision.plan, Plan::Write(_) | Plan::Quarantine(_));
-    // Data this run stored (before a crash, redone by a continuation that reads its own
-    // write as unchanged) is this run's change all the same.
+    // Data this run stored (before a crash or a hand-over, redone by a continuation that reads
+    // its own write as unchanged) is this run's change all the same; and if that write was the
+    // property's first data, the property had none before this run (a first sync: exempt).
     let ours = t.changed_by.as_deref() == Some(ctx.sync_id.as_str());
+    let existing = (t.data_version > 0 || !t.facets.is_empty()) && !(ours && t.data_version <= 1);
+    let change = matches!(decision.plan, Plan::Write(_) | Plan::Quarantine(_));
     let admit = ctx
         .breaker
         .lock()

@@ -293,7 +293,14 @@ impl PropertyWriter for SimPorts {
             let r = self.store().commit(w).await;
             if let (Ok(_), Some(before)) = (&r, &before) {
                 self.contract_kept(before, w).await;
-                if before.data_version > 0 && before.data_version == w.expected_version {
+                // Data from before the run: a property whose only data is this run's own
+                // first write was new to the run (a first sync, exempt from the breaker).
+                let new_to_run = before.changed_by.as_deref() == Some(w.sync_id.as_str())
+                    && before.data_version == 1;
+                if before.data_version > 0
+                    && before.data_version == w.expected_version
+                    && !new_to_run
+                {
                     self.world
                         .commits_of_existing
                         .lock()

@@ -433,3 +433,59 @@ async fn a_resume_for_a_finished_or_live_run_does_nothing() {
         "nothing fetched by the duplicates"
     );
 }
+
+/// A first sync redone after its invocation ended (a hand-over, or a crash before the
+/// checkpoint) reads the properties it already wrote as having data; they are still new to
+/// this run, so the circuit breaker (which exempts a first sync) does not count them. Found by
+/// review: counted as changes, a bulk import whose invocation was cut halted by mistake.
+#[tokio::test(start_paused = true)]
+async fn a_first_sync_redone_after_its_own_writes_is_not_halted_by_the_breaker() {
+    let ids: Vec<i64> = (1..=40).collect();
+    let rig = Rig::new(&ids, 0, Duration::from_secs(120)).await;
+    let req = rig.slot(0);
+    let SyncRequest::Scheduled {
+        scheduled_time: Some(t),
+    } = &req
+    else {
+        unreachable!()
+    };
+    let sync_id =
+        cupid_sync::domain::run::slot_sync_id(Timestamp::parse_rfc3339(t).expect("a time"));
+    // What the run's cut invocation left: 20 properties first written by this very run.
+    for id in 1..=20 {
+        let mut facets = BTreeMap::new();
+        facets.insert(
+            "property".to_string(),
+            cupid_sync::domain::run::FacetState {
+                hash: format!("h{id}"),
+                version: 1,
+                slot: Some("a".into()),
+                raw: None,
+            },
+        );
+        rig.store.claim(id, 0, 1).await.unwrap();
+        rig.store
+            .commit(&PropertyWrite {
+                hotel_id: id,
+                expected_version: 0,
+                facets,
+                summary: None,
+                status: SyncStatus::Synced,
+                error: None,
+                sync_id: sync_id.clone(),
+                now: Timestamp(1_767_225_600),
+                fence: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let up = Scripted::new(Duration::from_millis(5), |id, _| Ok(body(id)));
+    let run = rig.run(up, req).await;
+    assert_eq!(run.sync_id, sync_id);
+    assert_eq!(
+        (run.status, run.breaker.fetched),
+        (RunStatus::Completed, 0),
+        "{:?}",
+        run.error_message
+    );
+}
