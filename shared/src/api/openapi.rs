@@ -97,6 +97,10 @@ pub fn spec() -> Value {
         if matches!(r.op, Op::DocsPage) {
             responses = json!({"200": {"description": "Swagger UI", "content": {"text/html": {}}}});
         }
+        if matches!(r.op, Op::Metrics) {
+            responses["200"] = json!({"description": "Prometheus text exposition format 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}}});
+        }
         if matches!(r.op, Op::DocsSpec) {
             responses = json!({"200": {"description": "This document", "content": {"application/json": {}}}});
         }

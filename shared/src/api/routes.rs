@@ -7,6 +7,7 @@ pub enum Op {
     AdminHealth,
     Trigger,
     Status,
+    Metrics,
     Logs,
     LogDetail,
     SettingsGet,
@@ -87,6 +88,14 @@ pub const ROUTES: &[Route] = &[
         true,
         Op::Status,
         "Sync status and live progress",
+    ),
+    r(
+        "GET",
+        "/api/v1/admin/sync/metrics",
+        "status",
+        true,
+        Op::Metrics,
+        "Prometheus metrics (text exposition format 0.0.4)",
     ),
     r(
         "GET",

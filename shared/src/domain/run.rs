@@ -77,6 +77,16 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::CompletedWithErrors,
+        RunStatus::Failed,
+        RunStatus::Abandoned,
+        RunStatus::Halted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Queued => "queued",

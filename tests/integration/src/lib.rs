@@ -416,6 +416,20 @@ pub async fn api_call(
     path_and_query: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
+    let resp = api_raw(s, method, path_and_query, body).await;
+    (
+        resp.status,
+        serde_json::from_slice(&resp.body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The response as served (status, content type, bytes), with the admin token.
+pub async fn api_raw(
+    s: &Stack,
+    method: &str,
+    path_and_query: &str,
+    body: Option<serde_json::Value>,
+) -> cupid_sync::api::ApiResponse {
     use cupid_sync::api::routes::{Resolved, resolve};
     let (path, query) = path_and_query
         .split_once('?')
@@ -441,9 +455,5 @@ pub async fn api_call(
         _ => "health",
     };
     let app = s.app();
-    let resp = cupid_sync::api::serve(function, Some(&Secret::new(ADMIN_TOKEN)), &app, req).await;
-    (
-        resp.status,
-        serde_json::from_slice(&resp.body).unwrap_or(serde_json::Value::Null),
-    )
+    cupid_sync::api::serve(function, Some(&Secret::new(ADMIN_TOKEN)), &app, req).await
 }

@@ -3,6 +3,7 @@
 //! `trigger` (starting a run), `settings` (settings and schedule), `properties` (tracking and
 //! reading properties).
 
+mod metrics;
 mod properties;
 mod quarantine;
 mod settings;
@@ -204,6 +205,7 @@ impl Handler for App {
             )),
             Op::AdminHealth => self.admin_health().await,
             Op::Status => self.status().await,
+            Op::Metrics => self.metrics().await,
             Op::Trigger => self.trigger(req).await,
             Op::Logs => self.logs(req).await,
             Op::LogDetail => self.log_detail(req).await,

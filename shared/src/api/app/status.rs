@@ -3,14 +3,16 @@
 use super::*;
 
 /// Newest runs read for status and health (a bounded page, whatever the history).
-const RECENT_RUNS: usize = 10;
+pub(super) const RECENT_RUNS: usize = 10;
 
 /// What status and health read, all at once (independent calls run concurrently).
-struct Snapshot {
-    settings: Settings,
-    input: HealthInput,
-    finished: Option<SyncRun>,
-    stats: CatalogueStats,
+pub(super) struct Snapshot {
+    pub(super) settings: Settings,
+    pub(super) input: HealthInput,
+    pub(super) finished: Option<SyncRun>,
+    pub(super) stats: CatalogueStats,
+    /// The newest runs ([`RECENT_RUNS`]), newest first.
+    pub(super) recent: Vec<SyncRun>,
 }
 
 impl App {
@@ -32,7 +34,7 @@ impl App {
 
     /// Settings, schedule, counts and the newest runs: constant work whatever the number of
     /// properties and runs.
-    async fn snapshot(&self) -> Result<Snapshot, ApiError> {
+    pub(super) async fn snapshot(&self) -> Result<Snapshot, ApiError> {
         let (settings, sched, stats, recent) = tokio::join!(
             self.effective_settings(),
             self.schedule.get(),
@@ -72,6 +74,7 @@ impl App {
             input,
             finished,
             stats,
+            recent,
         })
     }
 
@@ -83,6 +86,7 @@ impl App {
                 input,
                 finished,
                 stats,
+                ..
             },
             current,
         ) = (snap?, current?);

@@ -368,6 +368,34 @@ async fn main() {
         &b["data"]["sync_status"],
     );
 
+    // Prometheus metrics, through watch like every route.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/admin/sync/metrics", c.base))
+        .bearer_auth(&c.token)
+        .send()
+        .await;
+    let (code, ctype, text) = match resp {
+        Ok(r) => {
+            let code = r.status().as_u16();
+            let ctype = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (code, ctype, r.text().await.unwrap_or_default())
+        }
+        Err(e) => (0, String::new(), e.to_string()),
+    };
+    c.check(
+        "GET /admin/sync/metrics answers the Prometheus text format with the catalogue counts",
+        code == 200
+            && ctype.starts_with("text/plain; version=0.0.4")
+            && text.contains("# TYPE cupid_sync_properties gauge")
+            && text.contains("cupid_sync_last_run_status{status=\"completed\"} 1"),
+        format!("{code} {ctype}: {}", text.chars().take(300).collect::<String>()),
+    );
+
     // Schema drift: upstream's response shape changes for 25 properties (a new section, an
     // optional field gone). The run that meets it says so in its log, once.
     let drifted: Vec<i64> = cupid_sim::HOTEL_IDS
