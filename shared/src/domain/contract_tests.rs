@@ -6,19 +6,7 @@ use serde_json::{Value, json};
 
 const ID: i64 = 1641879;
 
-fn property() -> Value {
-    serde_json::from_str(include_str!(
-        "../../../tests/fixtures/property_1641879.json"
-    ))
-    .unwrap()
-}
-
-fn reviews() -> Value {
-    serde_json::from_str(include_str!(
-        "../../../tests/fixtures/reviews_1641879_100.json"
-    ))
-    .unwrap()
-}
+use crate::domain::fixtures::{property, reviews};
 
 /// A translation as upstream serves it: the same document, names translated, some facilities
 /// dropped.

@@ -5,6 +5,8 @@ pub mod decide;
 pub mod document;
 pub mod drift;
 pub mod facet;
+#[cfg(test)]
+pub mod fixtures;
 pub mod health;
 pub mod interval;
 pub mod json;

@@ -6,19 +6,7 @@ use crate::domain::json::Json;
 use crate::domain::time::Timestamp;
 use serde_json::{Value, json};
 
-fn property() -> Value {
-    serde_json::from_str(include_str!(
-        "../../../tests/fixtures/property_1641879.json"
-    ))
-    .unwrap()
-}
-
-fn reviews() -> Value {
-    serde_json::from_str(include_str!(
-        "../../../tests/fixtures/reviews_1641879_100.json"
-    ))
-    .unwrap()
-}
+use crate::domain::fixtures::{property, reviews};
 
 /// A shape of `n` documents made by `doc(i)` (hotel ids 1..=n), compared with `base`.
 fn shape_of(n: i64, base: Option<&Shape>, doc: impl Fn(i64) -> Value) -> Shape {

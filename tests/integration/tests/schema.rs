@@ -22,6 +22,23 @@ fn reshape() -> IdFault {
     }
 }
 
+/// Upstream serves `reshaped` ids reshaped and `sprouted` ids with a new `loyalty` section.
+fn shapes(s: &Stack, reshaped: &[i64], sprouted: &[i64]) {
+    let mut per_id: HashMap<i64, IdFault> = reshaped.iter().map(|id| (*id, reshape())).collect();
+    for id in sprouted {
+        let sprout = IdFault {
+            kind: "sprout".into(),
+            times: 0,
+            path_contains: Some("/v3.0/property/".into()),
+        };
+        per_id.insert(*id, sprout);
+    }
+    s.sim.sim.set_faults(Faults {
+        per_id,
+        ..Default::default()
+    });
+}
+
 fn drift_of<'a>(d: &'a [FacetDrift], facet: &str) -> &'a FacetDrift {
     d.iter()
         .find(|f| f.facet == facet)
@@ -61,10 +78,7 @@ async fn drift_is_reported_once_and_a_frozen_schema_holds_new_shapes_until_accep
     // Upstream's response shape changes for 30 properties (property and translation): a new
     // `sustainability` section, no `airport_code`.
     let reshaped: Vec<i64> = ids[..30].to_vec();
-    s.sim.sim.set_faults(Faults {
-        per_id: reshaped.iter().map(|id| (*id, reshape())).collect(),
-        ..Default::default()
-    });
+    shapes(&s, &reshaped, &[]);
     let second = s.sync().await;
     assert_eq!(
         second.status,
@@ -136,19 +150,7 @@ async fn drift_is_reported_once_and_a_frozen_schema_holds_new_shapes_until_accep
         hotel_ids: vec![held, plain],
         ..Default::default()
     });
-    let mut per_id: HashMap<i64, IdFault> = reshaped.iter().map(|id| (*id, reshape())).collect();
-    per_id.insert(
-        held,
-        IdFault {
-            kind: "sprout".into(),
-            times: 0,
-            path_contains: Some("/v3.0/property/".into()),
-        },
-    );
-    s.sim.sim.set_faults(Faults {
-        per_id,
-        ..Default::default()
-    });
+    shapes(&s, &reshaped, &[held]);
     let fourth = s.sync().await;
     assert_eq!(
         (fourth.counters.updated, fourth.counters.quarantined),
@@ -198,21 +200,7 @@ async fn drift_is_reported_once_and_a_frozen_schema_holds_new_shapes_until_accep
         hotel_ids: vec![other],
         ..Default::default()
     });
-    let mut per_id: HashMap<i64, IdFault> = reshaped.iter().map(|id| (*id, reshape())).collect();
-    for id in [held, other] {
-        per_id.insert(
-            id,
-            IdFault {
-                kind: "sprout".into(),
-                times: 0,
-                path_contains: Some("/v3.0/property/".into()),
-            },
-        );
-    }
-    s.sim.sim.set_faults(Faults {
-        per_id,
-        ..Default::default()
-    });
+    shapes(&s, &reshaped, &[held, other]);
     let sixth = s.sync().await;
     assert_eq!(
         (sixth.counters.updated, sixth.counters.quarantined),

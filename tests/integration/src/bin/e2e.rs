@@ -48,6 +48,12 @@ impl Ctx {
         }
     }
 
+    /// Sets the Cupid simulator's faults (`{}`: none).
+    async fn sim_faults(&self, sim: &str, faults: Value) {
+        self.send("POST", &format!("{sim}/__sim/faults"), false, Some(faults))
+            .await;
+    }
+
     fn check(&mut self, name: &str, ok: bool, detail: impl std::fmt::Display) {
         if ok {
             self.passed += 1;
@@ -349,13 +355,7 @@ async fn main() {
         format!("{} / {}", b["data"]["sync_status"], log["data"]["changes"]),
     );
     // Upstream fixed: the good content comes back.
-    c.send(
-        "POST",
-        &format!("{sim}/__sim/faults"),
-        false,
-        Some(serde_json::json!({})),
-    )
-    .await;
+    c.sim_faults(&sim, serde_json::json!({})).await;
     c.send("POST", &api("/api/v1/admin/sync"), true, Some(subset))
         .await;
     c.wait_idle().await;
@@ -393,7 +393,10 @@ async fn main() {
             && ctype.starts_with("text/plain; version=0.0.4")
             && text.contains("# TYPE cupid_sync_properties gauge")
             && text.contains("cupid_sync_last_run_status{status=\"completed\"} 1"),
-        format!("{code} {ctype}: {}", text.chars().take(300).collect::<String>()),
+        format!(
+            "{code} {ctype}: {}",
+            text.chars().take(300).collect::<String>()
+        ),
     );
 
     // Schema drift: upstream's response shape changes for 25 properties (a new section, an
@@ -412,13 +415,8 @@ async fn main() {
             )
         })
         .collect();
-    c.send(
-        "POST",
-        &format!("{sim}/__sim/faults"),
-        false,
-        Some(serde_json::json!({ "per_id": per_id })),
-    )
-    .await;
+    c.sim_faults(&sim, serde_json::json!({ "per_id": per_id }))
+        .await;
     let mut drift_logs = Vec::new();
     for _ in 0..2 {
         let (_, b, _) = c.call("POST", "/api/v1/admin/sync", true).await;
@@ -449,13 +447,7 @@ async fn main() {
         drift_logs[1].as_array().is_some_and(|a| a.is_empty()),
         &drift_logs[1],
     );
-    c.send(
-        "POST",
-        &format!("{sim}/__sim/faults"),
-        false,
-        Some(serde_json::json!({})),
-    )
-    .await;
+    c.sim_faults(&sim, serde_json::json!({})).await;
 
     // Bulk tracking from a file with the CLI: 12,000 lines in two calls.
     let file = std::env::temp_dir().join(format!("e2e-ids-{}.txt", std::process::id()));
