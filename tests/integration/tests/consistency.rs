@@ -134,6 +134,34 @@ fn the_template_routes_and_functions_match_the_route_table() {
     assert_eq!(binaries, crates, "one template function per function crate");
 }
 
+/// Every function is traced and has its log group (with the stack's retention) in the
+/// template: none is left to Lambda's auto-created group that keeps logs forever.
+#[test]
+fn every_function_is_traced_and_has_a_log_group_with_retention() {
+    let t = template();
+    assert_eq!(
+        s(&t, &["Globals", "Function", "Tracing"]).and_then(|x| x.as_str()),
+        Some("Active")
+    );
+    let resources = s(&t, &["Resources"]).unwrap().as_mapping().unwrap();
+    let groups: BTreeSet<String> = resources
+        .values()
+        .filter(|r| s(r, &["Type"]).and_then(|x| x.as_str()) == Some("AWS::Logs::LogGroup"))
+        .filter(|r| s(r, &["Properties", "RetentionInDays"]).is_some())
+        .filter_map(|r| s(r, &["Properties", "LogGroupName"]).and_then(|x| x.as_str()))
+        .map(str::to_string)
+        .collect();
+    for (name, r) in resources {
+        if s(r, &["Type"]).and_then(|x| x.as_str()) == Some("AWS::Serverless::Function") {
+            let name = name.as_str().unwrap();
+            assert!(
+                groups.contains(&format!("/aws/lambda/${{{name}}}")),
+                "{name} has no log group with a retention"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_template_tables_match_the_code_table_definitions() {
     use cupid_sync::adapters::tables::{ALL, Key};
