@@ -188,7 +188,11 @@ mod tests {
         assert_eq!(line["cold_start"], true);
         assert_eq!(
             (&line["sync_id"], &line["fence"], &line["hotel_id"]),
-            (&Value::from("01ABC"), &Value::from(3), &Value::from(1641879))
+            (
+                &Value::from("01ABC"),
+                &Value::from(3),
+                &Value::from(1641879)
+            )
         );
         assert_eq!(line["facet"], "property");
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));

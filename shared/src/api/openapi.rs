@@ -31,7 +31,19 @@ fn extra_params(op: Op) -> Vec<Value> {
     match op {
         Op::Logs => vec![
             json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}}),
-            json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}),
+            json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0}}),
+            json!({"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": "^[A-Za-z0-9]{1,64}$"}, "description": "next_cursor of the previous page (not with offset)"}),
+        ],
+        Op::LogDetail => vec![
+            json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100}}),
+            json!({"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 1}, "description": "next_after of the previous page"}),
+        ],
+        Op::PropertyGet => vec![
+            json!({"name": "lang", "in": "query", "schema": {"type": "string", "enum": crate::domain::settings::LANGUAGES}, "description": "a synced translation instead of the property"}),
+        ],
+        Op::PropertyReviews => vec![
+            json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}),
+            json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0}}),
         ],
         Op::QuarantineList => vec![
             json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}}),
@@ -221,6 +233,53 @@ mod tests {
         in_table.sort();
         assert_eq!(in_spec, in_table);
         assert!(spec["components"]["schemas"]["RunView"].is_object());
+    }
+
+    /// Every query parameter a handler reads (`req.query.get("…")`) is declared for some
+    /// route, and the property routes declare theirs.
+    #[test]
+    fn the_query_parameters_handlers_read_are_declared() {
+        let spec = spec();
+        let declared: std::collections::BTreeSet<String> = spec["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .flat_map(|op| op["parameters"].as_array().cloned().unwrap_or_default())
+            .filter(|p| p["in"] == "query")
+            .filter_map(|p| p["name"].as_str().map(str::to_string))
+            .collect();
+        let sources = [
+            include_str!("app/properties.rs"),
+            include_str!("app/quarantine.rs"),
+            include_str!("app/settings.rs"),
+            include_str!("app/status.rs"),
+            include_str!("app/trigger.rs"),
+            include_str!("app/metrics.rs"),
+        ];
+        for src in sources {
+            for (i, _) in src.match_indices("query.get(\"") {
+                let rest = &src[i + "query.get(\"".len()..];
+                let name = &rest[..rest.find('"').unwrap()];
+                assert!(
+                    declared.contains(name),
+                    "query parameter `{name}` is not declared"
+                );
+            }
+        }
+        let params = |path: &str| -> Vec<String> {
+            spec["paths"][path]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(params("/api/v1/properties/{id}"), ["id", "lang"]);
+        assert_eq!(
+            params("/api/v1/properties/{id}/reviews"),
+            ["id", "limit", "offset"]
+        );
     }
 
     #[test]
