@@ -204,6 +204,16 @@ pub struct Counters {
     pub consumed_rcu: f64,
     pub consumed_wcu: f64,
     pub upstream_requests: u64,
+    /// Upstream attempts answered 429, answered 5xx, or that timed out or could not connect;
+    /// and the retries made (each also counts in `upstream_requests`).
+    #[serde(default)]
+    pub upstream_throttled: u64,
+    #[serde(default)]
+    pub upstream_server_errors: u64,
+    #[serde(default)]
+    pub upstream_unreachable: u64,
+    #[serde(default)]
+    pub upstream_retries: u64,
 }
 
 impl Counters {
@@ -220,6 +230,10 @@ impl Counters {
         self.consumed_rcu += d.consumed_rcu;
         self.consumed_wcu += d.consumed_wcu;
         self.upstream_requests += d.upstream_requests;
+        self.upstream_throttled += d.upstream_throttled;
+        self.upstream_server_errors += d.upstream_server_errors;
+        self.upstream_unreachable += d.upstream_unreachable;
+        self.upstream_retries += d.upstream_retries;
     }
 }
 

@@ -72,6 +72,16 @@ pub(crate) struct GateConfig {
     pub stop_fetching: Instant,
 }
 
+/// Upstream attempts by outcome, between two checkpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct UpstreamOutcomes {
+    pub requests: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub unreachable: u64,
+    pub retries: u64,
+}
+
 pub(crate) struct Gate {
     permits: Semaphore,
     limiter: Limiter,
@@ -80,6 +90,12 @@ pub(crate) struct Gate {
     cfg: GateConfig,
     /// Attempts sent (progress and the run's upstream_requests).
     pub sent: AtomicU64,
+    /// Attempts answered 429, 5xx, or that timed out or could not connect; and retries made
+    /// (the run's `upstream_*` counters, taken at each checkpoint).
+    pub throttled: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub unreachable: AtomicU64,
+    pub retried: AtomicU64,
     refused: OnceLock<String>,
     /// Requests in a row that exhausted their attempts on 429.
     exhausted_429: AtomicU32,
@@ -106,6 +122,10 @@ impl Gate {
             wall,
             cfg,
             sent: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
+            unreachable: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
             refused: OnceLock::new(),
             exhausted_429: AtomicU32::new(0),
             quota_gone: AtomicBool::new(false),
@@ -167,8 +187,31 @@ impl Gate {
                 let _ = self.refused.set(reason.clone());
                 Err(Attempt::Stop(FetchStop::Refused(reason)))
             }
-            Err(e) => Err(Attempt::Upstream(e)),
+            Err(e) => {
+                let counter = match e {
+                    FetchError::RateLimited { .. } => Some(&self.throttled),
+                    FetchError::Server(_) => Some(&self.server_errors),
+                    FetchError::Timeout(_) | FetchError::Transport(_) => Some(&self.unreachable),
+                    _ => None,
+                };
+                if let Some(c) = counter {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(Attempt::Upstream(e))
+            }
             Ok(v) => Ok(v),
+        }
+    }
+
+    /// What the attempts since the last call met (taken: the next call counts afresh).
+    pub fn take_outcomes(&self) -> UpstreamOutcomes {
+        let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
+        UpstreamOutcomes {
+            requests: take(&self.sent),
+            throttled: take(&self.throttled),
+            server_errors: take(&self.server_errors),
+            unreachable: take(&self.unreachable),
+            retries: take(&self.retried),
         }
     }
 
@@ -217,6 +260,7 @@ impl Gate {
                 Some(wait)
             })
             .notify(|e: &Attempt, d: Duration| {
+                self.retried.fetch_add(1, Ordering::Relaxed);
                 warn!(hotel_id = id, facet = %key, error = ?e, retry_in_ms = d.as_millis() as u64, "retrying upstream call")
             })
             .await;

@@ -242,11 +242,13 @@ impl Pipeline<'_> {
         run.breaker = self.breaker().counts();
         run.shape = self.ctx.watch.seen();
         run.counters.consumed_rcu += std::mem::take(&mut unsaved.rcu);
-        run.counters.upstream_requests += self
-            .ctx
-            .gate
-            .sent
-            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        let up = self.ctx.gate.take_outcomes();
+        let c = &mut run.counters;
+        c.upstream_requests += up.requests;
+        c.upstream_throttled += up.throttled;
+        c.upstream_server_errors += up.server_errors;
+        c.upstream_unreachable += up.unreachable;
+        c.upstream_retries += up.retries;
         if !self.ctx.guard.ok() {
             return Err(Stop::Lost);
         }

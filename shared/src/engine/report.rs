@@ -18,9 +18,22 @@ pub fn run_summary(run: &SyncRun) -> serde_json::Value {
         "failed_properties": run.counters.failed,
         "not_found_properties": run.counters.not_found,
         "quarantined_properties": run.counters.quarantined,
+        "upstream": upstream(run),
         "error_message": run.error_message,
         // Paths changed per kind of document (the details are in `SchemaChanged`).
         "schema_drift": crate::domain::drift::drift_counts(&run.drift),
+    })
+}
+
+/// What the run's upstream attempts met.
+pub fn upstream(run: &SyncRun) -> serde_json::Value {
+    let c = &run.counters;
+    serde_json::json!({
+        "requests": c.upstream_requests,
+        "throttled": c.upstream_throttled,
+        "server_errors": c.upstream_server_errors,
+        "unreachable": c.upstream_unreachable,
+        "retries": c.upstream_retries,
     })
 }
 
@@ -42,7 +55,12 @@ pub fn emf_line(run: &SyncRun, timestamp_ms: u64) -> String {
                     {"Name": "FailedProperties", "Unit": "Count"},
                     {"Name": "SyncDuration", "Unit": "Seconds"},
                     {"Name": "SuccessRate", "Unit": "Percent"},
-                    {"Name": "SyncFailed", "Unit": "Count"}
+                    {"Name": "SyncFailed", "Unit": "Count"},
+                    {"Name": "UpstreamRequests", "Unit": "Count"},
+                    {"Name": "UpstreamThrottled", "Unit": "Count"},
+                    {"Name": "UpstreamServerErrors", "Unit": "Count"},
+                    {"Name": "UpstreamUnreachable", "Unit": "Count"},
+                    {"Name": "UpstreamRetries", "Unit": "Count"}
                 ]
             }]
         },
@@ -55,6 +73,11 @@ pub fn emf_line(run: &SyncRun, timestamp_ms: u64) -> String {
         "SyncDuration": run.duration_secs().unwrap_or(0),
         "SuccessRate": if run.status == RunStatus::Failed { 0.0 } else { success.min(100.0) },
         "SyncFailed": u8::from(run.status == RunStatus::Failed),
+        "UpstreamRequests": run.counters.upstream_requests,
+        "UpstreamThrottled": run.counters.upstream_throttled,
+        "UpstreamServerErrors": run.counters.upstream_server_errors,
+        "UpstreamUnreachable": run.counters.upstream_unreachable,
+        "UpstreamRetries": run.counters.upstream_retries,
     })
     .to_string()
 }

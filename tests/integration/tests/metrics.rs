@@ -94,6 +94,18 @@ async fn metrics_follow_the_catalogue_and_the_runs_in_the_exposition_format() {
         Some(run.counters.upstream_requests as f64)
     );
     assert!(value(&m, "cupid_sync_last_run_write_units", ("", "")).unwrap() > 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "cupid_sync_last_run_upstream_errors",
+            ("kind", "throttled")
+        ),
+        Some(run.counters.upstream_throttled as f64)
+    );
+    assert_eq!(
+        value(&m, "cupid_sync_last_run_upstream_retries", ("", "")),
+        Some(run.counters.upstream_retries as f64)
+    );
     assert!(value(&m, "cupid_sync_last_success_timestamp_seconds", ("", "")).unwrap() > 1.7e9);
     let healthy: f64 = ["healthy", "degraded", "unhealthy", "stopped"]
         .iter()

@@ -489,3 +489,32 @@ async fn a_first_sync_redone_after_its_own_writes_is_not_halted_by_the_breaker()
         run.error_message
     );
 }
+
+/// A run counts what its upstream attempts met (429, 5xx, timeouts) and the retries it made,
+/// across checkpoints: what status, the run log, metrics and the dashboard show.
+#[tokio::test(start_paused = true)]
+async fn a_run_counts_its_throttled_failed_and_retried_upstream_attempts() {
+    let ids: Vec<i64> = (1..=10).collect();
+    let rig = Rig::new(&ids, 3, Duration::from_secs(120)).await;
+    let up = Scripted::new(Duration::from_millis(5), |id, n| match n {
+        1 => Err(FetchError::Server(503)),
+        2 => Err(FetchError::RateLimited {
+            retry_after: Some(RetryAfter::Delay(Duration::from_secs(1))),
+        }),
+        3 if id % 2 == 0 => Err(FetchError::Timeout(Duration::from_secs(10))),
+        _ => Ok(body(id)),
+    });
+    let run = rig.run(up, rig.slot(0)).await;
+    let c = &run.counters;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        (
+            c.upstream_requests,
+            c.upstream_server_errors,
+            c.upstream_throttled,
+            c.upstream_unreachable,
+            c.upstream_retries
+        ),
+        (35, 10, 10, 5, 25)
+    );
+}

@@ -53,6 +53,14 @@ struct RunItem {
     #[serde(default)]
     upstream_requests: u64,
     #[serde(default)]
+    upstream_throttled: u64,
+    #[serde(default)]
+    upstream_server_errors: u64,
+    #[serde(default)]
+    upstream_unreachable: u64,
+    #[serde(default)]
+    upstream_retries: u64,
+    #[serde(default)]
     error_message: Option<String>,
     created_at: String,
     #[serde(default)]
@@ -113,6 +121,10 @@ impl RunItem {
             processed_properties: r.counters.processed,
             document_writes: r.counters.document_writes,
             upstream_requests: r.counters.upstream_requests,
+            upstream_throttled: r.counters.upstream_throttled,
+            upstream_server_errors: r.counters.upstream_server_errors,
+            upstream_unreachable: r.counters.upstream_unreachable,
+            upstream_retries: r.counters.upstream_retries,
             error_message: r.error_message.clone(),
             created_at: r.started_at.rfc3339(),
             cursor: r.cursor,
@@ -159,6 +171,10 @@ impl RunItem {
                 consumed_rcu: self.consumed_rcu,
                 consumed_wcu: self.consumed_wcu,
                 upstream_requests: self.upstream_requests,
+                upstream_throttled: self.upstream_throttled,
+                upstream_server_errors: self.upstream_server_errors,
+                upstream_unreachable: self.upstream_unreachable,
+                upstream_retries: self.upstream_retries,
             },
             error_message: self.error_message,
             cursor: self.cursor,

@@ -162,6 +162,22 @@ impl App {
                 "Requests the newest finished run sent upstream (each retry counts)",
                 c.upstream_requests as f64,
             )?;
+            m.family(
+                "last_run_upstream_errors",
+                "Upstream attempts of the newest finished run that were answered 429, 5xx, or timed out / could not connect",
+                "kind",
+                [
+                    ("throttled", c.upstream_throttled),
+                    ("server_error", c.upstream_server_errors),
+                    ("unreachable", c.upstream_unreachable),
+                ]
+                .map(|(k, n)| (k, n as f64)),
+            )?;
+            m.gauge(
+                "last_run_upstream_retries",
+                "Retries the newest finished run made upstream",
+                c.upstream_retries as f64,
+            )?;
             m.gauge(
                 "last_run_write_units",
                 "DynamoDB write units the newest finished run consumed",
