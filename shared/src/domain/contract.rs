@@ -510,6 +510,16 @@ fn is_date(s: &str) -> bool {
     humantime::parse_rfc3339_weak(s.trim().trim_end_matches('Z')).is_ok()
 }
 
+/// What checks a parsed document after its contract (the engine: its run's schema watch, `domain::shape::Watch`), given
+/// the document's content hash. `()` checks nothing.
+pub trait Inspect {
+    fn inspect<V: View>(&self, doc: &V, hash: &str, report: &mut Report);
+}
+
+impl Inspect for () {
+    fn inspect<V: View>(&self, _: &V, _: &str, _: &mut Report) {}
+}
+
 #[cfg(test)]
 #[path = "contract_tests.rs"]
 mod tests;

@@ -1,10 +1,9 @@
 //! Facets: the separately stored, separately versioned parts of a property — the English
 //! property document, one translation per language, and the newest reviews.
 
-use super::contract;
+use super::contract::{self, Inspect};
 use super::document::{self, CanonicalBody, CanonicalDoc};
 use super::settings::Settings;
-use super::shape::Inspect;
 use serde_json::Value;
 use std::cmp::Ordering;
 

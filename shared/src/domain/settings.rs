@@ -1,11 +1,41 @@
 //! Run-time settings: what each key means, how its value is validated, and the effective values.
 
 use super::interval::Interval;
-use super::shape::SchemaPolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+
+/// What a document whose shape is new to the baseline does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaPolicy {
+    /// Stored; the change is reported once and joins the baseline.
+    #[default]
+    Evolve,
+    /// Quarantined (rule `schema`) until an operator accepts it.
+    Freeze,
+}
+
+impl SchemaPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaPolicy::Evolve => "evolve",
+            SchemaPolicy::Freeze => "freeze",
+        }
+    }
+}
+
+impl FromStr for SchemaPolicy {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "evolve" => Ok(SchemaPolicy::Evolve),
+            "freeze" => Ok(SchemaPolicy::Freeze),
+            _ => Err(()),
+        }
+    }
+}
 
 /// Every setting the system knows. The env variable gives the default; the settings table overrides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

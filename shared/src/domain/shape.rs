@@ -21,46 +21,15 @@
 //! observed; a property redone after a crash or a hand-over may count twice.
 
 use super::contract::{Report, Rule};
+use super::settings::SchemaPolicy;
 use super::view::{Kind, View};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 /// Paths tracked per kind of document; paths beyond are counted as untracked, not kept.
 pub const MAX_PATHS: u64 = 2000;
 /// Example hotel ids kept per changed path.
 pub const MAX_EXAMPLES: usize = 3;
-/// What a document whose shape is new to the baseline does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SchemaPolicy {
-    /// Stored; the change is reported once and joins the baseline.
-    #[default]
-    Evolve,
-    /// Quarantined (rule `schema`) until an operator accepts it.
-    Freeze,
-}
-
-impl SchemaPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SchemaPolicy::Evolve => "evolve",
-            SchemaPolicy::Freeze => "freeze",
-        }
-    }
-}
-
-impl FromStr for SchemaPolicy {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "evolve" => Ok(SchemaPolicy::Evolve),
-            "freeze" => Ok(SchemaPolicy::Freeze),
-            _ => Err(()),
-        }
-    }
-}
-
 const NULL: u8 = 1;
 const TYPES: [(u8, &str); 6] = [
     (NULL, "null"),
@@ -435,16 +404,6 @@ fn deviate_at<V: View>(b: &Node, doc: &V, path: &mut String, out: &mut Vec<(Stri
         }
         _ => {}
     }
-}
-
-/// What checks a parsed document after its contract (the engine: its run's [`Watch`]), given
-/// the document's content hash. `()` checks nothing.
-pub trait Inspect {
-    fn inspect<V: View>(&self, doc: &V, hash: &str, report: &mut Report);
-}
-
-impl Inspect for () {
-    fn inspect<V: View>(&self, _: &V, _: &str, _: &mut Report) {}
 }
 
 /// One run's schema watch: the baseline it compares with, its policy and what it observed

@@ -7,8 +7,8 @@
 use cupid_sim::{ChangeRequest, Faults, IdFault};
 use cupid_sync::domain::drift::FacetDrift;
 use cupid_sync::domain::run::RunStatus;
+use cupid_sync::domain::settings::SchemaPolicy;
 use cupid_sync::domain::settings::{SettingKey, SettingValue};
-use cupid_sync::domain::shape::SchemaPolicy;
 use cupid_sync::domain::time::Timestamp;
 use cupid_sync::ports::{SchemaStore, SettingsStore};
 use integration::{Options, Stack, api_call};

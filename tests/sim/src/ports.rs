@@ -166,7 +166,8 @@ impl SimPorts {
         w: &PropertyWrite,
         doc: &serde_json::Value,
     ) -> Vec<(String, String)> {
-        use cupid_sync::domain::shape::{SchemaPolicy, deviations};
+        use cupid_sync::domain::settings::SchemaPolicy;
+        use cupid_sync::domain::shape::deviations;
         if self.world.scenario.schema_policy != SchemaPolicy::Freeze || self.world.is_calm() {
             return Vec::new();
         }

@@ -89,7 +89,7 @@ pub struct Scenario {
     /// parts and crashes land between them.
     pub part_bytes: usize,
     /// `sync_schema_policy` of every run but the clean last one.
-    pub schema_policy: cupid_sync::domain::shape::SchemaPolicy,
+    pub schema_policy: cupid_sync::domain::settings::SchemaPolicy,
     pub touch_unchanged: bool,
     pub interval_s: u64,
     pub slots: u32,
@@ -282,7 +282,7 @@ impl Scenario {
         }
         // Schema drift (drawn after the data-quality draws, for the same reason).
         if rng.random_bool(0.3) {
-            scenario.schema_policy = cupid_sync::domain::shape::SchemaPolicy::Freeze;
+            scenario.schema_policy = cupid_sync::domain::settings::SchemaPolicy::Freeze;
         }
         for _ in 0..rng.random_range(0..=2) {
             scenario.actions.push((

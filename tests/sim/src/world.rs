@@ -427,7 +427,7 @@ impl World {
                     (SettingKey::SyncMaxChangeRatio, SettingValue::Rate(1.0)),
                     (
                         SettingKey::SyncSchemaPolicy,
-                        SettingValue::Policy(cupid_sync::domain::shape::SchemaPolicy::Evolve),
+                        SettingValue::Policy(cupid_sync::domain::settings::SchemaPolicy::Evolve),
                     ),
                 ],
                 Timestamp((self.now_ms() / 1000) as i64),

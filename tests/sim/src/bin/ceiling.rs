@@ -264,7 +264,7 @@ fn main() {
                 );
             if k >= 3 {
                 use cupid_sync::domain::settings::{SettingKey, SettingValue};
-                use cupid_sync::domain::shape::SchemaPolicy;
+                use cupid_sync::domain::settings::SchemaPolicy;
                 use cupid_sync::ports::SettingsStore;
                 // Every document changes: the circuit breaker would halt it.
                 let policy = if k == 4 {
