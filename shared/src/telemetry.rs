@@ -18,6 +18,7 @@ pub const SERVICE: &str = "cupid-sync";
 
 /// The filter: `LOG_LEVEL`, else `AWS_LAMBDA_LOG_LEVEL` (Lambda's names: `FATAL` is `error`).
 fn level(get: &dyn Fn(&str) -> Option<String>) -> (String, &'static str) {
+    let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
     if let Some(l) = get("LOG_LEVEL") {
         return (l, "LOG_LEVEL");
     }
@@ -29,20 +30,53 @@ fn level(get: &dyn Fn(&str) -> Option<String>) -> (String, &'static str) {
 }
 
 /// Installs the JSON subscriber once. A bad level is a startup error naming the variable.
+/// The level filters events only: spans are always recorded, so a `warn` line still carries
+/// its request, run and hotel.
 pub fn init() -> Result<(), crate::config::ConfigError> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let (level, var) = level(&|k| std::env::var(k).ok());
-    let filter = tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
+    let events = tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
         crate::config::ConfigError::Invalid {
             var,
             reason: format!("`{level}`: {e}"),
         }
     })?;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .fmt_fields(JsonFields::new())
         .event_format(LambdaJson::from_env())
+        .with_filter(events.or(filter_fn(|m| m.is_span())));
+    let _ = tracing_subscriber::registry()
+        .with(ColdStart)
+        .with(lines)
         .try_init();
     Ok(())
+}
+
+/// The name of the span lambda_runtime opens around each invocation (with `requestId`).
+const INVOKE_SPAN: &str = "Lambda runtime invoke";
+
+/// Notes the first invocation this process serves (its lines are the cold start), when its
+/// span opens: whether or not anything is logged during it.
+pub struct ColdStart;
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for ColdStart {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if attrs.metadata().name() == INVOKE_SPAN && FIRST_REQUEST.get().is_none() {
+            let mut fields = Map::new();
+            attrs.record(&mut Fields(&mut fields));
+            if let Some(Value::String(id)) = fields.remove("requestId") {
+                let _ = FIRST_REQUEST.set(id);
+            }
+        }
+    }
 }
 
 /// The line format (a `tracing_subscriber` event formatter).
@@ -98,7 +132,6 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         let mut line = Map::new();
-        line.insert("level".into(), meta.level().as_str().into());
         // The fields of the spans the event is in, outermost first (JsonFields writes each
         // span's fields as a JSON object).
         if let Some(scope) = ctx.event_scope() {
@@ -111,6 +144,8 @@ where
             }
         }
         event.record(&mut Fields(&mut line));
+        // Written after the fields: a field of the same name cannot replace them.
+        line.insert("level".into(), meta.level().as_str().into());
         line.insert(
             "timestamp".into(),
             humantime::format_rfc3339_millis(std::time::SystemTime::now())
@@ -123,9 +158,8 @@ where
         }
         // lambda_runtime's invoke span names the request `requestId`.
         if let Some(id) = line.remove("requestId") {
-            let id_str = id.as_str().unwrap_or_default().to_string();
-            let first = FIRST_REQUEST.get_or_init(|| id_str.clone());
-            line.insert("cold_start".into(), (*first == id_str).into());
+            let cold = FIRST_REQUEST.get().map(String::as_str) == id.as_str();
+            line.insert("cold_start".into(), cold.into());
             line.insert("request_id".into(), id);
         }
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
@@ -161,25 +195,47 @@ mod tests {
 
     #[test]
     fn a_line_has_the_lambda_keys_and_the_span_fields_at_the_top_level() {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
+        use tracing_subscriber::layer::SubscriberExt;
         let buf = Buf::default();
-        let subscriber = tracing_subscriber::fmt()
+        // As `init` builds it, at `warn`: the info spans still give their fields.
+        let lines = tracing_subscriber::fmt::layer()
             .with_writer(buf.clone())
             .fmt_fields(JsonFields::new())
             .event_format(LambdaJson {
                 function_name: Some("stack-sync".into()),
             })
-            .finish();
+            .with_filter(LevelFilter::WARN.or(filter_fn(|m| m.is_span())));
+        let subscriber = tracing_subscriber::registry().with(ColdStart).with(lines);
         tracing::subscriber::with_default(subscriber, || {
-            let invoke = tracing::info_span!("Lambda runtime invoke", requestId = "req-1");
-            let _i = invoke.enter();
-            let sync = tracing::info_span!("sync", sync_id = "01ABC", fence = 3);
-            let _s = sync.enter();
-            let prop = tracing::info_span!("property", hotel_id = 1641879);
-            let _p = prop.enter();
-            tracing::warn!(facet = "property", "could not read the previous version");
+            for request in ["req-1", "req-2"] {
+                let invoke = tracing::info_span!("Lambda runtime invoke", requestId = request);
+                let _i = invoke.enter();
+                let sync = tracing::info_span!("sync", sync_id = "01ABC", fence = 3);
+                let _s = sync.enter();
+                let prop = tracing::info_span!("property", hotel_id = 1641879);
+                let _p = prop.enter();
+                tracing::info!("filtered out at warn");
+                tracing::warn!(
+                    facet = "property",
+                    level = "spoofed",
+                    "could not read the previous version"
+                );
+            }
         });
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let line: Value = serde_json::from_str(text.trim()).expect("one JSON object");
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(
+            (&lines[1]["request_id"], &lines[1]["cold_start"]),
+            (&Value::from("req-2"), &Value::from(false)),
+            "a later invocation is warm"
+        );
+        let line = &lines[0];
         assert_eq!(line["level"], "WARN");
         assert_eq!(line["message"], "could not read the previous version");
         assert_eq!(line["service"], SERVICE);

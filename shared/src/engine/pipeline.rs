@@ -222,7 +222,8 @@ impl Pipeline<'_> {
         }
         if self.breaker().released() {
             for d in deferred.drain(..) {
-                tasks.spawn(property::resume(self.ctx.clone(), d));
+                // In the run's span: its lines carry the request and the run.
+                tasks.spawn(property::resume(self.ctx.clone(), d).in_current_span());
             }
         }
         Ok(())
@@ -327,7 +328,7 @@ impl Pipeline<'_> {
                         }
                         order.started.push_back((t.hotel_id, false));
                         started_here += 1;
-                        tasks.spawn(property::process(self.ctx.clone(), t));
+                        tasks.spawn(property::process(self.ctx.clone(), t).in_current_span());
                     }
                     Ok(None) => exhausted = true,
                     Err(e) => stop = Some(Stop::Dependency(e)),

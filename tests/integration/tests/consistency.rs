@@ -145,18 +145,20 @@ fn every_function_is_traced_and_has_a_log_group_with_retention() {
     );
     let resources = s(&t, &["Resources"]).unwrap().as_mapping().unwrap();
     let groups: BTreeSet<String> = resources
-        .values()
-        .filter(|r| s(r, &["Type"]).and_then(|x| x.as_str()) == Some("AWS::Logs::LogGroup"))
-        .filter(|r| s(r, &["Properties", "RetentionInDays"]).is_some())
-        .filter_map(|r| s(r, &["Properties", "LogGroupName"]).and_then(|x| x.as_str()))
-        .map(str::to_string)
+        .iter()
+        .filter(|(_, r)| s(r, &["Type"]).and_then(|x| x.as_str()) == Some("AWS::Logs::LogGroup"))
+        .filter(|(_, r)| s(r, &["Properties", "RetentionInDays"]).is_some())
+        .filter_map(|(name, _)| name.as_str().map(str::to_string))
         .collect();
     for (name, r) in resources {
         if s(r, &["Type"]).and_then(|x| x.as_str()) == Some("AWS::Serverless::Function") {
             let name = name.as_str().unwrap();
+            let group = s(r, &["Properties", "LoggingConfig", "LogGroup"])
+                .and_then(|x| x.as_str())
+                .unwrap_or_else(|| panic!("{name} names no log group"));
             assert!(
-                groups.contains(&format!("/aws/lambda/${{{name}}}")),
-                "{name} has no log group with a retention"
+                groups.contains(group),
+                "{name} logs to {group}, not a log group with a retention"
             );
         }
     }
