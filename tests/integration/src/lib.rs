@@ -286,6 +286,27 @@ impl Stack {
             .collect()
     }
 
+    /// The data-quality tests' start: French translations, a fast upstream, the 100 exercise
+    /// ids tracked and a first sync done (it must complete: the recorded bodies pass).
+    pub async fn synced_with_french() -> (Stack, Vec<i64>, SyncRun) {
+        let s = Stack::new(Options {
+            languages: vec!["fr".into()],
+            rate_limit: 400.0,
+            max_concurrent: 8,
+            ..Default::default()
+        })
+        .await;
+        let ids = s.track_exercise_ids().await;
+        let first = s.sync().await;
+        assert_eq!(
+            first.status,
+            cupid_sync::domain::run::RunStatus::Completed,
+            "{:?}",
+            first.error_message
+        );
+        (s, ids, first)
+    }
+
     pub async fn track_exercise_ids(&self) -> Vec<i64> {
         let ids = cupid_sim::exercise_ids();
         self.props.track(&ids).await.unwrap();

@@ -19,16 +19,7 @@ fn fault(kind: &str, path: Option<&str>) -> IdFault {
 
 #[tokio::test]
 async fn a_bad_payload_is_held_the_good_one_served_and_an_operator_decides() {
-    let s = Stack::new(Options {
-        languages: vec!["fr".into()],
-        rate_limit: 400.0,
-        max_concurrent: 8,
-        ..Default::default()
-    })
-    .await;
-    let ids = s.track_exercise_ids().await;
-    let first = s.sync().await;
-    assert_eq!(first.status, RunStatus::Completed);
+    let (s, ids, first) = Stack::synced_with_french().await;
     assert_eq!(first.counters.quarantined, 0, "the recorded bodies pass");
     let (a, b, c) = (ids[1], ids[2], ids[3]);
     let (_, served) = api_call(&s, "GET", &format!("/api/v1/properties/{a}"), None).await;

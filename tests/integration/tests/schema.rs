@@ -11,7 +11,7 @@ use cupid_sync::domain::settings::SchemaPolicy;
 use cupid_sync::domain::settings::{SettingKey, SettingValue};
 use cupid_sync::domain::time::Timestamp;
 use cupid_sync::ports::{SchemaStore, SettingsStore};
-use integration::{Options, Stack, api_call};
+use integration::{Stack, api_call};
 use std::collections::HashMap;
 
 fn reshape() -> IdFault {
@@ -58,16 +58,7 @@ fn schema_events(s: &Stack) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn drift_is_reported_once_and_a_frozen_schema_holds_new_shapes_until_accepted() {
-    let s = Stack::new(Options {
-        languages: vec!["fr".into()],
-        rate_limit: 400.0,
-        max_concurrent: 8,
-        ..Default::default()
-    })
-    .await;
-    let ids = s.track_exercise_ids().await;
-    let first = s.sync().await;
-    assert_eq!(first.status, RunStatus::Completed);
+    let (s, ids, first) = Stack::synced_with_french().await;
     assert!(first.drift.is_empty(), "the first sync sets the baseline");
     let baseline = s.schemas.baseline().await.unwrap().expect("a baseline");
     assert_eq!(baseline.updated_by, first.sync_id);
