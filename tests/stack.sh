@@ -98,6 +98,8 @@ ADMIN_TOKEN=$ADMIN_TOKEN
 CUPID_BASE_URL=$CUPID_BASE_URL
 CUPID_API_KEY=$CUPID_API_KEY
 SYNC_DISPATCH=detached
+WEBHOOKS_ALLOW_LOOPBACK=true
+LOCAL_EVENT_TARGET=deliver
 LOG_LEVEL=$LOG_LEVEL
 ENV
   local v
@@ -136,6 +138,17 @@ isolated_stack() {
     curl -sf "http://127.0.0.1:$WATCH_PORT/api/v1/health" >/dev/null 2>&1 && break
     sleep 0.5
   done
+  warm_functions
+}
+
+# Watch starts a function on its first request, and has been seen to fail or lose that first
+# request: start each HTTP function with a harmless read before anyone sends theirs.
+warm_functions() {
+  local p
+  for p in /api/v1/admin/sync/status /api/v1/admin/sync/health /api/v1/admin/sync/logs \
+    /api/v1/admin/sync/settings /api/v1/admin/quarantine /docs/swagger.json; do
+    curl -s -o /dev/null --max-time 60 -H "Authorization: Bearer $ADMIN_TOKEN" "http://127.0.0.1:$WATCH_PORT$p" || true
+  done
 }
 
 case "${1:-}" in
@@ -151,6 +164,7 @@ case "${1:-}" in
       curl -sf "http://127.0.0.1:$WATCH_PORT/api/v1/health" >/dev/null 2>&1 && break
       sleep 0.5
     done
+    warm_functions
     log "first sync: $(api POST /api/v1/admin/sync)"
     cat <<MSG
 
@@ -180,6 +194,10 @@ MSG
     fi
     status=0
     "$ROOT/target/debug/e2e" "http://127.0.0.1:$WATCH_PORT" "$ADMIN_TOKEN" "http://127.0.0.1:$SIM_PORT" || status=$?
+    if [[ $status != 0 ]]; then
+      log "e2e failed; the functions' errors and warnings (whole log: $STATE/watch.log):"
+      grep -E '"level":"(ERROR|WARN)"|panicked|ERROR|error:' "$STATE/watch.log" | tail -40 || true
+    fi
     stop_all
     for port in "$SIM_PORT" "$WATCH_PORT"; do
       if port_open "$port"; then log "port $port still open after stop"; status=1; fi

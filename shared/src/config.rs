@@ -74,6 +74,12 @@ pub struct Config {
     pub schedule_role_arn: String,
     /// Dead-letter queue for schedule deliveries that fail; kept when the schedule is replaced.
     pub schedule_dlq_arn: Option<String>,
+    /// Local mode only: webhooks may point at loopback receivers over http
+    /// (`WEBHOOKS_ALLOW_LOOPBACK=true`; never set in the template).
+    pub webhooks_allow_loopback: bool,
+    /// Local mode only: the function that receives every published event (moto's EventBridge
+    /// delivers none), invoked the way a rule target would be (`LOCAL_EVENT_TARGET=deliver`).
+    pub local_event_target: Option<String>,
 }
 
 fn secs(
@@ -202,6 +208,8 @@ impl Config {
                 "arn:aws:iam::123456789012:role/cupid-sync-scheduler",
             )?,
             schedule_dlq_arn: get("SCHEDULE_DLQ_ARN").filter(|s| !s.is_empty()),
+            webhooks_allow_loopback: flag(get, "WEBHOOKS_ALLOW_LOOPBACK", false)?,
+            local_event_target: get("LOCAL_EVENT_TARGET").filter(|s| !s.trim().is_empty()),
         })
     }
 

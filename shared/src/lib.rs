@@ -11,4 +11,5 @@ pub mod domain;
 pub mod engine;
 pub mod ports;
 pub mod telemetry;
+pub mod webhooks;
 pub mod wiring;

@@ -4,13 +4,16 @@ use crate::adapters::aws::{EventBus, LambdaDispatch, Scheduler, sdk_config};
 use crate::adapters::cupid::CupidHttp;
 use crate::adapters::dynamo::{
     DynamoLease, DynamoProperties, DynamoRunLog, DynamoSchema, DynamoSettings, DynamoStats,
+    DynamoWebhooks,
 };
+use crate::adapters::webhook_http::HttpWebhookSender;
 use crate::api::app::App;
 use crate::config::Secret;
 use crate::config::{Config, DispatchMode};
 use crate::domain::interval::Interval;
 use crate::domain::run::SyncRequest;
 use crate::domain::time::Timestamp;
+use crate::domain::webhook::TargetPolicy;
 use crate::engine::{Engine, EngineConfig, EngineDeps, Outcome};
 use crate::ports::{
     Clock, Dispatch, PortError, PortErrorKind, PortResult, Schedule, ScheduleState, SystemClock,
@@ -80,12 +83,20 @@ fn app(
         runs: Arc::new(DynamoRunLog::new(ddb.clone(), &cfg.tables)),
         stats: Arc::new(DynamoStats::new(ddb.clone(), &cfg.tables)),
         lease: Arc::new(DynamoLease::new(ddb.clone(), &cfg.tables, clock.clone())),
-        settings: Arc::new(DynamoSettings::new(ddb, &cfg.tables)),
+        settings: Arc::new(DynamoSettings::new(ddb.clone(), &cfg.tables)),
         schedule,
         dispatch,
         clock,
         defaults: cfg.settings.clone(),
         lease_ttl: cfg.lease_ttl,
+        webhooks: Some(Arc::new(DynamoWebhooks::new(ddb, &cfg.tables))),
+        webhook_policy: policy(cfg),
+    }
+}
+
+fn policy(cfg: &Config) -> TargetPolicy {
+    TargetPolicy {
+        allow_loopback: cfg.webhooks_allow_loopback,
     }
 }
 
@@ -178,12 +189,45 @@ pub async fn engine(cfg: &Config) -> Result<Engine, BoxError> {
             &cfg.sync_function,
             cfg.dispatch_mode == DispatchMode::Detached,
         )),
-        events: Arc::new(EventBus::new(&conf, &cfg.event_bus)),
+        events: Arc::new(match &cfg.local_event_target {
+            Some(f) => EventBus::new(&conf, &cfg.event_bus).with_local_target(&conf, f),
+            None => EventBus::new(&conf, &cfg.event_bus),
+        }),
         settings: Arc::new(DynamoSettings::new(ddb, &cfg.tables)),
         schedule: Arc::new(Scheduler::new(&conf, cfg)),
         clock,
     };
     Ok(Engine::new(deps, EngineConfig::from_config(cfg)))
+}
+
+/// The deliver function: one bus event per invocation, sent to every webhook that wants it.
+pub async fn run_deliver() -> Result<(), BoxError> {
+    use crate::webhooks::{BusEvent, Deliverer, RetryPolicy};
+    use lambda_runtime::{LambdaEvent, service_fn};
+    let cfg = start()?;
+    let conf = sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let deliverer = Arc::new(Deliverer {
+        hooks: Arc::new(DynamoWebhooks::new(ddb, &cfg.tables)),
+        sender: Arc::new(HttpWebhookSender::new(policy(&cfg))?),
+        clock: Arc::new(SystemClock),
+        policy: RetryPolicy::default(),
+    });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let deliverer = deliverer.clone();
+        async move {
+            let ev: BusEvent = serde_json::from_value(event.payload.clone()).map_err(|e| {
+                tracing::error!(error = %e, "not an EventBridge event");
+                format!("not an EventBridge event (id, detail-type, detail): {e}")
+            })?;
+            let summary = deliverer.deliver(&ev).await.map_err(|e| {
+                tracing::error!(error = %e, event_id = %ev.id, "could not read the webhooks");
+                e.to_string()
+            })?;
+            Ok::<_, String>(serde_json::to_value(summary).unwrap_or_default())
+        }
+    }))
+    .await
 }
 
 /// The sync function: one SyncRequest per invocation.

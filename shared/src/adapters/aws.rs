@@ -75,11 +75,13 @@ impl Dispatch for LambdaDispatch {
     }
 }
 
-/// Publishes run events on the custom bus.
+/// Publishes run events on the custom bus. Locally (moto delivers no events) it also hands
+/// each one to a function, shaped as an EventBridge rule would deliver it.
 #[derive(Clone)]
 pub struct EventBus {
     client: aws_sdk_eventbridge::Client,
     bus: String,
+    local_target: Option<LambdaDispatch>,
 }
 
 impl EventBus {
@@ -87,7 +89,36 @@ impl EventBus {
         EventBus {
             client: aws_sdk_eventbridge::Client::new(conf),
             bus: bus.to_string(),
+            local_target: None,
         }
+    }
+
+    /// Also invoke `function` (asynchronously, not waited for) with every published event.
+    pub fn with_local_target(mut self, conf: &aws_config::SdkConfig, function: &str) -> Self {
+        self.local_target = Some(LambdaDispatch::new(conf, function, true));
+        self
+    }
+
+    fn hand_over(&self, event: &RunEvent, id: &str) {
+        let Some(target) = &self.local_target else {
+            return;
+        };
+        let envelope = serde_json::json!({
+            "version": "0",
+            "id": id,
+            "detail-type": event.detail_type,
+            "source": "cupid-sync",
+            "time": crate::domain::time::Timestamp::from_system(std::time::SystemTime::now()).rfc3339(),
+            "resources": [],
+            "detail": event.detail,
+        });
+        let (client, function) = (target.client.clone(), target.function.clone());
+        let payload = envelope.to_string().into_bytes();
+        tokio::spawn(async move {
+            if let Err(e) = LambdaDispatch::invoke(client, function, payload).await {
+                tracing::warn!(error = %e, "the local event target did not take the event");
+            }
+        });
     }
 }
 
@@ -120,6 +151,13 @@ impl Events for EventBus {
                 reason,
             ));
         }
+        let id = out
+            .entries()
+            .first()
+            .and_then(|e| e.event_id())
+            .unwrap_or_default()
+            .to_string();
+        self.hand_over(event, &id);
         Ok(())
     }
 }

@@ -4,6 +4,7 @@ pub mod cupid;
 pub mod dynamo;
 pub mod memory;
 pub mod tables;
+pub mod webhook_http;
 
 use crate::ports::{PortError, PortErrorKind};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};

@@ -50,6 +50,9 @@ fn extra_params(op: Op) -> Vec<Value> {
             json!({"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 1}, "description": "next_after of the previous page"}),
             json!({"name": "rule", "in": "query", "schema": {"type": "string", "enum": crate::domain::contract::Rule::ALL.map(|r| r.as_str())}}),
         ],
+        Op::WebhookDeliveries => vec![
+            json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}),
+        ],
         Op::ScheduleStart => vec![
             json!({"name": "interval", "in": "query", "schema": {"type": "string", "example": "24h"}}),
         ],
@@ -75,6 +78,12 @@ fn request_body(op: Op) -> Option<Value> {
             "by": {"type": "string", "minLength": 1, "maxLength": 100, "description": "who accepts (kept in the run log)"},
             "quarantined_by_sync": {"type": "string", "minLength": 1, "maxLength": 64, "description": "the run whose held payloads were read (GET .../quarantine/{hotel_id})"}}})
         }
+        Op::WebhookCreate => {
+            json!({"type": "object", "required": ["url"], "additionalProperties": false, "properties": {
+            "url": {"type": "string", "format": "uri", "maxLength": crate::domain::webhook::MAX_URL_LEN, "description": "https (http only to a loopback receiver in local mode); private, loopback and link-local targets are refused"},
+            "events": {"type": "array", "items": {"type": "string", "enum": crate::domain::webhook::EventKind::ALL.map(|e| e.as_str())}, "description": "empty or absent: every event"},
+            "description": {"type": "string", "maxLength": crate::domain::webhook::MAX_DESCRIPTION_LEN}}})
+        }
         _ => return None,
     };
     Some(
@@ -89,6 +98,7 @@ pub fn spec() -> Value {
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         let ok = match r.op {
             Op::Trigger => "202",
+            Op::WebhookCreate => "201",
             _ => "200",
         };
         let mut responses = json!({ ok: {"description": "Success", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}});
@@ -108,6 +118,9 @@ pub fn spec() -> Value {
         }
         if matches!(r.op, Op::DocsPage) {
             responses = json!({"200": {"description": "Swagger UI", "content": {"text/html": {}}}});
+        }
+        if matches!(r.op, Op::Console) {
+            responses = json!({"200": {"description": "The operator console", "content": {"text/html": {}}}});
         }
         if matches!(r.op, Op::Metrics) {
             responses["200"] = json!({"description": "Prometheus text exposition format 0.0.4",
@@ -145,6 +158,11 @@ pub fn spec() -> Value {
         schema_of::<crate::domain::health::Health>(),
         schema_of::<crate::domain::run::Failure>(),
         schema_of::<crate::domain::run::Change>(),
+        schema_of::<super::app::WebhookView>(),
+        schema_of::<super::app::CreatedWebhook>(),
+        schema_of::<super::app::WebhookList>(),
+        schema_of::<super::app::DeliveryLog>(),
+        schema_of::<crate::domain::webhook::Delivery>(),
     ] {
         schemas.insert(name, schema);
     }
@@ -190,7 +208,7 @@ pub struct DocsHandler;
 impl super::Handler for DocsHandler {
     async fn handle(&self, op: Op, _: &super::ApiRequest) -> Result<ApiResponse, ApiError> {
         match op {
-            Op::DocsPage | Op::DocsSpec => serve(op),
+            Op::DocsPage | Op::DocsSpec | Op::Console => serve(op),
             _ => Err(ApiError::NotFound("not a docs route".into())),
         }
     }
@@ -203,6 +221,11 @@ pub fn serve(op: Op) -> Result<ApiResponse, ApiError> {
             "application/json",
             serde_json::to_vec(&spec()).unwrap_or_default(),
         )),
+        Op::Console => Ok(ApiResponse::raw(
+            200,
+            "text/html; charset=utf-8",
+            CONSOLE.as_bytes().to_vec(),
+        )),
         _ => Ok(ApiResponse::raw(
             200,
             "text/html; charset=utf-8",
@@ -210,6 +233,9 @@ pub fn serve(op: Op) -> Result<ApiResponse, ApiError> {
         )),
     }
 }
+
+/// The operator console: one page, its styles and script inline (no CDN, no build step).
+pub const CONSOLE: &str = include_str!("../../assets/console.html");
 
 #[cfg(test)]
 mod tests {
@@ -256,6 +282,7 @@ mod tests {
             include_str!("app/status.rs"),
             include_str!("app/trigger.rs"),
             include_str!("app/metrics.rs"),
+            include_str!("app/webhooks.rs"),
         ];
         for src in sources {
             for (i, _) in src.match_indices("query.get(\"") {
@@ -280,6 +307,24 @@ mod tests {
             params("/api/v1/properties/{id}/reviews"),
             ["id", "limit", "offset"]
         );
+    }
+
+    #[test]
+    fn the_console_is_one_small_self_contained_page() {
+        assert!(CONSOLE.len() <= 200 * 1024, "{} bytes", CONSOLE.len());
+        assert!(CONSOLE.contains("/api/v1/admin/sync/status"));
+        for external in [
+            "src=\"http",
+            "href=\"http",
+            "src='http",
+            "href='http",
+            "@import",
+        ] {
+            assert!(!CONSOLE.contains(external), "the console loads {external}");
+        }
+        // The token goes in a header, from sessionStorage; never into a URL.
+        assert!(CONSOLE.contains("sessionStorage") && CONSOLE.contains("Bearer"));
+        assert!(!CONSOLE.contains("localStorage"));
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub enum Op {
     QuarantineGet,
     QuarantineAccept,
     QuarantineDiscard,
+    WebhookList,
+    WebhookCreate,
+    WebhookDelete,
+    WebhookDeliveries,
+    Console,
     DocsPage,
     DocsSpec,
 }
@@ -209,6 +214,46 @@ pub const ROUTES: &[Route] = &[
         Op::QuarantineDiscard,
         "Discard the held payloads; the next sync checks the property again",
     ),
+    r(
+        "GET",
+        "/api/v1/admin/webhooks",
+        "settings",
+        true,
+        Op::WebhookList,
+        "Webhooks: where events are sent (secrets are never shown again)",
+    ),
+    r(
+        "POST",
+        "/api/v1/admin/webhooks",
+        "settings",
+        true,
+        Op::WebhookCreate,
+        "Add a webhook ({\"url\", \"events\": [...], \"description\"}); 201 with its signing secret, shown once",
+    ),
+    r(
+        "DELETE",
+        "/api/v1/admin/webhooks/{webhook_id}",
+        "settings",
+        true,
+        Op::WebhookDelete,
+        "Remove a webhook",
+    ),
+    r(
+        "GET",
+        "/api/v1/admin/webhooks/{webhook_id}/deliveries",
+        "settings",
+        true,
+        Op::WebhookDeliveries,
+        "A webhook's delivery attempts, newest first (?limit=)",
+    ),
+    r(
+        "GET",
+        "/console",
+        "docs",
+        false,
+        Op::Console,
+        "Operator console (one page; signs in with the admin token)",
+    ),
     r("GET", "/docs", "docs", false, Op::DocsPage, "Swagger UI"),
     r(
         "GET",
@@ -337,7 +382,9 @@ mod tests {
             }
             if !a.auth {
                 assert!(
-                    a.path == "/api/v1/health" || a.path.starts_with("/docs"),
+                    a.path == "/api/v1/health"
+                        || a.path.starts_with("/docs")
+                        || a.path == "/console",
                     "{} is public",
                     a.path
                 );

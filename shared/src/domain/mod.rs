@@ -20,3 +20,4 @@ pub mod stats;
 pub mod status;
 pub mod time;
 pub mod view;
+pub mod webhook;

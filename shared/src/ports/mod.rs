@@ -3,10 +3,12 @@
 //! DynamoDB's semantics); the contract suite runs the same cases against the in-memory store and
 //! DynamoDB (moto).
 
+pub mod hooks;
 pub mod platform;
 pub mod store;
 pub mod upstream;
 
+pub use hooks::*;
 pub use platform::*;
 pub use store::*;
 pub use upstream::*;

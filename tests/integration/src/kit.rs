@@ -4,8 +4,9 @@
 
 use cupid_sync::adapters::dynamo::{
     DynamoLease, DynamoProperties, DynamoRunLog, DynamoSchema, DynamoSettings, DynamoStats,
+    DynamoWebhooks,
 };
-use cupid_sync::adapters::memory::MemoryStore;
+use cupid_sync::adapters::memory::{MemoryStore, MemoryWebhooks};
 use cupid_sync::ports::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +51,7 @@ pub struct Kit {
     pub settings: Arc<dyn SettingsStore>,
     pub quarantine: Arc<dyn QuarantineDesk>,
     pub schemas: Arc<dyn SchemaStore>,
+    pub webhooks: Arc<dyn Webhooks>,
     pub clock: Arc<ManualClock>,
 }
 
@@ -66,6 +68,7 @@ pub fn memory() -> Kit {
         lease: m.clone(),
         quarantine: m.clone(),
         schemas: m.clone(),
+        webhooks: Arc::new(MemoryWebhooks::default()),
         settings: m,
         clock,
     }
@@ -86,6 +89,7 @@ pub async fn dynamo() -> Kit {
         stats: Arc::new(DynamoStats::new(client.clone(), &tables)),
         schemas: Arc::new(DynamoSchema::new(client.clone(), &tables)),
         lease: Arc::new(DynamoLease::new(client.clone(), &tables, clock.clone())),
+        webhooks: Arc::new(DynamoWebhooks::new(client.clone(), &tables)),
         settings: Arc::new(DynamoSettings::new(client, &tables)),
         clock,
     }

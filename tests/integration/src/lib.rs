@@ -6,7 +6,7 @@ use cupid_sim::{SimConfig, SimHandle};
 use cupid_sync::adapters::cupid::CupidHttp;
 use cupid_sync::adapters::dynamo::{
     DynamoLease, DynamoProperties, DynamoRunLog, DynamoSchema, DynamoSettings, DynamoStats,
-    ensure_tables,
+    DynamoWebhooks, ensure_tables,
 };
 use cupid_sync::adapters::memory::MemorySchedule;
 use cupid_sync::api::app::App;
@@ -51,7 +51,9 @@ impl Events for RecordingEvents {
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 static SLOT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
+pub mod cdp;
 pub mod kit;
+pub mod receiver;
 
 pub async fn ddb() -> aws_sdk_dynamodb::Client {
     assert!(
@@ -96,6 +98,7 @@ pub struct Stack {
     pub schemas: Arc<DynamoSchema>,
     pub lease: Arc<DynamoLease>,
     pub settings: Arc<DynamoSettings>,
+    pub webhooks: Arc<DynamoWebhooks>,
     pub dispatch: Arc<RecordingDispatch>,
     pub events: Arc<RecordingEvents>,
     pub schedule: Arc<MemorySchedule>,
@@ -177,6 +180,7 @@ impl Stack {
             schemas: Arc::new(DynamoSchema::new(client.clone(), &tables)),
             lease: Arc::new(DynamoLease::new(client.clone(), &tables, clock)),
             settings: Arc::new(DynamoSettings::new(client.clone(), &tables)),
+            webhooks: Arc::new(DynamoWebhooks::new(client.clone(), &tables)),
             dispatch: Arc::new(RecordingDispatch::default()),
             events: Arc::new(RecordingEvents::default()),
             schedule: Arc::new(MemorySchedule::default()),
@@ -246,6 +250,11 @@ impl Stack {
             clock: Arc::new(SystemClock),
             defaults: self.defaults.clone(),
             lease_ttl: self.cfg.lease_ttl,
+            webhooks: Some(self.webhooks.clone()),
+            // The tests' receivers listen on loopback, as in local mode.
+            webhook_policy: cupid_sync::domain::webhook::TargetPolicy {
+                allow_loopback: true,
+            },
         }
     }
 

@@ -36,8 +36,12 @@ fn the_watch_router_mirrors_the_route_table() {
     );
 }
 
+/// Functions started by events rather than routes: the sync (schedule, trigger, its own
+/// continuations) and the webhook delivery (the bus's rule).
+const EVENT_DRIVEN: [&str; 2] = ["sync", "deliver"];
+
 #[test]
-fn every_function_crate_serves_at_least_one_route_or_is_the_sync() {
+fn every_function_crate_serves_at_least_one_route_or_is_event_driven() {
     let mut crates: Vec<String> = std::fs::read_dir(root().join("functions"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -45,7 +49,7 @@ fn every_function_crate_serves_at_least_one_route_or_is_the_sync() {
     crates.sort();
     for c in &crates {
         assert!(
-            c == "sync" || ROUTES.iter().any(|r| r.function == c),
+            EVENT_DRIVEN.contains(&c.as_str()) || ROUTES.iter().any(|r| r.function == c),
             "functions/{c} serves no route"
         );
         let main =
@@ -92,6 +96,7 @@ fn the_template_routes_and_functions_match_the_route_table() {
     let resources = s(&t, &["Resources"]).unwrap().as_mapping().unwrap();
     let mut routes = BTreeSet::new();
     let mut binaries = BTreeSet::new();
+    let mut rules = BTreeSet::new();
     for (_, r) in resources {
         if s(r, &["Type"]).and_then(|x| x.as_str()) != Some("AWS::Serverless::Function") {
             continue;
@@ -110,7 +115,21 @@ fn the_template_routes_and_functions_match_the_route_table() {
         );
         if let Some(events) = s(r, &["Properties", "Events"]).and_then(|e| e.as_mapping()) {
             for (_, e) in events {
-                assert_eq!(s(e, &["Type"]).and_then(|x| x.as_str()), Some("HttpApi"));
+                let kind = s(e, &["Type"]).and_then(|x| x.as_str());
+                if kind == Some("EventBridgeRule") {
+                    assert!(
+                        EVENT_DRIVEN.contains(&bin.as_str()),
+                        "{bin} is not event driven"
+                    );
+                    assert_eq!(
+                        s(e, &["Properties", "EventBusName"]).map(|x| format!("{x:?}")),
+                        Some("String(\"SyncEventBus\")".into()),
+                        "{bin}'s rule listens on the sync's bus"
+                    );
+                    rules.insert(bin.clone());
+                    continue;
+                }
+                assert_eq!(kind, Some("HttpApi"));
                 let m = s(e, &["Properties", "Method"])
                     .and_then(|x| x.as_str())
                     .unwrap();
@@ -132,6 +151,11 @@ fn the_template_routes_and_functions_match_the_route_table() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(binaries, crates, "one template function per function crate");
+    assert_eq!(
+        rules,
+        BTreeSet::from(["deliver".to_string()]),
+        "the deliver function (and only it) is the bus's rule target"
+    );
 }
 
 /// Every function is traced and has its log group (with the stack's retention) in the

@@ -764,3 +764,73 @@ async fn run_shapes(k: Kit) {
     assert_eq!((&got.shape, &got.drift), (&a.shape, &a.drift), "{n}");
 }
 contract!(a_run_keeps_its_shapes_and_drift, run_shapes);
+
+async fn webhooks(k: Kit) {
+    use cupid_sync::domain::webhook::{Delivery, DeliveryOutcome, EventKind, Webhook};
+    let n = k.name;
+    let w = &k.webhooks;
+    let hook = |id: &str| Webhook {
+        id: id.into(),
+        url: format!("https://hooks.example.com/{id}"),
+        events: vec![EventKind::SyncCompleted, EventKind::SchemaChanged],
+        description: "ops channel".into(),
+        secret: format!("whsec_{id}"),
+        created_at: Timestamp(1_800_000_000),
+    };
+    assert!(w.list().await.unwrap().is_empty(), "{n}");
+    w.create(&hook("wh_b")).await.unwrap();
+    w.create(&hook("wh_a")).await.unwrap();
+    assert_eq!(
+        kind(w.create(&hook("wh_a")).await),
+        Some(PortErrorKind::Conflict),
+        "{n}: an id is never replaced"
+    );
+    let ids: Vec<_> = w.list().await.unwrap().into_iter().map(|h| h.id).collect();
+    assert_eq!(ids, ["wh_a", "wh_b"], "{n}: listed in id order");
+    assert_eq!(w.get("wh_a").await.unwrap(), Some(hook("wh_a")), "{n}");
+    assert_eq!(w.get("wh_zz").await.unwrap(), None, "{n}");
+    // Webhooks share the run log's table: the runs listing never sees them.
+    let (runs, _) = k.runs.list(10, RunsFrom::Offset(0)).await.unwrap();
+    assert!(runs.is_empty(), "{n}");
+
+    let attempt = |at_ms: i64, attempt: u32, outcome| Delivery {
+        webhook_id: "wh_a".into(),
+        at: Timestamp(at_ms / 1000).rfc3339(),
+        at_ms,
+        event: "sync.completed".into(),
+        event_id: "ev-1".into(),
+        attempt,
+        status_code: if outcome == DeliveryOutcome::Delivered {
+            Some(200)
+        } else {
+            None
+        },
+        latency_ms: 12,
+        outcome,
+        error: (outcome != DeliveryOutcome::Delivered).then(|| "timed out".to_string()),
+    };
+    w.record(&attempt(1_800_000_001_000, 1, DeliveryOutcome::Retrying))
+        .await
+        .unwrap();
+    w.record(&attempt(1_800_000_003_000, 2, DeliveryOutcome::Delivered))
+        .await
+        .unwrap();
+    let log = w.deliveries("wh_a", 10).await.unwrap();
+    assert_eq!(
+        log,
+        vec![
+            attempt(1_800_000_003_000, 2, DeliveryOutcome::Delivered),
+            attempt(1_800_000_001_000, 1, DeliveryOutcome::Retrying)
+        ],
+        "{n}: newest first, read back as written"
+    );
+    assert_eq!(w.deliveries("wh_a", 1).await.unwrap().len(), 1, "{n}");
+    assert!(w.deliveries("wh_b", 10).await.unwrap().is_empty(), "{n}");
+    assert!(w.delete("wh_a").await.unwrap(), "{n}");
+    assert!(
+        !w.delete("wh_a").await.unwrap(),
+        "{n}: deleting twice reports it"
+    );
+    assert_eq!(w.list().await.unwrap().len(), 1, "{n}");
+}
+contract!(webhooks_and_their_delivery_log, webhooks);

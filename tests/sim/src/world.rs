@@ -208,6 +208,10 @@ impl World {
             clock: self.clock.clone(),
             defaults: self.defaults(),
             lease_ttl: Duration::from_secs(self.scenario.lease_ttl_s),
+            webhooks: None,
+            webhook_policy: cupid_sync::domain::webhook::TargetPolicy {
+                allow_loopback: false,
+            },
         }
     }
 

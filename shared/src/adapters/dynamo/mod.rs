@@ -7,6 +7,7 @@ mod runs;
 mod schema;
 mod settings;
 mod stats;
+mod webhooks;
 mod writes;
 
 pub use lease::DynamoLease;
@@ -15,6 +16,7 @@ pub use runs::DynamoRunLog;
 pub use schema::DynamoSchema;
 pub use settings::DynamoSettings;
 pub use stats::DynamoStats;
+pub use webhooks::DynamoWebhooks;
 
 use super::port_err;
 use super::tables::{self, TableDef};

@@ -18,8 +18,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 mod log;
 mod quarantine;
 mod schedule;
+mod webhooks;
 
 pub use schedule::MemorySchedule;
+pub use webhooks::MemoryWebhooks;
 
 /// Which table an accepted write went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

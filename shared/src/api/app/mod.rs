@@ -9,6 +9,9 @@ mod quarantine;
 mod settings;
 mod status;
 mod trigger;
+mod webhooks;
+
+pub use webhooks::{CreatedWebhook, DeliveryLog, WebhookList, WebhookView};
 
 use super::routes::Op;
 use super::{ApiError, ApiRequest, ApiResponse, Handler};
@@ -45,6 +48,10 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub defaults: Settings,
     pub lease_ttl: Duration,
+    /// Webhooks (wired in the function that serves their routes).
+    pub webhooks: Option<Arc<dyn Webhooks>>,
+    /// Where webhooks may point (loopback only in local mode).
+    pub webhook_policy: crate::domain::webhook::TargetPolicy,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,8 +239,12 @@ impl Handler for App {
             Op::QuarantineGet => self.quarantine_get(req).await,
             Op::QuarantineAccept => self.quarantine_accept(req).await,
             Op::QuarantineDiscard => self.quarantine_discard(req).await,
+            Op::WebhookList => self.webhook_list().await,
+            Op::WebhookCreate => self.webhook_create(req).await,
+            Op::WebhookDelete => self.webhook_delete(req).await,
+            Op::WebhookDeliveries => self.webhook_deliveries(req).await,
             // Served by the docs function's own handler (api::openapi::DocsHandler).
-            Op::DocsPage | Op::DocsSpec => Err(ApiError::NotFound(
+            Op::DocsPage | Op::DocsSpec | Op::Console => Err(ApiError::NotFound(
                 "the docs are served by the docs function".into(),
             )),
         }

@@ -105,6 +105,9 @@ impl App {
                 "sync_id": r.sync_id, "status": r.status.as_str(), "processed": r.counters.processed, "total": r.total,
                 "requests_done": requests_done, "requests_total": requests_total,
                 "started_at": r.started_at.rfc3339(), "eta": eta,
+                // So far (as of the run's last checkpoint).
+                "updated": r.counters.updated, "unchanged": r.counters.unchanged,
+                "failed": r.counters.failed, "quarantined": r.counters.quarantined,
             })
         });
         let by_status: serde_json::Map<String, serde_json::Value> = stats

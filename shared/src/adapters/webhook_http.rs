@@ -1,0 +1,93 @@
+//! Sends webhook bodies over HTTPS (reqwest + rustls). The address policy holds at send time,
+//! not only when the URL was registered: names are resolved by a resolver that drops every
+//! address the policy refuses (so a name re-pointed at 169.254.169.254 or 10.0.0.1 after it was
+//! registered reaches nothing), literal addresses are checked again, and redirects are not
+//! followed.
+
+use crate::domain::webhook::{TargetPolicy, address_allowed, check_url};
+use crate::ports::{SendResult, WebhookSender};
+use async_trait::async_trait;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Resolves with the system resolver, keeping only allowed addresses.
+struct PolicyResolver(TargetPolicy);
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.0;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let all: Vec<_> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<_> = all
+                .iter()
+                .copied()
+                .filter(|a| address_allowed(a.ip(), policy))
+                .collect();
+            if allowed.is_empty() {
+                let msg = format!(
+                    "{host} resolves only to refused (private, loopback or link-local) addresses: {:?}",
+                    all.iter().map(|a| a.ip()).collect::<Vec<_>>()
+                );
+                return Err(msg.into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+pub struct HttpWebhookSender {
+    client: reqwest::Client,
+    policy: TargetPolicy,
+}
+
+impl HttpWebhookSender {
+    pub fn new(policy: TargetPolicy) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(PolicyResolver(policy)))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("cupid-sync-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(HttpWebhookSender { client, policy })
+    }
+}
+
+/// The innermost cause, which says what actually happened (refused, timed out, DNS).
+fn cause(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = s.to_string();
+        src = s.source();
+    }
+    if e.is_timeout() {
+        format!("timed out ({msg})")
+    } else {
+        msg
+    }
+}
+
+#[async_trait]
+impl WebhookSender for HttpWebhookSender {
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> SendResult {
+        if let Err(e) = check_url(url, self.policy) {
+            return SendResult::NoAnswer(format!("refused: {e}"));
+        }
+        let mut req = self.client.post(url).timeout(timeout).body(body.to_vec());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        match req.send().await {
+            Ok(resp) => SendResult::Answered(resp.status().as_u16()),
+            Err(e) => SendResult::NoAnswer(cause(&e)),
+        }
+    }
+}
