@@ -4,7 +4,6 @@ VENV := $(CURDIR)/.local/venv
 PY_TOOLS := moto[server]==5.2.5 cargo-lambda==1.9.2 cfn-lint==1.58.0 aws-sam-translator==1.115.0
 ADMIN_TOKEN ?= local-admin-token
 API ?= http://localhost:8080
-AUTH := -H 'Authorization: Bearer $(ADMIN_TOKEN)' -H 'Content-Type: application/json'
 export ADMIN_TOKEN
 
 .PHONY: run test tools build lint api-fuzz bench bench-reads sim sim-bites ceiling sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings track logs clean
@@ -75,35 +74,40 @@ sim-bites:
 api-fuzz: tools
 	SIM_PORT=19200 WATCH_PORT=18180 tests/stack.sh fuzz
 
+# The operator CLI (cli/, `cupid-sync --help`) behind the seed's targets; API and ADMIN_TOKEN
+# as above (a deployment: `make sync-status API=https://… ADMIN_TOKEN=…`).
+CLI := target/debug/cupid-sync
+CLI_RUN = @cargo build --quiet -p cupid-sync-cli && $(CLI) --api $(API)
+
+# `make sync-now` (all), `IDS=1641879,1270324`, `DRY_RUN=1`: follows the run to its summary.
 sync-now:
-	@API=$(API) tests/sync-now.sh
+	$(CLI_RUN) sync --follow $(if $(IDS),--ids $(IDS)) $(if $(DRY_RUN),--dry-run)
 
 # Bulk tracking from a file of ids (one per line; `#` comments): `make track FILE=ids.txt`.
 track:
 	@test -n "$(FILE)" || { echo "usage: make track FILE=ids.txt" >&2; exit 2; }
-	@cargo build --quiet -p cupid-sync-cli
-	@target/debug/cupid-sync --api $(API) track --file $(FILE)
+	$(CLI_RUN) track --file $(FILE)
 
 sync-status:
-	@curl -sS $(AUTH) $(API)/api/v1/admin/sync/status; echo
+	$(CLI_RUN) status
 
 sync-health:
-	@curl -sS $(AUTH) $(API)/api/v1/admin/sync/health; echo
+	$(CLI_RUN) health
 
 sync-start:
-	@curl -sS -X POST $(AUTH) "$(API)/api/v1/admin/sync/start?interval=12h"; echo
+	$(CLI_RUN) start --interval 12h
 
 sync-start-24h:
-	@curl -sS -X POST $(AUTH) "$(API)/api/v1/admin/sync/start?interval=24h"; echo
+	$(CLI_RUN) start --interval 24h
 
 sync-stop:
-	@curl -sS -X POST $(AUTH) $(API)/api/v1/admin/sync/stop; echo
+	$(CLI_RUN) stop
 
 sync-logs:
-	@curl -sS $(AUTH) "$(API)/api/v1/admin/sync/logs?limit=10&offset=0"; echo
+	$(CLI_RUN) logs --limit 10
 
 sync-settings:
-	@curl -sS $(AUTH) $(API)/api/v1/admin/sync/settings; echo
+	$(CLI_RUN) settings
 
 logs:
 	@tail -n 100 -F .local/run/*.log

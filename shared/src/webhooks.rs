@@ -151,13 +151,18 @@ impl Deliverer {
                 .post(&hook.url, &headers, body, self.policy.timeout)
                 .await;
             let latency_ms = started.elapsed().as_millis() as u64;
+            let mut final_answer = false;
             let (status, error) = match answer {
                 SendResult::Answered(s) if (200..300).contains(&s) => (Some(s), None),
                 SendResult::Answered(s) => (Some(s), Some(format!("the receiver answered {s}"))),
                 SendResult::NoAnswer(why) => (None, Some(why)),
+                SendResult::Refused(why) => {
+                    final_answer = true;
+                    (None, Some(format!("refused: {why}")))
+                }
             };
             let delivered = error.is_none();
-            let wait = if delivered || !retryable(status) {
+            let wait = if delivered || final_answer || !retryable(status) {
                 None
             } else {
                 waits.next()
@@ -361,6 +366,17 @@ mod tests {
         assert_eq!(log[1].error.as_deref(), Some("timed out"));
         assert_eq!(log[1].status_code, None);
         assert_eq!(log[0].attempt, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_target_the_policy_refuses_is_not_retried() {
+        let (d, store, rx) = setup(vec![SendResult::Refused("private address".into())]).await;
+        store.create(&hook("a", &EventKind::ALL)).await.unwrap();
+        let s = d.deliver(&event("SyncCompleted")).await.unwrap();
+        assert_eq!(s.gave_up, 1);
+        assert_eq!(rx.got.lock().unwrap().len(), 1);
+        let log = store.deliveries("a", 10).await.unwrap();
+        assert_eq!(log[0].error.as_deref(), Some("refused: private address"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,6 +11,9 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Marks a resolver refusal in the error chain (so it is final, not retried).
+const REFUSED_NAME: &str = "refused by the address policy";
+
 /// Resolves with the system resolver, keeping only allowed addresses.
 struct PolicyResolver(TargetPolicy);
 
@@ -26,9 +29,10 @@ impl Resolve for PolicyResolver {
                 .filter(|a| address_allowed(a.ip(), policy))
                 .collect();
             if allowed.is_empty() {
+                // The addresses are not named: the delivery log is readable by every admin, and
+                // must not become a way to map internal DNS.
                 let msg = format!(
-                    "{host} resolves only to refused (private, loopback or link-local) addresses: {:?}",
-                    all.iter().map(|a| a.ip()).collect::<Vec<_>>()
+                    "{REFUSED_NAME}: {host} resolves only to private, loopback or link-local addresses"
                 );
                 return Err(msg.into());
             }
@@ -46,6 +50,8 @@ impl HttpWebhookSender {
     pub fn new(policy: TargetPolicy) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would resolve the target itself, past the policy.
+            .no_proxy()
             .dns_resolver(Arc::new(PolicyResolver(policy)))
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("cupid-sync-webhooks/", env!("CARGO_PKG_VERSION")))
@@ -79,7 +85,7 @@ impl WebhookSender for HttpWebhookSender {
         timeout: Duration,
     ) -> SendResult {
         if let Err(e) = check_url(url, self.policy) {
-            return SendResult::NoAnswer(format!("refused: {e}"));
+            return SendResult::Refused(e.to_string());
         }
         let mut req = self.client.post(url).timeout(timeout).body(body.to_vec());
         for (k, v) in headers {
@@ -87,7 +93,47 @@ impl WebhookSender for HttpWebhookSender {
         }
         match req.send().await {
             Ok(resp) => SendResult::Answered(resp.status().as_u16()),
-            Err(e) => SendResult::NoAnswer(cause(&e)),
+            Err(e) => {
+                let why = cause(&e);
+                if why.contains(REFUSED_NAME) {
+                    SendResult::Refused(why)
+                } else {
+                    SendResult::NoAnswer(why)
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    /// A name that resolves only to loopback (here `localhost`, which `check_url` also refuses
+    /// by name; any name re-pointed at a private address meets the same resolver) reaches
+    /// nothing, and the error does not say which addresses it found.
+    #[tokio::test]
+    async fn the_resolver_drops_refused_addresses() {
+        let deployed = PolicyResolver(TargetPolicy {
+            allow_loopback: false,
+        });
+        let err = deployed
+            .resolve(Name::from_str("localhost").unwrap())
+            .await
+            .err()
+            .expect("refused");
+        let msg = err.to_string();
+        assert!(msg.contains(REFUSED_NAME), "{msg}");
+        assert!(!msg.contains("127.0.0.1"), "{msg}");
+        let local = PolicyResolver(TargetPolicy {
+            allow_loopback: true,
+        });
+        let addrs: Vec<_> = local
+            .resolve(Name::from_str("localhost").unwrap())
+            .await
+            .expect("allowed locally")
+            .collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
     }
 }

@@ -194,6 +194,10 @@ impl From<crate::ports::PortError> for ApiError {
     }
 }
 
+/// The pages' content security policy: inline script and styles (one self-contained page
+/// each), requests to this origin only, no framing.
+pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 /// What a function implements: the ops it serves.
 #[async_trait]
 pub trait Handler: Send + Sync {
@@ -315,11 +319,17 @@ pub async fn run_lambda(
         async move {
             let req = from_lambda(&event);
             let resp = serve(function, token.as_ref().as_ref(), handler.as_ref(), req).await;
-            Response::builder()
+            let mut out = Response::builder()
                 .status(resp.status)
                 .header("content-type", resp.content_type)
                 .header("cache-control", "no-store")
-                .body(Body::Binary(resp.body))
+                .header("x-content-type-options", "nosniff");
+            if resp.content_type.starts_with("text/html") {
+                // The pages (console, Swagger UI) carry their script and styles inline and
+                // talk only to this origin; nobody may frame them.
+                out = out.header("content-security-policy", PAGE_CSP);
+            }
+            out.body(Body::Binary(resp.body))
                 .map_err(|e| -> lambda_http::Error { Box::new(e) })
         }
     }))

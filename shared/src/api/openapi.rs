@@ -91,6 +91,25 @@ fn request_body(op: Op) -> Option<Value> {
     )
 }
 
+/// The schema of a route's `data` on success, where the handler returns a typed view.
+fn data_schema(op: Op) -> Option<Value> {
+    let r = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    Some(match op {
+        Op::AdminHealth => r("Health"),
+        Op::Trigger => r("Triggered"),
+        Op::Status => r("StatusView"),
+        Op::Logs => r("RunPage"),
+        Op::LogDetail => r("RunLogDetail"),
+        Op::SettingsGet | Op::SettingsPut => json!({"type": "array", "items": r("SettingRow")}),
+        Op::ScheduleStart | Op::ScheduleStop => r("ScheduleView"),
+        Op::Track => r("TrackResponse"),
+        Op::WebhookList => r("WebhookList"),
+        Op::WebhookCreate => r("CreatedWebhook"),
+        Op::WebhookDeliveries => r("DeliveryLog"),
+        _ => return None,
+    })
+}
+
 /// The OpenAPI 3 document.
 pub fn spec() -> Value {
     let mut paths = serde_json::Map::new();
@@ -101,7 +120,12 @@ pub fn spec() -> Value {
             Op::WebhookCreate => "201",
             _ => "200",
         };
-        let mut responses = json!({ ok: {"description": "Success", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}});
+        let success = match data_schema(r.op) {
+            Some(data) => json!({"allOf": [{"$ref": "#/components/schemas/Envelope"},
+                {"type": "object", "required": ["data"], "properties": {"data": data}}]}),
+            None => json!({"$ref": "#/components/schemas/Envelope"}),
+        };
+        let mut responses = json!({ ok: {"description": "Success", "content": {"application/json": {"schema": success}}}});
         for (code, what) in [
             ("400", "Bad input"),
             ("401", "Missing or wrong token"),
@@ -156,6 +180,18 @@ pub fn spec() -> Value {
         schema_of::<crate::domain::settings::SettingRow>(),
         schema_of::<crate::domain::settings::SettingChange>(),
         schema_of::<crate::domain::health::Health>(),
+        schema_of::<crate::domain::health::HealthStatus>(),
+        schema_of::<crate::domain::drift::DriftCount>(),
+        schema_of::<crate::domain::run::RunDetail>(),
+        schema_of::<super::wire::StatusView>(),
+        schema_of::<super::wire::LastRun>(),
+        schema_of::<super::wire::CurrentRun>(),
+        schema_of::<super::wire::Paused>(),
+        schema_of::<super::wire::RunPage>(),
+        schema_of::<super::wire::RunLogDetail>(),
+        schema_of::<super::wire::Triggered>(),
+        schema_of::<super::wire::ScheduleView>(),
+        schema_of::<super::wire::TrackResponse>(),
         schema_of::<crate::domain::run::Failure>(),
         schema_of::<crate::domain::run::Change>(),
         schema_of::<super::app::WebhookView>(),
@@ -307,6 +343,35 @@ mod tests {
             params("/api/v1/properties/{id}/reviews"),
             ["id", "limit", "offset"]
         );
+    }
+
+    /// Every `$ref` in the document names a schema it declares (a typed response is only
+    /// useful to a client generator when its whole tree resolves).
+    #[test]
+    fn every_schema_reference_resolves() {
+        let spec = spec();
+        let schemas = spec["components"]["schemas"].as_object().unwrap();
+        fn refs(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(Value::String(r)) = m.get("$ref") {
+                        out.push(r.clone());
+                    }
+                    m.values().for_each(|x| refs(x, out));
+                }
+                Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        refs(&spec, &mut all);
+        assert!(all.len() > 20);
+        for r in all {
+            let name = r.trim_start_matches("#/components/schemas/");
+            assert!(schemas.contains_key(name), "{r} does not resolve");
+        }
+        let status = &spec["paths"]["/api/v1/admin/sync/status"]["get"]["responses"]["200"];
+        assert!(status.to_string().contains("StatusView"), "{status}");
     }
 
     #[test]

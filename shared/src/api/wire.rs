@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every answer: `{"success": true, "data": …}` or `{"success": false, "error": …}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct Envelope<T> {
     pub success: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,4 +41,129 @@ pub struct TrackResponse {
     /// Ids that were untracked and are tracked again.
     pub retracked: usize,
     pub already_tracked: usize,
+}
+
+/// `GET /api/v1/admin/sync/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusView {
+    /// Whether the schedule is enabled (the seed's name for it; a run in progress is
+    /// `current_run`).
+    pub is_running: bool,
+    /// When the newest successful run finished.
+    pub last_sync: Option<String>,
+    /// The next scheduled run; null while the schedule is off.
+    pub next_sync: Option<String>,
+    pub total_properties: u64,
+    /// Tracked properties per sync status (maintained counts).
+    pub properties_by_status: std::collections::BTreeMap<String, u64>,
+    pub counts_recounted_at: Option<String>,
+    pub total_runs: u64,
+    /// Of the newest finished run.
+    pub updated_properties: u64,
+    pub failed_properties: u64,
+    pub sync_interval: String,
+    pub last_error: Option<String>,
+    pub last_run: Option<LastRun>,
+    pub current_run: Option<CurrentRun>,
+    /// Set while the schedule has paused itself (auto-pause): since when and why.
+    pub paused: Option<Paused>,
+}
+
+/// The newest finished run, in status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LastRun {
+    pub sync_id: String,
+    /// `halted` means the circuit breaker stopped it.
+    pub status: String,
+    pub completed_at: Option<String>,
+    pub quarantined_properties: u64,
+    /// Paths changed per kind of document (the run log has the paths).
+    pub schema_drift: Vec<crate::domain::drift::DriftCount>,
+}
+
+/// The run in progress, in status: progress as of its last checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CurrentRun {
+    pub sync_id: String,
+    pub status: String,
+    pub processed: u64,
+    pub total: u64,
+    /// Upstream requests sent and to send (a property costs one per facet).
+    pub requests_done: u64,
+    pub requests_total: u64,
+    pub started_at: String,
+    /// At the configured rate limit.
+    pub eta: String,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+    pub quarantined: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Paused {
+    pub since: String,
+    pub reason: String,
+}
+
+/// `GET /api/v1/admin/sync/logs`: runs, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunPage {
+    pub items: Vec<crate::api::app::RunView>,
+    pub limit: usize,
+    pub offset: usize,
+    pub total: u64,
+    /// Pass as `?cursor=` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/admin/sync/logs/{sync_id}`: the run and one page of its details.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunLogDetail {
+    #[serde(flatten)]
+    pub run: crate::api::app::RunView,
+    /// This page's failed properties, one row per reason.
+    pub failures: Vec<crate::domain::run::Failure>,
+    /// This page's changed facets with their changed paths.
+    pub changes: Vec<crate::domain::run::Change>,
+    pub details: Vec<crate::domain::run::RunDetail>,
+    /// Changed or failed properties in the whole run.
+    pub details_total: u64,
+    /// Pass as `?after=` for the next page; null on the last.
+    pub next_after: Option<i64>,
+    pub document_writes: u64,
+    pub invocations: u32,
+}
+
+/// `POST /api/v1/admin/sync` (202).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Triggered {
+    pub status: String,
+    pub sync_id: String,
+    pub message: String,
+    /// At the configured rate limit (Go duration).
+    pub estimated_duration: String,
+    pub triggered_at: String,
+}
+
+/// `POST /api/v1/admin/sync/start` and `/stop`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ScheduleView {
+    pub enabled: bool,
+    /// The seed's name for `enabled`.
+    pub is_running: bool,
+    pub sync_interval: String,
+    pub schedule_expression: String,
+    pub next_sync: Option<String>,
+}
+
+/// `POST /api/v1/admin/sync` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TriggerRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hotel_ids: Option<Vec<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
 }

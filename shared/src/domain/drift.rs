@@ -70,16 +70,24 @@ impl FacetDrift {
 }
 
 /// How many paths changed, per kind of document (for summaries: events, status).
-pub fn drift_counts(drift: &[FacetDrift]) -> serde_json::Value {
+/// How many paths changed, per kind of document (status and the run event show these; the
+/// run log has the paths).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DriftCount {
+    pub facet: String,
+    pub appeared: usize,
+    pub disappeared: usize,
+    pub type_changed: usize,
+}
+
+pub fn drift_counts(drift: &[FacetDrift]) -> Vec<DriftCount> {
     drift
         .iter()
-        .map(|d| {
-            serde_json::json!({
-                "facet": d.facet,
-                "appeared": d.appeared.len(),
-                "disappeared": d.disappeared.len(),
-                "type_changed": d.type_changed.len(),
-            })
+        .map(|d| DriftCount {
+            facet: d.facet.clone(),
+            appeared: d.appeared.len(),
+            disappeared: d.disappeared.len(),
+            type_changed: d.type_changed.len(),
         })
         .collect()
 }

@@ -80,7 +80,7 @@ impl<'de> Deserialize<'de> for EventKind {
 }
 
 /// A registered receiver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Webhook {
     pub id: String,
     pub url: String,
@@ -89,6 +89,29 @@ pub struct Webhook {
     /// The signing key (`whsec_` + 64 hex digits); shown once, when created.
     pub secret: String,
     pub created_at: Timestamp,
+}
+
+/// Everything but the secret (a debug print must not leak it).
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("description", &self.description)
+            .field("secret", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// Whether a string is a webhook id as this system makes them (`wh_` + a lowercase ULID).
+pub fn is_webhook_id(id: &str) -> bool {
+    id.len() == 29
+        && id.starts_with("wh_")
+        && id[3..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
 impl Webhook {
@@ -145,17 +168,17 @@ fn v4_public(ip: Ipv4Addr) -> bool {
         || o[0] >= 240)
 }
 
+/// Global unicast (2000::/3) only, less the ranges inside it that lead elsewhere: 6to4
+/// (2002::/16, embeds an IPv4 address), IETF protocol assignments (2001::/23: Teredo and
+/// others) and documentation (2001:db8::/32). Everything outside 2000::/3 (IPv4-compatible
+/// `::a.b.c.d`, IPv4-translated, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, unique-local,
+/// link-local, site-local, multicast, discard-only 100::/64) is refused.
 fn v6_public(ip: Ipv6Addr) -> bool {
     let s = ip.segments();
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        // fc00::/7 unique local, fe80::/10 link-local, 2001:db8::/32 documentation,
-        // 64:ff9b::/96 NAT64 (reaches IPv4, private ranges included).
-        || (s[0] & 0xfe00) == 0xfc00
-        || (s[0] & 0xffc0) == 0xfe80
-        || (s[0] == 0x2001 && s[1] == 0x0db8)
-        || (s[0] == 0x64 && s[1] == 0xff9b))
+    (s[0] & 0xe000) == 0x2000
+        && s[0] != 0x2002
+        && !(s[0] == 0x2001 && s[1] < 0x0200)
+        && !(s[0] == 0x2001 && s[1] == 0x0db8)
 }
 
 /// Checks a webhook URL as registered: scheme, no credentials, a host, and — when the host is
@@ -280,8 +303,9 @@ pub fn verify(
     let mut sigs = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
-            Some(("t", v)) => t = v.parse::<i64>().ok(),
-            Some(("v1", v)) => sigs.push(hex::decode(v).map_err(|_| BadSignature::Malformed)?),
+            Some(("t", v)) => t = v.trim().parse::<i64>().ok(),
+            // An entry that is not hex matches nothing; the others may still match.
+            Some(("v1", v)) => sigs.extend(hex::decode(v.trim()).ok()),
             _ => {}
         }
     }
@@ -289,7 +313,7 @@ pub fn verify(
     if sigs.is_empty() {
         return Err(BadSignature::Malformed);
     }
-    if (now.secs() - t).abs() > tolerance_secs {
+    if now.secs().abs_diff(t) > tolerance_secs.max(0) as u64 {
         return Err(BadSignature::Stale);
     }
     if sigs
@@ -396,6 +420,18 @@ mod tests {
             "https://[fd00::1]/",
             "https://[::ffff:10.0.0.1]/",
             "https://[64:ff9b::a00:1]/",
+            "https://[::127.0.0.1]/",
+            "https://[::a9fe:a9fe]/",
+            "https://[::ffff:0:a9fe:a9fe]/",
+            "https://[2002:a9fe:a9fe::1]/",
+            "https://[64:ff9b:1::a00:1]/",
+            "https://[fec0::1]/",
+            "https://[100::1]/",
+            "https://[2001::1]/",
+            "https://[2001:db8::1]/",
+            "https://0x7f.1/",
+            "https://2130706433/",
+            "https://127.0.0.1./",
             "not a url",
             "https://[::]/",
         ] {

@@ -24,8 +24,10 @@ pub trait Webhooks: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendResult {
     Answered(u16),
-    /// Timed out, refused, unresolvable, or refused by the address policy (message says which).
+    /// Timed out, connection refused, unresolvable (worth another try).
     NoAnswer(String),
+    /// The address policy refuses the target (private, loopback, link-local...): final.
+    Refused(String),
 }
 
 #[async_trait]

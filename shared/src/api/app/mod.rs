@@ -72,7 +72,7 @@ struct TrackBody {
     hotel_ids: Vec<serde_json::Value>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunView {
     pub sync_id: String,
     pub sync_type: String,

@@ -63,15 +63,18 @@ impl App {
         Ok(ApiResponse::ok(200, &self.settings_rows().await?))
     }
 
-    pub(super) async fn schedule_view(&self, s: &ScheduleState) -> serde_json::Value {
+    pub(super) async fn schedule_view(&self, s: &ScheduleState) -> crate::api::wire::ScheduleView {
         let now = self.clock.now();
-        serde_json::json!({
-            "enabled": s.enabled,
-            "is_running": s.enabled,
-            "sync_interval": s.interval.to_string(),
-            "schedule_expression": s.interval.rate_expression(),
-            "next_sync": match (s.enabled, s.anchor) { (true, Some(a)) => Some(health::next_sync(a, s.interval, now).rfc3339()), _ => None },
-        })
+        crate::api::wire::ScheduleView {
+            enabled: s.enabled,
+            is_running: s.enabled,
+            sync_interval: s.interval.to_string(),
+            schedule_expression: s.interval.rate_expression(),
+            next_sync: match (s.enabled, s.anchor) {
+                (true, Some(a)) => Some(health::next_sync(a, s.interval, now).rfc3339()),
+                _ => None,
+            },
+        }
     }
 
     pub(super) async fn schedule_start(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {

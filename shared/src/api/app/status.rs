@@ -1,6 +1,7 @@
 //! Status, health and the run log: what operators read.
 
 use super::*;
+use crate::api::wire::{CurrentRun, LastRun, Paused, RunLogDetail, RunPage, StatusView};
 
 /// Newest runs read for status and health (a bounded page, whatever the history).
 pub(super) const RECENT_RUNS: usize = 10;
@@ -99,47 +100,56 @@ impl App {
             let requests_total = r.total * r.requests_per_property.max(1);
             let requests_done = r.counters.upstream_requests;
             let remaining = requests_total.saturating_sub(requests_done) as f64;
-            let wait = Duration::try_from_secs_f64(remaining / settings.rate_limit).unwrap_or(Duration::ZERO);
-            let eta = input.now.plus(wait).rfc3339();
-            serde_json::json!({
-                "sync_id": r.sync_id, "status": r.status.as_str(), "processed": r.counters.processed, "total": r.total,
-                "requests_done": requests_done, "requests_total": requests_total,
-                "started_at": r.started_at.rfc3339(), "eta": eta,
-                // So far (as of the run's last checkpoint).
-                "updated": r.counters.updated, "unchanged": r.counters.unchanged,
-                "failed": r.counters.failed, "quarantined": r.counters.quarantined,
-            })
+            let wait = Duration::try_from_secs_f64(remaining / settings.rate_limit)
+                .unwrap_or(Duration::ZERO);
+            CurrentRun {
+                sync_id: r.sync_id.clone(),
+                status: r.status.as_str().into(),
+                processed: r.counters.processed,
+                total: r.total,
+                requests_done,
+                requests_total,
+                started_at: r.started_at.rfc3339(),
+                eta: input.now.plus(wait).rfc3339(),
+                updated: r.counters.updated,
+                unchanged: r.counters.unchanged,
+                failed: r.counters.failed,
+                quarantined: r.counters.quarantined,
+            }
         });
-        let by_status: serde_json::Map<String, serde_json::Value> = stats
-            .counts
-            .pairs()
-            .map(|(k, v)| (k.to_string(), v.max(0).into()))
-            .collect();
-        let data = serde_json::json!({
-            "is_running": input.schedule_enabled,
-            "last_sync": input.last_success.map(|t| t.rfc3339()),
-            "next_sync": next,
-            "total_properties": stats.counts.tracked(),
-            "properties_by_status": by_status,
-            "counts_recounted_at": stats.recounted.as_ref().map(|(_, t)| t.rfc3339()),
-            "total_runs": stats.runs,
-            "updated_properties": finished.as_ref().map(|r| r.counters.updated).unwrap_or(0),
-            "failed_properties": finished.as_ref().map(|r| r.counters.failed).unwrap_or(0),
-            "sync_interval": input.interval.to_string(),
-            "last_error": finished.as_ref().and_then(|r| r.error_message.clone()),
-            // The newest finished run: `halted` here means the circuit breaker stopped it.
-            "last_run": finished.as_ref().map(|r| serde_json::json!({
-                "sync_id": r.sync_id, "status": r.status.as_str(),
-                "completed_at": r.completed_at.map(|t| t.rfc3339()),
-                "quarantined_properties": r.counters.quarantined,
-                // Paths changed per kind of document (the run log has the paths).
-                "schema_drift": crate::domain::drift::drift_counts(&r.drift),
-            })),
-            "current_run": current_run,
-            "paused": input.paused.as_ref().filter(|_| !input.schedule_enabled).map(|(why, at)| {
-                serde_json::json!({ "since": at.rfc3339(), "reason": why })
+        let data = StatusView {
+            is_running: input.schedule_enabled,
+            last_sync: input.last_success.map(|t| t.rfc3339()),
+            next_sync: next,
+            total_properties: stats.counts.tracked(),
+            properties_by_status: stats
+                .counts
+                .pairs()
+                .map(|(k, v)| (k.to_string(), v.max(0) as u64))
+                .collect(),
+            counts_recounted_at: stats.recounted.as_ref().map(|(_, t)| t.rfc3339()),
+            total_runs: stats.runs,
+            updated_properties: finished.as_ref().map(|r| r.counters.updated).unwrap_or(0),
+            failed_properties: finished.as_ref().map(|r| r.counters.failed).unwrap_or(0),
+            sync_interval: input.interval.to_string(),
+            last_error: finished.as_ref().and_then(|r| r.error_message.clone()),
+            last_run: finished.as_ref().map(|r| LastRun {
+                sync_id: r.sync_id.clone(),
+                status: r.status.as_str().into(),
+                completed_at: r.completed_at.map(|t| t.rfc3339()),
+                quarantined_properties: r.counters.quarantined,
+                schema_drift: crate::domain::drift::drift_counts(&r.drift),
             }),
-        });
+            current_run,
+            paused: input
+                .paused
+                .as_ref()
+                .filter(|_| !input.schedule_enabled)
+                .map(|(why, at)| Paused {
+                    since: at.rfc3339(),
+                    reason: why.clone(),
+                }),
+        };
         Ok(ApiResponse::ok(200, &data))
     }
 
@@ -218,13 +228,16 @@ impl App {
         let (page, stats) = tokio::join!(self.runs.list(limit, from), self.stats.get());
         let ((runs, next), stats) = (page?, stats?);
         let items: Vec<RunView> = runs.iter().map(RunView::of).collect();
+        let total = stats.runs.max((offset + items.len()) as u64);
         Ok(ApiResponse::ok(
             200,
-            &serde_json::json!({
-                "items": items, "limit": limit, "offset": offset,
-                "total": stats.runs.max((offset + items.len()) as u64),
-                "next_cursor": next,
-            }),
+            &RunPage {
+                items,
+                limit,
+                offset,
+                total,
+                next_cursor: next,
+            },
         ))
     }
 
@@ -244,8 +257,6 @@ impl App {
         let (run, page) = tokio::join!(self.runs.get(id), self.runs.details(id, limit, after));
         let run = run?.ok_or_else(|| ApiError::NotFound(format!("no sync with id {id}")))?;
         let page = page?;
-        let mut v = serde_json::to_value(RunView::of(&run))
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
         // Flat lists of this page (and what runs of earlier versions kept on their item).
         let mut failures: Vec<Failure> = if after.is_none() {
             run.legacy_failures.clone()
@@ -264,14 +275,16 @@ impl App {
             }));
             changes.extend(d.changes.iter().cloned());
         }
-        v["failures"] = serde_json::to_value(&failures).unwrap_or_default();
-        v["changes"] = serde_json::to_value(&changes).unwrap_or_default();
-        v["details"] = serde_json::to_value(&page.items).unwrap_or_default();
-        v["details_total"] = run.details.into();
-        v["next_after"] = page.next.into();
-        v["document_writes"] = run.counters.document_writes.into();
-        v["upstream_requests"] = run.counters.upstream_requests.into();
-        v["invocations"] = run.invocations.into();
+        let v = RunLogDetail {
+            run: RunView::of(&run),
+            failures,
+            changes,
+            details: page.items,
+            details_total: run.details,
+            next_after: page.next,
+            document_writes: run.counters.document_writes,
+            invocations: run.invocations,
+        };
         Ok(ApiResponse::ok(200, &v))
     }
 }

@@ -151,13 +151,13 @@ impl App {
             .unwrap_or(Duration::ZERO);
         Ok(ApiResponse::ok(
             202,
-            &serde_json::json!({
-                "status": "running",
-                "sync_id": sync_id,
-                "message": "Synchronization started in background",
-                "estimated_duration": format_go_duration(estimate),
-                "triggered_at": run.started_at.rfc3339(),
-            }),
+            &crate::api::wire::Triggered {
+                status: "running".into(),
+                sync_id,
+                message: "Synchronization started in background".into(),
+                estimated_duration: format_go_duration(estimate),
+                triggered_at: run.started_at.rfc3339(),
+            },
         ))
     }
 }
