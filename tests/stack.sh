@@ -20,6 +20,9 @@ export AWS_REGION=${AWS_REGION:-us-east-1}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test}
 export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
 export LOG_LEVEL=${LOG_LEVEL:-info}
+# moto's account; deployed, the template passes the real ARNs.
+export SCHEDULE_TARGET_ARN=${SCHEDULE_TARGET_ARN:-arn:aws:lambda:$AWS_REGION:123456789012:function:sync}
+export SCHEDULE_ROLE_ARN=${SCHEDULE_ROLE_ARN:-arn:aws:iam::123456789012:role/cupid-sync-scheduler}
 mkdir -p "$STATE"
 PIDS=()
 
@@ -97,6 +100,8 @@ AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 ADMIN_TOKEN=$ADMIN_TOKEN
 CUPID_BASE_URL=$CUPID_BASE_URL
 CUPID_API_KEY=$CUPID_API_KEY
+SCHEDULE_TARGET_ARN=$SCHEDULE_TARGET_ARN
+SCHEDULE_ROLE_ARN=$SCHEDULE_ROLE_ARN
 SYNC_DISPATCH=detached
 WEBHOOKS_ALLOW_LOOPBACK=true
 LOCAL_EVENT_TARGET=deliver
@@ -233,7 +238,8 @@ MSG
     status=0
     "$FUZZ_VENV/bin/schemathesis" run "http://127.0.0.1:$APIGW_PORT/docs/swagger.json" \
       --url "http://127.0.0.1:$APIGW_PORT" -H "Authorization: Bearer $ADMIN_TOKEN" \
-      --checks not_a_server_error --max-examples "${FUZZ_EXAMPLES:-200}" --workers 1 \
+      --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+      --max-examples "${FUZZ_EXAMPLES:-200}" --workers 1 \
       --request-timeout 30 --seed 42 --report junit --report-dir "$STATE/fuzz" || status=$?
     python3 - "$STATE"/fuzz/junit*.xml <<'PY' || true
 import sys, xml.etree.ElementTree as ET

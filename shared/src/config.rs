@@ -70,8 +70,11 @@ pub struct Config {
     pub dispatch_mode: DispatchMode,
     pub schedule_name: String,
     pub schedule_group: String,
-    pub schedule_target_arn: String,
-    pub schedule_role_arn: String,
+    /// The schedule's target (the sync function) and the role Scheduler assumes: required by
+    /// the functions that write the schedule (no made-up default: a wrong ARN would only fail
+    /// at the first scheduled run).
+    pub schedule_target_arn: Option<String>,
+    pub schedule_role_arn: Option<String>,
     /// Dead-letter queue for schedule deliveries that fail; kept when the schedule is replaced.
     pub schedule_dlq_arn: Option<String>,
     /// Local mode only: webhooks may point at loopback receivers over http
@@ -197,20 +200,28 @@ impl Config {
             dispatch_mode,
             schedule_name: name(get, "SCHEDULE_NAME", "cupid-sync")?,
             schedule_group: name(get, "SCHEDULE_GROUP", "default")?,
-            schedule_target_arn: name(
-                get,
-                "SCHEDULE_TARGET_ARN",
-                "arn:aws:lambda:us-east-1:123456789012:function:sync",
-            )?,
-            schedule_role_arn: name(
-                get,
-                "SCHEDULE_ROLE_ARN",
-                "arn:aws:iam::123456789012:role/cupid-sync-scheduler",
-            )?,
+            schedule_target_arn: get("SCHEDULE_TARGET_ARN").filter(|s| !s.trim().is_empty()),
+            schedule_role_arn: get("SCHEDULE_ROLE_ARN").filter(|s| !s.trim().is_empty()),
             schedule_dlq_arn: get("SCHEDULE_DLQ_ARN").filter(|s| !s.is_empty()),
             webhooks_allow_loopback: flag(get, "WEBHOOKS_ALLOW_LOOPBACK", false)?,
             local_event_target: get("LOCAL_EVENT_TARGET").filter(|s| !s.trim().is_empty()),
         })
+    }
+
+    /// The schedule's target and role ARNs, for the functions that write the schedule.
+    pub fn require_schedule_target(&self) -> Result<(String, String), ConfigError> {
+        let target = self
+            .schedule_target_arn
+            .clone()
+            .ok_or(ConfigError::Missing {
+                var: "SCHEDULE_TARGET_ARN",
+                why: "the schedule's target: the sync function's ARN",
+            })?;
+        let role = self.schedule_role_arn.clone().ok_or(ConfigError::Missing {
+            var: "SCHEDULE_ROLE_ARN",
+            why: "the role EventBridge Scheduler assumes to invoke the sync function",
+        })?;
+        Ok((target, role))
     }
 
     /// The admin token; HTTP functions refuse to start without one.
@@ -275,6 +286,35 @@ mod tests {
             let err = cfg(&[(var, val)]).unwrap_err().to_string();
             assert!(err.contains(var), "{var}: {err}");
         }
+    }
+
+    #[test]
+    fn the_schedule_arns_have_no_made_up_default_and_a_missing_one_names_itself() {
+        let c = cfg(&[]).unwrap();
+        let e = c.require_schedule_target().unwrap_err().to_string();
+        assert!(e.contains("SCHEDULE_TARGET_ARN"), "{e}");
+        let c = cfg(&[(
+            "SCHEDULE_TARGET_ARN",
+            "arn:aws:lambda:eu-west-1:1:function:s",
+        )])
+        .unwrap();
+        let e = c.require_schedule_target().unwrap_err().to_string();
+        assert!(e.contains("SCHEDULE_ROLE_ARN"), "{e}");
+        let c = cfg(&[
+            (
+                "SCHEDULE_TARGET_ARN",
+                "arn:aws:lambda:eu-west-1:1:function:s",
+            ),
+            ("SCHEDULE_ROLE_ARN", "arn:aws:iam::1:role/r"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.require_schedule_target().unwrap(),
+            (
+                "arn:aws:lambda:eu-west-1:1:function:s".to_string(),
+                "arn:aws:iam::1:role/r".to_string()
+            )
+        );
     }
 
     #[test]

@@ -101,15 +101,15 @@ fn policy(cfg: &Config) -> TargetPolicy {
 }
 
 /// Every adapter wired (local tools: the API Gateway stand-in serves all routes).
-pub async fn admin_app(cfg: &Config) -> App {
+pub async fn admin_app(cfg: &Config) -> Result<App, BoxError> {
     let conf = sdk_config().await;
-    let schedule = Arc::new(Scheduler::new(&conf, cfg));
+    let schedule = Arc::new(Scheduler::new(&conf, cfg)?);
     let dispatch = Arc::new(LambdaDispatch::new(
         &conf,
         &cfg.sync_function,
         cfg.dispatch_mode == DispatchMode::Detached,
     ));
-    app(cfg, &conf, schedule, dispatch)
+    Ok(app(cfg, &conf, schedule, dispatch))
 }
 
 fn token(cfg: &Config) -> Result<Secret, BoxError> {
@@ -138,7 +138,10 @@ pub async fn run_schedule_function(function: &'static str) -> Result<(), BoxErro
     let cfg = start()?;
     let token = token(&cfg)?;
     let conf = sdk_config().await;
-    let schedule = Arc::new(Scheduler::new(&conf, &cfg));
+    let schedule = Arc::new(Scheduler::new(&conf, &cfg).map_err(|e| {
+        tracing::error!(error = %e, "startup failed: {e}");
+        Box::new(e) as BoxError
+    })?);
     let app = app(&cfg, &conf, schedule, Arc::new(Unwired("dispatch")));
     crate::api::run_lambda(function, Some(token), Arc::new(app)).await
 }
@@ -194,7 +197,7 @@ pub async fn engine(cfg: &Config) -> Result<Engine, BoxError> {
             None => EventBus::new(&conf, &cfg.event_bus),
         }),
         settings: Arc::new(DynamoSettings::new(ddb, &cfg.tables)),
-        schedule: Arc::new(Scheduler::new(&conf, cfg)),
+        schedule: Arc::new(Scheduler::new(&conf, cfg)?),
         clock,
     };
     Ok(Engine::new(deps, EngineConfig::from_config(cfg)))

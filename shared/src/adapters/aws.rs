@@ -174,15 +174,21 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(conf: &aws_config::SdkConfig, c: &crate::config::Config) -> Self {
-        Scheduler {
+    /// Refuses to build without the target and role ARNs (`SCHEDULE_TARGET_ARN`,
+    /// `SCHEDULE_ROLE_ARN`): the error names the missing variable.
+    pub fn new(
+        conf: &aws_config::SdkConfig,
+        c: &crate::config::Config,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let (target_arn, role_arn) = c.require_schedule_target()?;
+        Ok(Scheduler {
             client: aws_sdk_scheduler::Client::new(conf),
             name: c.schedule_name.clone(),
             group: c.schedule_group.clone(),
-            target_arn: c.schedule_target_arn.clone(),
-            role_arn: c.schedule_role_arn.clone(),
+            target_arn,
+            role_arn,
             dlq_arn: c.schedule_dlq_arn.clone(),
-        }
+        })
     }
 }
 

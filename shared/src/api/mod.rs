@@ -322,7 +322,16 @@ pub async fn run_lambda(
             let mut out = Response::builder()
                 .status(resp.status)
                 .header("content-type", resp.content_type)
-                .header("cache-control", "no-store")
+                .header(
+                    "cache-control",
+                    // The docs function's answers (pages, the OpenAPI document) are the same for
+                    // everyone until the next deploy; every other answer is live data.
+                    if function == "docs" && resp.status == 200 {
+                        "public, max-age=300"
+                    } else {
+                        "no-store"
+                    },
+                )
                 .header("x-content-type-options", "nosniff");
             if resp.content_type.starts_with("text/html") {
                 // The pages (console, Swagger UI) carry their script and styles inline and

@@ -110,6 +110,31 @@ fn data_schema(op: Op) -> Option<Value> {
     })
 }
 
+/// OpenAPI links: what a client (and schemathesis' stateful phase) may call next with what a
+/// response returned, so two-step failures are found (store a setting, then read status).
+fn links(op: Op) -> Option<Value> {
+    let to = |op: &str| json!({"operationId": op});
+    Some(match op {
+        Op::Trigger => json!({
+            "GetRunLog": {"operationId": "LogDetail", "parameters": {"sync_id": "$response.body#/data/sync_id"}},
+            "GetStatus": to("Status"),
+        }),
+        Op::SettingsPut => json!({
+            "GetStatus": to("Status"), "GetHealth": to("AdminHealth"),
+            "GetMetrics": to("Metrics"), "GetSettings": to("SettingsGet"),
+        }),
+        Op::ScheduleStart | Op::ScheduleStop => {
+            json!({"GetStatus": to("Status"), "GetHealth": to("AdminHealth")})
+        }
+        Op::WebhookCreate => json!({
+            "GetDeliveries": {"operationId": "WebhookDeliveries", "parameters": {"webhook_id": "$response.body#/data/id"}},
+            "DeleteWebhook": {"operationId": "WebhookDelete", "parameters": {"webhook_id": "$response.body#/data/id"}},
+        }),
+        Op::Track => json!({"GetStatus": to("Status")}),
+        _ => return None,
+    })
+}
+
 /// The OpenAPI 3 document.
 pub fn spec() -> Value {
     let mut paths = serde_json::Map::new();
@@ -126,6 +151,9 @@ pub fn spec() -> Value {
             None => json!({"$ref": "#/components/schemas/Envelope"}),
         };
         let mut responses = json!({ ok: {"description": "Success", "content": {"application/json": {"schema": success}}}});
+        if let Some(l) = links(r.op) {
+            responses[ok]["links"] = l;
+        }
         for (code, what) in [
             ("400", "Bad input"),
             ("401", "Missing or wrong token"),
@@ -210,7 +238,8 @@ pub fn spec() -> Value {
                 "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}}),
     );
     json!({
-        "openapi": "3.0.3",
+        // 3.1: the schemas utoipa derives use JSON Schema 2020-12 (`"type": ["string", "null"]`).
+        "openapi": "3.1.0",
         "info": {"title": "cupid-sync admin API", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Keeps a DynamoDB catalogue of hotel properties in step with the Cupid content API."},
         "paths": paths,
@@ -255,7 +284,7 @@ pub fn serve(op: Op) -> Result<ApiResponse, ApiError> {
         Op::DocsSpec => Ok(ApiResponse::raw(
             200,
             "application/json",
-            serde_json::to_vec(&spec()).unwrap_or_default(),
+            spec_bytes().to_vec(),
         )),
         Op::Console => Ok(ApiResponse::raw(
             200,
@@ -265,9 +294,25 @@ pub fn serve(op: Op) -> Result<ApiResponse, ApiError> {
         _ => Ok(ApiResponse::raw(
             200,
             "text/html; charset=utf-8",
-            page()?.into_bytes(),
+            cached_page()?.as_bytes().to_vec(),
         )),
     }
+}
+
+/// The document, rendered once per cold start.
+fn spec_bytes() -> &'static [u8] {
+    static SPEC: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| serde_json::to_vec(&spec()).unwrap_or_default())
+}
+
+/// The Swagger UI page (1.7 MB with its assets inlined), built once per cold start.
+fn cached_page() -> Result<&'static str, ApiError> {
+    static PAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(p) = PAGE.get() {
+        return Ok(p);
+    }
+    let built = page()?;
+    Ok(PAGE.get_or_init(|| built))
 }
 
 /// The operator console: one page, its styles and script inline (no CDN, no build step).
@@ -372,6 +417,18 @@ mod tests {
         }
         let status = &spec["paths"]["/api/v1/admin/sync/status"]["get"]["responses"]["200"];
         assert!(status.to_string().contains("StatusView"), "{status}");
+        // Every link names an operation of the document.
+        let ops: Vec<String> = ROUTES.iter().map(|r| format!("{:?}", r.op)).collect();
+        for item in spec["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                for resp in op["responses"].as_object().unwrap().values() {
+                    for link in resp["links"].as_object().into_iter().flat_map(|l| l.values()) {
+                        let target = link["operationId"].as_str().unwrap();
+                        assert!(ops.iter().any(|o| o == target), "link to {target}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

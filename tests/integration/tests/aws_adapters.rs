@@ -8,7 +8,14 @@ use cupid_sync::ports::{Events, RunEvent, Schedule};
 
 fn config(schedule_name: &str) -> Config {
     let name = schedule_name.to_string();
-    Config::from_source(&move |k| (k == "SCHEDULE_NAME").then(|| name.clone())).unwrap()
+    Config::from_source(&move |k| match k {
+        "SCHEDULE_NAME" => Some(name.clone()),
+        // moto's account.
+        "SCHEDULE_TARGET_ARN" => Some("arn:aws:lambda:us-east-1:123456789012:function:sync".into()),
+        "SCHEDULE_ROLE_ARN" => Some("arn:aws:iam::123456789012:role/cupid-sync-scheduler".into()),
+        _ => None,
+    })
+    .unwrap()
 }
 
 #[tokio::test]
@@ -16,7 +23,7 @@ async fn the_schedule_is_created_updated_disabled_and_read_back() {
     integration::ddb().await; // asserts the local endpoint is configured
     let conf = sdk_config().await;
     let name = format!("cupid-sync-test-{}", std::process::id());
-    let sched = Scheduler::new(&conf, &config(&name));
+    let sched = Scheduler::new(&conf, &config(&name)).unwrap();
     assert_eq!(sched.get().await.unwrap(), None);
     let anchor = Timestamp(1_900_000_000);
     let twelve = Interval::parse("12h").unwrap();

@@ -25,7 +25,11 @@ async fn main() {
         }
     };
     let token = cfg.require_admin_token().ok();
-    let app = Arc::new(cupid_sync::wiring::admin_app(&cfg).await);
+    let app = Arc::new(
+        cupid_sync::wiring::admin_app(&cfg)
+            .await
+            .expect("the admin app (SCHEDULE_TARGET_ARN / SCHEDULE_ROLE_ARN set?)"),
+    );
     let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
         let app = app.clone();
         let token = token.clone();
@@ -62,7 +66,12 @@ async fn main() {
                 _ => return (StatusCode::NOT_FOUND, "{\"message\":\"Not Found\"}").into_response(),
             };
             let (m, p) = (req.method.clone(), req.path.clone());
-            let resp = serve(function, token.as_ref(), app.as_ref(), req).await;
+            // The docs function has its own handler (the pages and the OpenAPI document).
+            let resp = if function == "docs" {
+                serve(function, token.as_ref(), &cupid_sync::api::openapi::DocsHandler, req).await
+            } else {
+                serve(function, token.as_ref(), app.as_ref(), req).await
+            };
             // One line per request: `make api-fuzz` counts them and any 5xx.
             println!("request {m} {p} {}", resp.status);
             Response::builder()

@@ -45,7 +45,8 @@ async fn bootstrap(ids_file: Option<&str>) -> Result<(), String> {
             .await
             .map_err(|e| format!("CreateEventBus: {e}"))?;
     }
-    let sched = cupid_sync::adapters::aws::Scheduler::new(&conf, &cfg);
+    let sched =
+        cupid_sync::adapters::aws::Scheduler::new(&conf, &cfg).map_err(|e| e.to_string())?;
     if sched.get().await.map_err(|e| e.to_string())?.is_none() {
         let now: Timestamp = SystemClock.now();
         sched
