@@ -1,7 +1,7 @@
 //! Configuration from the environment. A bad value stops the function at start with one clear
 //! error naming the variable; nothing silently falls back.
 
-use crate::domain::settings::Settings;
+use crate::domain::settings::{SettingKey, Settings, parse_value};
 use std::fmt;
 use std::time::Duration;
 
@@ -141,6 +141,22 @@ fn name(
     Ok(v)
 }
 
+/// The deployment's setting defaults: each setting's environment variable over its built-in
+/// default (`domain::settings::SPECS`); a bad value is an error naming the variable.
+pub fn settings_from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    let mut s = Settings::default();
+    for k in SettingKey::ALL {
+        if let Some(raw) = get(k.env_var()) {
+            let v = parse_value(k, &raw).map_err(|e| ConfigError::Invalid {
+                var: k.env_var(),
+                reason: e.to_string(),
+            })?;
+            s.apply(k, v);
+        }
+    }
+    Ok(s)
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_source(&|k| std::env::var(k).ok())
@@ -186,7 +202,7 @@ impl Config {
                 sync_logs: name(get, "SYNC_LOGS_TABLE", "cupid-sync-logs")?,
                 settings: name(get, "SETTINGS_TABLE", "cupid-sync-settings")?,
             },
-            settings: Settings::from_env(get)?,
+            settings: settings_from_env(get)?,
             cupid_base_url: base.trim_end_matches('/').to_string(),
             cupid_api_key: secret("CUPID_API_KEY"),
             cupid_timeout: secs(get, "CUPID_TIMEOUT_SECONDS", 10, 1, 120)?,
@@ -315,6 +331,21 @@ mod tests {
                 "arn:aws:iam::1:role/r".to_string()
             )
         );
+    }
+
+    #[test]
+    fn setting_defaults_come_from_the_environment_and_a_bad_one_names_its_variable() {
+        let env = |k: &str| match k {
+            "SYNC_INTERVAL" => Some("24h".to_string()),
+            "SYNC_RATE_LIMIT" => Some("2.5".to_string()),
+            _ => None,
+        };
+        let s = settings_from_env(&env).unwrap();
+        assert_eq!(s.interval.to_string(), "24h");
+        assert_eq!(s.rate_limit, 2.5);
+        let bad = |k: &str| (k == "SYNC_BATCH_SIZE").then(|| "lots".to_string());
+        let err = settings_from_env(&bad).unwrap_err();
+        assert!(err.to_string().contains("SYNC_BATCH_SIZE"), "{err}");
     }
 
     #[test]

@@ -422,7 +422,11 @@ mod tests {
         for item in spec["paths"].as_object().unwrap().values() {
             for op in item.as_object().unwrap().values() {
                 for resp in op["responses"].as_object().unwrap().values() {
-                    for link in resp["links"].as_object().into_iter().flat_map(|l| l.values()) {
+                    for link in resp["links"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|l| l.values())
+                    {
                         let target = link["operationId"].as_str().unwrap();
                         assert!(ops.iter().any(|o| o == target), "link to {target}");
                     }

@@ -14,6 +14,7 @@ pub mod lease;
 pub mod pause;
 pub mod quarantine;
 pub mod run;
+pub mod setting_keys;
 pub mod settings;
 pub mod shape;
 pub mod stats;

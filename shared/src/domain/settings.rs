@@ -1,9 +1,9 @@
 //! Run-time settings: what each key means, how its value is validated, and the effective values.
 
 use super::interval::Interval;
+pub use super::setting_keys::{Kind, MAX_RATE, MIN_RATE, SPECS, SettingError, SettingKey, Spec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::str::FromStr;
 
 /// What a document whose shape is new to the baseline does.
@@ -33,161 +33,6 @@ impl FromStr for SchemaPolicy {
             "evolve" => Ok(SchemaPolicy::Evolve),
             "freeze" => Ok(SchemaPolicy::Freeze),
             _ => Err(()),
-        }
-    }
-}
-
-/// Every setting the system knows. The env variable gives the default; the settings table overrides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SettingKey {
-    SyncInterval,
-    SyncBatchSize,
-    SyncMaxConcurrent,
-    SyncRetryAttempts,
-    SyncEnableAuto,
-    SyncRateLimit,
-    SyncLanguages,
-    SyncReviewCount,
-    SyncMaxChangeRatio,
-    SyncMaxConsecutiveFailures,
-    SyncSchemaPolicy,
-}
-
-impl SettingKey {
-    pub const ALL: [SettingKey; 11] = [
-        SettingKey::SyncInterval,
-        SettingKey::SyncBatchSize,
-        SettingKey::SyncMaxConcurrent,
-        SettingKey::SyncRetryAttempts,
-        SettingKey::SyncEnableAuto,
-        SettingKey::SyncRateLimit,
-        SettingKey::SyncLanguages,
-        SettingKey::SyncReviewCount,
-        SettingKey::SyncMaxChangeRatio,
-        SettingKey::SyncMaxConsecutiveFailures,
-        SettingKey::SyncSchemaPolicy,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SettingKey::SyncInterval => "sync_interval",
-            SettingKey::SyncBatchSize => "sync_batch_size",
-            SettingKey::SyncMaxConcurrent => "sync_max_concurrent",
-            SettingKey::SyncRetryAttempts => "sync_retry_attempts",
-            SettingKey::SyncEnableAuto => "sync_enable_auto",
-            SettingKey::SyncRateLimit => "sync_rate_limit",
-            SettingKey::SyncLanguages => "sync_languages",
-            SettingKey::SyncReviewCount => "sync_review_count",
-            SettingKey::SyncMaxChangeRatio => "sync_max_change_ratio",
-            SettingKey::SyncMaxConsecutiveFailures => "sync_max_consecutive_failures",
-            SettingKey::SyncSchemaPolicy => "sync_schema_policy",
-        }
-    }
-
-    /// The environment variable that gives this key's default.
-    pub fn env_var(self) -> &'static str {
-        match self {
-            SettingKey::SyncInterval => "SYNC_INTERVAL",
-            SettingKey::SyncBatchSize => "SYNC_BATCH_SIZE",
-            SettingKey::SyncMaxConcurrent => "SYNC_MAX_CONCURRENT",
-            SettingKey::SyncRetryAttempts => "SYNC_RETRY_ATTEMPTS",
-            SettingKey::SyncEnableAuto => "SYNC_ENABLE_AUTO",
-            SettingKey::SyncRateLimit => "SYNC_RATE_LIMIT",
-            SettingKey::SyncLanguages => "SYNC_LANGUAGES",
-            SettingKey::SyncReviewCount => "SYNC_REVIEW_COUNT",
-            SettingKey::SyncMaxChangeRatio => "SYNC_MAX_CHANGE_RATIO",
-            SettingKey::SyncMaxConsecutiveFailures => "SYNC_MAX_CONSECUTIVE_FAILURES",
-            SettingKey::SyncSchemaPolicy => "SYNC_SCHEMA_POLICY",
-        }
-    }
-
-    pub fn description(self) -> &'static str {
-        match self {
-            SettingKey::SyncInterval => {
-                "Time between scheduled syncs (Go duration, 1m..168h, whole minutes; e.g. 12h or 24h)"
-            }
-            SettingKey::SyncBatchSize => {
-                "Properties fetched per batch; progress is checkpointed after each batch (1..100)"
-            }
-            SettingKey::SyncMaxConcurrent => "Upstream requests in flight at once (1..64)",
-            SettingKey::SyncRetryAttempts => {
-                "Retries of one upstream request on timeout, 5xx or 429, with exponential backoff (0..10)"
-            }
-            SettingKey::SyncEnableAuto => {
-                "Whether the schedule runs syncs automatically (true or false)"
-            }
-            SettingKey::SyncRateLimit => "Upstream requests per second at most (0.1..1000)",
-            SettingKey::SyncLanguages => {
-                "Translations synced per property, ISO 639-1 codes separated by commas (e.g. fr,es); empty for none"
-            }
-            SettingKey::SyncReviewCount => {
-                "Newest reviews synced per property (0..1000); 0 syncs no reviews"
-            }
-            SettingKey::SyncMaxChangeRatio => {
-                "Circuit breaker: a run that would change or quarantine more than this share of the properties with stored data it fetched halts, writing nothing more (0.01..1; 1 = never)"
-            }
-            SettingKey::SyncMaxConsecutiveFailures => {
-                "Auto-pause: after this many failed or halted scheduled runs in a row the schedule disables itself (0..100; 0 = never)"
-            }
-            SettingKey::SyncSchemaPolicy => {
-                "Schema drift: evolve (report paths that appeared, disappeared or changed type once, then accept them) or freeze (quarantine documents with a path or type the baseline lacks until an operator accepts them)"
-            }
-        }
-    }
-
-    fn default_raw(self) -> &'static str {
-        match self {
-            SettingKey::SyncInterval => "12h",
-            SettingKey::SyncBatchSize => "10",
-            SettingKey::SyncMaxConcurrent => "5",
-            SettingKey::SyncRetryAttempts => "3",
-            SettingKey::SyncEnableAuto => "true",
-            SettingKey::SyncRateLimit => "10",
-            SettingKey::SyncLanguages => "fr,es",
-            SettingKey::SyncReviewCount => "100",
-            SettingKey::SyncMaxChangeRatio => "0.5",
-            SettingKey::SyncMaxConsecutiveFailures => "5",
-            SettingKey::SyncSchemaPolicy => "evolve",
-        }
-    }
-}
-
-impl fmt::Display for SettingKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SettingKey {
-    type Err = SettingError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SettingKey::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| SettingError::UnknownKey(s.to_string()))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SettingError {
-    #[error(
-        "unknown setting `{0}` (known: sync_interval, sync_batch_size, sync_max_concurrent, sync_retry_attempts, sync_enable_auto, sync_rate_limit, sync_languages, sync_review_count, sync_max_change_ratio, sync_max_consecutive_failures, sync_schema_policy)"
-    )]
-    UnknownKey(String),
-    #[error("invalid value `{value}` for {key}: {reason}")]
-    InvalidValue {
-        key: SettingKey,
-        value: String,
-        reason: String,
-    },
-}
-
-impl SettingError {
-    /// The field a client should fix.
-    pub fn key(&self) -> String {
-        match self {
-            SettingError::UnknownKey(k) => k.clone(),
-            SettingError::InvalidValue { key, .. } => key.as_str().to_string(),
         }
     }
 }
@@ -271,56 +116,35 @@ fn languages(key: SettingKey, raw: &str) -> Result<SettingValue, SettingError> {
     Ok(SettingValue::Languages(out))
 }
 
-/// The accepted range of `sync_rate_limit` (requests per second). Below 0.1 a run of 100
-/// properties would take hours; the bounds also keep every derived duration finite.
-pub const MIN_RATE: f64 = 0.1;
-pub const MAX_RATE: f64 = 1000.0;
-
-/// Validates `raw` for `key`.
+/// Validates `raw` for `key`, by the kind its declaration gives.
 pub fn parse_value(key: SettingKey, raw: &str) -> Result<SettingValue, SettingError> {
     let bad = |reason: String| SettingError::InvalidValue {
         key,
         value: raw.to_string(),
         reason,
     };
-    match key {
-        SettingKey::SyncInterval => Interval::parse(raw)
+    match key.spec().kind {
+        Kind::Interval => Interval::parse(raw)
             .map(SettingValue::Interval)
             .map_err(|e| bad(e.to_string())),
-        SettingKey::SyncBatchSize => int_in(key, raw, 1, 100),
-        SettingKey::SyncMaxConcurrent => int_in(key, raw, 1, 64),
-        SettingKey::SyncRetryAttempts => int_in(key, raw, 0, 10),
-        SettingKey::SyncEnableAuto => match raw.trim().to_ascii_lowercase().as_str() {
+        Kind::Count { lo, hi } => int_in(key, raw, lo, hi),
+        Kind::Flag => match raw.trim().to_ascii_lowercase().as_str() {
             "true" => Ok(SettingValue::Flag(true)),
             "false" => Ok(SettingValue::Flag(false)),
             _ => Err(bad("must be true or false".into())),
         },
-        SettingKey::SyncLanguages => languages(key, raw),
-        SettingKey::SyncReviewCount => int_in(key, raw, 0, 1000),
-        SettingKey::SyncMaxConsecutiveFailures => int_in(key, raw, 0, 100),
-        SettingKey::SyncSchemaPolicy => raw
+        Kind::Languages => languages(key, raw),
+        Kind::Policy => raw
             .parse()
             .map(SettingValue::Policy)
             .map_err(|_| bad("must be evolve or freeze".into())),
-        SettingKey::SyncMaxChangeRatio => {
+        Kind::Number { lo, hi, unit } => {
             let r: f64 = raw
                 .trim()
                 .parse()
-                .map_err(|_| bad("must be a number from 0.01 to 1".into()))?;
-            if !r.is_finite() || !(0.01..=1.0).contains(&r) {
-                return Err(bad("must be a number from 0.01 to 1".into()));
-            }
-            Ok(SettingValue::Rate(r))
-        }
-        SettingKey::SyncRateLimit => {
-            let r: f64 = raw
-                .trim()
-                .parse()
-                .map_err(|_| bad("must be a number of requests per second".into()))?;
-            if !r.is_finite() || !(MIN_RATE..=MAX_RATE).contains(&r) {
-                return Err(bad(format!(
-                    "must be a number from {MIN_RATE} to {MAX_RATE} requests per second"
-                )));
+                .map_err(|_| bad(format!("must be a number from {lo} to {hi}{unit}")))?;
+            if !r.is_finite() || !(lo..=hi).contains(&r) {
+                return Err(bad(format!("must be a number from {lo} to {hi}{unit}")));
             }
             Ok(SettingValue::Rate(r))
         }
@@ -349,18 +173,19 @@ pub struct Settings {
 }
 
 impl Default for Settings {
+    /// The built-in defaults of [`SPECS`] (the literal below is only a frame they fill).
     fn default() -> Self {
         let mut s = Settings {
-            interval: Interval::parse("12h").expect("valid default"),
-            batch_size: 10,
-            max_concurrent: 5,
-            retry_attempts: 3,
-            enable_auto: true,
-            rate_limit: 10.0,
-            languages: vec!["fr".into(), "es".into()],
-            review_count: 100,
-            max_change_ratio: 0.5,
-            max_consecutive_failures: 5,
+            interval: Interval::parse("1h").expect("a valid interval"),
+            batch_size: 0,
+            max_concurrent: 0,
+            retry_attempts: 0,
+            enable_auto: false,
+            rate_limit: 0.0,
+            languages: Vec::new(),
+            review_count: 0,
+            max_change_ratio: 0.0,
+            max_consecutive_failures: 0,
             schema_policy: SchemaPolicy::Evolve,
         };
         for k in SettingKey::ALL {
@@ -372,23 +197,6 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Defaults from the environment; a bad value is an error naming the variable.
-    pub fn from_env(
-        get: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, crate::config::ConfigError> {
-        let mut s = Settings::default();
-        for k in SettingKey::ALL {
-            if let Some(raw) = get(k.env_var()) {
-                let v = parse_value(k, &raw).map_err(|e| crate::config::ConfigError::Invalid {
-                    var: k.env_var(),
-                    reason: e.to_string(),
-                })?;
-                s.apply(k, v);
-            }
-        }
-        Ok(s)
-    }
-
     pub fn apply(&mut self, key: SettingKey, value: SettingValue) {
         match (key, value) {
             (SettingKey::SyncInterval, SettingValue::Interval(i)) => self.interval = i,

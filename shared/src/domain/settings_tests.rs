@@ -46,19 +46,29 @@ fn bad_values_name_the_key() {
     assert_eq!("nope".parse::<SettingKey>().unwrap_err().key(), "nope");
 }
 
+/// One declaration per setting, in key order, names and variables unique, defaults valid.
 #[test]
-fn env_defaults_override_and_bad_env_is_an_error_naming_the_variable() {
-    let env = |k: &str| match k {
-        "SYNC_INTERVAL" => Some("24h".to_string()),
-        "SYNC_RATE_LIMIT" => Some("2.5".to_string()),
-        _ => None,
-    };
-    let s = Settings::from_env(&env).unwrap();
-    assert_eq!(s.interval.to_string(), "24h");
-    assert_eq!(s.rate_limit, 2.5);
-    let bad = |k: &str| (k == "SYNC_BATCH_SIZE").then(|| "lots".to_string());
-    let err = Settings::from_env(&bad).unwrap_err();
-    assert!(err.to_string().contains("SYNC_BATCH_SIZE"), "{err}");
+fn each_setting_is_declared_once_and_its_default_is_valid() {
+    let mut names = std::collections::BTreeSet::new();
+    let mut envs = std::collections::BTreeSet::new();
+    for (i, k) in SettingKey::ALL.iter().enumerate() {
+        let spec = &SPECS[i];
+        assert_eq!(spec.key, *k, "SPECS[{i}] is out of order");
+        assert!(
+            names.insert(spec.name) && envs.insert(spec.env),
+            "{} twice",
+            spec.name
+        );
+        assert_eq!(spec.env, spec.name.to_ascii_uppercase());
+        assert!(
+            parse_value(*k, spec.default).is_ok(),
+            "{}'s default",
+            spec.name
+        );
+        assert_eq!(k.as_str().parse::<SettingKey>().unwrap(), *k);
+    }
+    let e = "nope".parse::<SettingKey>().unwrap_err().to_string();
+    assert!(SPECS.iter().all(|s| e.contains(s.name)), "{e}");
 }
 
 #[test]

@@ -68,7 +68,13 @@ async fn main() {
             let (m, p) = (req.method.clone(), req.path.clone());
             // The docs function has its own handler (the pages and the OpenAPI document).
             let resp = if function == "docs" {
-                serve(function, token.as_ref(), &cupid_sync::api::openapi::DocsHandler, req).await
+                serve(
+                    function,
+                    token.as_ref(),
+                    &cupid_sync::api::openapi::DocsHandler,
+                    req,
+                )
+                .await
             } else {
                 serve(function, token.as_ref(), app.as_ref(), req).await
             };
