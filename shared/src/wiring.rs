@@ -7,17 +7,14 @@ use crate::adapters::dynamo::{
     DynamoWebhooks,
 };
 use crate::adapters::webhook_http::HttpWebhookSender;
-use crate::api::app::App;
+use crate::api::Handler;
+use crate::api::app::{AllRoutes, App, Scheduled, Serves, WithDispatch, WithHooks, handler_for};
 use crate::config::Secret;
 use crate::config::{Config, DispatchMode};
-use crate::domain::interval::Interval;
 use crate::domain::run::SyncRequest;
-use crate::domain::time::Timestamp;
 use crate::domain::webhook::TargetPolicy;
 use crate::engine::{Engine, EngineConfig, EngineDeps, Outcome};
-use crate::ports::{
-    Clock, Dispatch, PortError, PortErrorKind, PortResult, Schedule, ScheduleState, SystemClock,
-};
+use crate::ports::{Clock, Dispatch, Schedule, SystemClock, Webhooks};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,44 +32,8 @@ pub fn start() -> Result<Config, BoxError> {
     })
 }
 
-/// A port this function never uses (it serves no route that needs it). Wiring only what each
-/// function uses keeps the other AWS SDK clients out of its binary.
-struct Unwired(&'static str);
-
-impl Unwired {
-    fn err(&self) -> PortError {
-        PortError::new(
-            self.0,
-            PortErrorKind::Unavailable,
-            "not wired in this function",
-        )
-    }
-}
-
-#[async_trait::async_trait]
-impl Schedule for Unwired {
-    async fn get(&self) -> PortResult<Option<ScheduleState>> {
-        Err(self.err())
-    }
-    async fn put(&self, _: bool, _: Interval, _: Timestamp) -> PortResult<ScheduleState> {
-        Err(self.err())
-    }
-}
-
-#[async_trait::async_trait]
-impl Dispatch for Unwired {
-    async fn dispatch(&self, _: &SyncRequest) -> PortResult<()> {
-        Err(self.err())
-    }
-}
-
-/// The admin handler over DynamoDB, with the schedule and dispatch adapters the caller wires.
-fn app(
-    cfg: &Config,
-    conf: &aws_config::SdkConfig,
-    schedule: Arc<dyn Schedule>,
-    dispatch: Arc<dyn Dispatch>,
-) -> App {
+/// The store's ports over DynamoDB (every HTTP function but docs needs them).
+fn app(cfg: &Config, conf: &aws_config::SdkConfig) -> App {
     let ddb = aws_sdk_dynamodb::Client::new(conf);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let props = Arc::new(DynamoProperties::new(ddb.clone(), &cfg.tables));
@@ -83,14 +44,10 @@ fn app(
         runs: Arc::new(DynamoRunLog::new(ddb.clone(), &cfg.tables)),
         stats: Arc::new(DynamoStats::new(ddb.clone(), &cfg.tables)),
         lease: Arc::new(DynamoLease::new(ddb.clone(), &cfg.tables, clock.clone())),
-        settings: Arc::new(DynamoSettings::new(ddb.clone(), &cfg.tables)),
-        schedule,
-        dispatch,
+        settings: Arc::new(DynamoSettings::new(ddb, &cfg.tables)),
         clock,
         defaults: cfg.settings.clone(),
         lease_ttl: cfg.lease_ttl,
-        webhooks: Some(Arc::new(DynamoWebhooks::new(ddb, &cfg.tables))),
-        webhook_policy: policy(cfg),
     }
 }
 
@@ -100,16 +57,38 @@ fn policy(cfg: &Config) -> TargetPolicy {
     }
 }
 
-/// Every adapter wired (local tools: the API Gateway stand-in serves all routes).
-pub async fn admin_app(cfg: &Config) -> Result<App, BoxError> {
-    let conf = sdk_config().await;
-    let schedule = Arc::new(Scheduler::new(&conf, cfg)?);
-    let dispatch = Arc::new(LambdaDispatch::new(
-        &conf,
+fn scheduler(cfg: &Config, conf: &aws_config::SdkConfig) -> Result<Arc<dyn Schedule>, BoxError> {
+    Ok(Arc::new(Scheduler::new(conf, cfg).map_err(|e| {
+        tracing::error!(error = %e, "startup failed: {e}");
+        Box::new(e) as BoxError
+    })?))
+}
+
+fn dispatcher(cfg: &Config, conf: &aws_config::SdkConfig) -> Arc<dyn Dispatch> {
+    Arc::new(LambdaDispatch::new(
+        conf,
         &cfg.sync_function,
         cfg.dispatch_mode == DispatchMode::Detached,
-    ));
-    Ok(app(cfg, &conf, schedule, dispatch))
+    ))
+}
+
+fn webhook_store(cfg: &Config, conf: &aws_config::SdkConfig) -> Arc<dyn Webhooks> {
+    Arc::new(DynamoWebhooks::new(
+        aws_sdk_dynamodb::Client::new(conf),
+        &cfg.tables,
+    ))
+}
+
+/// Every route in one handler (local tools: the API Gateway stand-in).
+pub async fn admin_app(cfg: &Config) -> Result<AllRoutes, BoxError> {
+    let conf = sdk_config().await;
+    Ok(AllRoutes::new(
+        app(cfg, &conf),
+        scheduler(cfg, &conf)?,
+        dispatcher(cfg, &conf),
+        webhook_store(cfg, &conf),
+        policy(cfg),
+    ))
 }
 
 fn token(cfg: &Config) -> Result<Secret, BoxError> {
@@ -119,56 +98,77 @@ fn token(cfg: &Config) -> Result<Secret, BoxError> {
     })
 }
 
-/// logs, properties: DynamoDB only.
-pub async fn run_store_function(function: &'static str) -> Result<(), BoxError> {
+/// An HTTP function: its handler holds exactly the ports its routes use
+/// (`api::app::handler_for`).
+async fn run_http(function: &'static str) -> Result<(), BoxError> {
     let cfg = start()?;
+    let serves = handler_for(function)
+        .ok_or_else(|| format!("{function} is not an HTTP function of the route table"))?;
+    if serves == Serves::Docs {
+        return crate::api::run_lambda(
+            function,
+            cfg.admin_token.clone(),
+            Arc::new(crate::api::openapi::DocsHandler),
+        )
+        .await;
+    }
     let token = token(&cfg)?;
     let conf = sdk_config().await;
-    let app = app(
-        &cfg,
-        &conf,
-        Arc::new(Unwired("schedule")),
-        Arc::new(Unwired("dispatch")),
-    );
-    crate::api::run_lambda(function, Some(token), Arc::new(app)).await
+    let app = app(&cfg, &conf);
+    let handler: Arc<dyn Handler> = match serves {
+        Serves::Store => Arc::new(app),
+        Serves::Schedule => Arc::new(Scheduled {
+            app,
+            schedule: scheduler(&cfg, &conf)?,
+        }),
+        Serves::Hooks => Arc::new(WithHooks {
+            scheduled: Scheduled {
+                app,
+                schedule: scheduler(&cfg, &conf)?,
+            },
+            webhooks: webhook_store(&cfg, &conf),
+            webhook_policy: policy(&cfg),
+        }),
+        Serves::Dispatch => Arc::new(WithDispatch {
+            app,
+            dispatch: dispatcher(&cfg, &conf),
+        }),
+        Serves::Docs => unreachable!("handled above"),
+    };
+    crate::api::run_lambda(function, Some(token), handler).await
 }
 
-/// status, health, settings, schedule: DynamoDB + EventBridge Scheduler.
-pub async fn run_schedule_function(function: &'static str) -> Result<(), BoxError> {
-    let cfg = start()?;
-    let token = token(&cfg)?;
-    let conf = sdk_config().await;
-    let schedule = Arc::new(Scheduler::new(&conf, &cfg).map_err(|e| {
-        tracing::error!(error = %e, "startup failed: {e}");
-        Box::new(e) as BoxError
-    })?);
-    let app = app(&cfg, &conf, schedule, Arc::new(Unwired("dispatch")));
-    crate::api::run_lambda(function, Some(token), Arc::new(app)).await
+/// The `status` function: status and metrics.
+pub async fn run_status() -> Result<(), BoxError> {
+    run_http("status").await
 }
-
-/// trigger: DynamoDB + Lambda Invoke.
-pub async fn run_trigger_function(function: &'static str) -> Result<(), BoxError> {
-    let cfg = start()?;
-    let token = token(&cfg)?;
-    let conf = sdk_config().await;
-    let dispatch = Arc::new(LambdaDispatch::new(
-        &conf,
-        &cfg.sync_function,
-        cfg.dispatch_mode == DispatchMode::Detached,
-    ));
-    let app = app(&cfg, &conf, Arc::new(Unwired("schedule")), dispatch);
-    crate::api::run_lambda(function, Some(token), Arc::new(app)).await
+/// The `health` function: public and admin health.
+pub async fn run_health() -> Result<(), BoxError> {
+    run_http("health").await
 }
-
-/// docs: no AWS at all; the only binary that carries the Swagger UI assets.
-pub async fn run_docs_function() -> Result<(), BoxError> {
-    let cfg = start()?;
-    crate::api::run_lambda(
-        "docs",
-        cfg.admin_token.clone(),
-        Arc::new(crate::api::openapi::DocsHandler),
-    )
-    .await
+/// The `logs` function: the run log.
+pub async fn run_logs() -> Result<(), BoxError> {
+    run_http("logs").await
+}
+/// The `settings` function: settings and webhooks.
+pub async fn run_settings() -> Result<(), BoxError> {
+    run_http("settings").await
+}
+/// The `schedule` function: start and stop.
+pub async fn run_schedule() -> Result<(), BoxError> {
+    run_http("schedule").await
+}
+/// The `properties` function: tracking, properties, quarantine.
+pub async fn run_properties() -> Result<(), BoxError> {
+    run_http("properties").await
+}
+/// The `trigger` function: starting a sync.
+pub async fn run_trigger() -> Result<(), BoxError> {
+    run_http("trigger").await
+}
+/// The `docs` function: the console, Swagger UI and the OpenAPI document; no AWS at all.
+pub async fn run_docs() -> Result<(), BoxError> {
+    run_http("docs").await
 }
 
 pub async fn engine(cfg: &Config) -> Result<Engine, BoxError> {

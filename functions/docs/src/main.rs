@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    cupid_sync::wiring::run_docs_function().await
+    cupid_sync::wiring::run_docs().await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    cupid_sync::wiring::run_schedule_function("status").await
+    cupid_sync::wiring::run_status().await
 }

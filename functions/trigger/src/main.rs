@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    cupid_sync::wiring::run_trigger_function("trigger").await
+    cupid_sync::wiring::run_trigger().await
 }

@@ -9,7 +9,7 @@ use cupid_sync::adapters::dynamo::{
     DynamoWebhooks, ensure_tables,
 };
 use cupid_sync::adapters::memory::MemorySchedule;
-use cupid_sync::api::app::App;
+use cupid_sync::api::app::{AllRoutes, App};
 use cupid_sync::config::{Secret, Tables};
 use cupid_sync::domain::run::{Change, Failure, RunDetail, SyncRequest, SyncRun};
 use cupid_sync::domain::settings::Settings;
@@ -236,8 +236,9 @@ impl Stack {
         )
     }
 
-    pub fn app(&self) -> App {
-        App {
+    /// Every route in one handler, over this stack's tables.
+    pub fn app(&self) -> AllRoutes {
+        let app = App {
             reader: self.props.clone(),
             quarantine: self.props.clone(),
             tracking: self.props.clone(),
@@ -245,17 +246,20 @@ impl Stack {
             stats: self.stats.clone(),
             lease: self.lease.clone(),
             settings: self.settings.clone(),
-            schedule: self.schedule.clone(),
-            dispatch: self.dispatch.clone(),
             clock: Arc::new(SystemClock),
             defaults: self.defaults.clone(),
             lease_ttl: self.cfg.lease_ttl,
-            webhooks: Some(self.webhooks.clone()),
+        };
+        AllRoutes::new(
+            app,
+            self.schedule.clone(),
+            self.dispatch.clone(),
+            self.webhooks.clone(),
             // The tests' receivers listen on loopback, as in local mode.
-            webhook_policy: cupid_sync::domain::webhook::TargetPolicy {
+            cupid_sync::domain::webhook::TargetPolicy {
                 allow_loopback: true,
             },
-        }
+        )
     }
 
     /// Every detail item of a run (all pages).

@@ -7,7 +7,7 @@ use crate::ports::{SimPorts, Tap};
 use crate::scenario::{Action, Scenario};
 use crate::upstream::SimUpstream;
 use cupid_sync::adapters::memory::{MemorySchedule, MemoryStore};
-use cupid_sync::api::app::App;
+use cupid_sync::api::app::{AllRoutes, App};
 use cupid_sync::domain::facet::{Facet, facets_for};
 use cupid_sync::domain::run::SyncRequest;
 use cupid_sync::domain::settings::Settings;
@@ -193,9 +193,9 @@ impl World {
         }
     }
 
-    pub fn app(&self) -> App {
+    pub fn app(&self) -> AllRoutes {
         let p = self.ports(None);
-        App {
+        let app = App {
             reader: p.clone(),
             quarantine: p.clone(),
             tracking: p.clone(),
@@ -203,16 +203,19 @@ impl World {
             stats: p.clone(),
             lease: p.clone(),
             settings: p.clone(),
-            schedule: self.schedule.clone(),
-            dispatch: p,
             clock: self.clock.clone(),
             defaults: self.defaults(),
             lease_ttl: Duration::from_secs(self.scenario.lease_ttl_s),
-            webhooks: None,
-            webhook_policy: cupid_sync::domain::webhook::TargetPolicy {
+        };
+        AllRoutes::new(
+            app,
+            self.schedule.clone(),
+            p,
+            Arc::new(cupid_sync::adapters::memory::MemoryWebhooks::default()),
+            cupid_sync::domain::webhook::TargetPolicy {
                 allow_loopback: false,
             },
-        }
+        )
     }
 
     /// Hands a sync event to the platform: delivered once or twice, after a delay.

@@ -46,7 +46,7 @@ fn flag(b: bool) -> f64 {
     f64::from(u8::from(b))
 }
 
-impl App {
+impl Scheduled {
     pub(super) async fn metrics(&self) -> Result<ApiResponse, ApiError> {
         let (snap, current) = tokio::join!(self.snapshot(), self.current_run());
         let (

@@ -43,15 +43,114 @@ pub struct App {
     pub stats: Arc<dyn Stats>,
     pub lease: Arc<dyn Lease>,
     pub settings: Arc<dyn SettingsStore>,
-    pub schedule: Arc<dyn Schedule>,
-    pub dispatch: Arc<dyn Dispatch>,
     pub clock: Arc<dyn Clock>,
     pub defaults: Settings,
     pub lease_ttl: Duration,
-    /// Webhooks (wired in the function that serves their routes).
-    pub webhooks: Option<Arc<dyn Webhooks>>,
+}
+
+/// The store's routes plus those that read or write the schedule (health, status, metrics,
+/// settings, start / stop).
+#[derive(Clone)]
+pub struct Scheduled {
+    pub app: App,
+    pub schedule: Arc<dyn Schedule>,
+}
+
+/// The settings function: the scheduled routes plus webhooks.
+#[derive(Clone)]
+pub struct WithHooks {
+    pub scheduled: Scheduled,
+    pub webhooks: Arc<dyn Webhooks>,
     /// Where webhooks may point (loopback only in local mode).
     pub webhook_policy: crate::domain::webhook::TargetPolicy,
+}
+
+/// The trigger function: the store's routes plus starting the sync function.
+#[derive(Clone)]
+pub struct WithDispatch {
+    pub app: App,
+    pub dispatch: Arc<dyn Dispatch>,
+}
+
+/// Every route in one handler: for the local API Gateway stand-in and the tests.
+#[derive(Clone)]
+pub struct AllRoutes {
+    pub hooks: WithHooks,
+    pub trigger: WithDispatch,
+}
+
+impl AllRoutes {
+    pub fn new(
+        app: App,
+        schedule: Arc<dyn Schedule>,
+        dispatch: Arc<dyn Dispatch>,
+        webhooks: Arc<dyn Webhooks>,
+        webhook_policy: crate::domain::webhook::TargetPolicy,
+    ) -> Self {
+        AllRoutes {
+            hooks: WithHooks {
+                scheduled: Scheduled {
+                    app: app.clone(),
+                    schedule,
+                },
+                webhooks,
+                webhook_policy,
+            },
+            trigger: WithDispatch { app, dispatch },
+        }
+    }
+}
+
+impl std::ops::Deref for Scheduled {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+impl std::ops::Deref for WithHooks {
+    type Target = Scheduled;
+    fn deref(&self) -> &Scheduled {
+        &self.scheduled
+    }
+}
+
+impl std::ops::Deref for WithDispatch {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+/// Which handler each HTTP function runs. Wiring builds it from this; a test proves each
+/// serves every route the table gives its function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// `App`: the store alone.
+    Store,
+    /// `Scheduled`.
+    Schedule,
+    /// `WithHooks`.
+    Hooks,
+    /// `WithDispatch`.
+    Dispatch,
+    /// `api::openapi::DocsHandler`.
+    Docs,
+}
+
+pub fn handler_for(function: &str) -> Option<Serves> {
+    Some(match function {
+        "logs" | "properties" => Serves::Store,
+        "status" | "health" | "schedule" => Serves::Schedule,
+        "settings" => Serves::Hooks,
+        "trigger" => Serves::Dispatch,
+        "docs" => Serves::Docs,
+        _ => return None,
+    })
+}
+
+fn not_served(op: Op) -> ApiError {
+    ApiError::NotImplemented(format!("{op:?} is not served by this function"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,16 +320,9 @@ impl Handler for App {
                 200,
                 &serde_json::json!({ "status": "ok", "checked_at": self.clock.now().rfc3339() }),
             )),
-            Op::AdminHealth => self.admin_health().await,
-            Op::Status => self.status().await,
-            Op::Metrics => self.metrics().await,
-            Op::Trigger => self.trigger(req).await,
             Op::Logs => self.logs(req).await,
             Op::LogDetail => self.log_detail(req).await,
             Op::SettingsGet => Ok(ApiResponse::ok(200, &self.settings_rows().await?)),
-            Op::SettingsPut => self.settings_put(req).await,
-            Op::ScheduleStart => self.schedule_start(req).await,
-            Op::ScheduleStop => self.schedule_stop().await,
             Op::Track => self.track(req).await,
             Op::Untrack => self.untrack(req).await,
             Op::PropertyGet => self.property(req).await,
@@ -239,14 +331,155 @@ impl Handler for App {
             Op::QuarantineGet => self.quarantine_get(req).await,
             Op::QuarantineAccept => self.quarantine_accept(req).await,
             Op::QuarantineDiscard => self.quarantine_discard(req).await,
-            Op::WebhookList => self.webhook_list().await,
-            Op::WebhookCreate => self.webhook_create(req).await,
-            Op::WebhookDelete => self.webhook_delete(req).await,
-            Op::WebhookDeliveries => self.webhook_deliveries(req).await,
             // Served by the docs function's own handler (api::openapi::DocsHandler).
             Op::DocsPage | Op::DocsSpec | Op::Console => Err(ApiError::NotFound(
                 "the docs are served by the docs function".into(),
             )),
+            _ => Err(not_served(op)),
         }
+    }
+}
+
+#[async_trait]
+impl Handler for Scheduled {
+    async fn handle(&self, op: Op, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        match op {
+            Op::AdminHealth => self.admin_health().await,
+            Op::Status => self.status().await,
+            Op::Metrics => self.metrics().await,
+            Op::SettingsPut => self.settings_put(req).await,
+            Op::ScheduleStart => self.schedule_start(req).await,
+            Op::ScheduleStop => self.schedule_stop().await,
+            _ => self.app.handle(op, req).await,
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for WithHooks {
+    async fn handle(&self, op: Op, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        match op {
+            Op::WebhookList => self.webhook_list().await,
+            Op::WebhookCreate => self.webhook_create(req).await,
+            Op::WebhookDelete => self.webhook_delete(req).await,
+            Op::WebhookDeliveries => self.webhook_deliveries(req).await,
+            _ => self.scheduled.handle(op, req).await,
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for WithDispatch {
+    async fn handle(&self, op: Op, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        match op {
+            Op::Trigger => self.trigger(req).await,
+            _ => self.app.handle(op, req).await,
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for AllRoutes {
+    async fn handle(&self, op: Op, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        match op {
+            Op::Trigger => self.trigger.handle(op, req).await,
+            _ => self.hooks.handle(op, req).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod serves_tests {
+    use super::*;
+    use crate::adapters::memory::{MemorySchedule, MemoryStore, MemoryWebhooks};
+    use crate::api::routes::ROUTES;
+
+    struct NoDispatch;
+    #[async_trait]
+    impl Dispatch for NoDispatch {
+        async fn dispatch(&self, _: &SyncRequest) -> PortResult<()> {
+            Ok(())
+        }
+    }
+
+    fn app() -> App {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let m = Arc::new(MemoryStore::new(clock.clone()));
+        App {
+            reader: m.clone(),
+            tracking: m.clone(),
+            quarantine: m.clone(),
+            runs: m.clone(),
+            stats: m.clone(),
+            lease: m.clone(),
+            settings: m,
+            clock,
+            defaults: Settings::default(),
+            lease_ttl: Duration::from_secs(60),
+        }
+    }
+
+    fn handler(serves: Serves) -> Arc<dyn Handler> {
+        let scheduled = Scheduled {
+            app: app(),
+            schedule: Arc::new(MemorySchedule::default()),
+        };
+        match serves {
+            Serves::Store => Arc::new(app()),
+            Serves::Schedule => Arc::new(scheduled),
+            Serves::Hooks => Arc::new(WithHooks {
+                scheduled,
+                webhooks: Arc::new(MemoryWebhooks::default()),
+                webhook_policy: crate::domain::webhook::TargetPolicy {
+                    allow_loopback: false,
+                },
+            }),
+            Serves::Dispatch => Arc::new(WithDispatch {
+                app: app(),
+                dispatch: Arc::new(NoDispatch),
+            }),
+            Serves::Docs => Arc::new(crate::api::openapi::DocsHandler),
+        }
+    }
+
+    fn not_served(r: &Result<ApiResponse, ApiError>) -> bool {
+        matches!(r, Err(e) if e.to_string().contains("not served by this function"))
+    }
+
+    /// Each function's handler holds only the ports its routes use, and serves every route the
+    /// table gives it: a route moved to the wrong function fails here, not at run time.
+    #[tokio::test]
+    async fn each_function_serves_all_of_its_routes_and_only_holds_what_they_use() {
+        for r in ROUTES {
+            let serves =
+                handler_for(r.function).unwrap_or_else(|| panic!("{} has no handler", r.function));
+            let req = ApiRequest {
+                method: r.method.into(),
+                path: r.path.into(),
+                ..Default::default()
+            };
+            let got = handler(serves).handle(r.op, &req).await;
+            assert!(
+                !not_served(&got),
+                "{} {} -> {}: {got:?}",
+                r.method,
+                r.path,
+                r.function
+            );
+        }
+        // The store-only handler has no schedule or dispatch, and says so.
+        let store = handler(Serves::Store);
+        for op in [Op::Trigger, Op::Status, Op::ScheduleStart, Op::WebhookList] {
+            assert!(
+                not_served(&store.handle(op, &ApiRequest::default()).await),
+                "{op:?}"
+            );
+        }
+        let trigger = handler(Serves::Dispatch);
+        assert!(not_served(
+            &trigger
+                .handle(Op::SettingsPut, &ApiRequest::default())
+                .await
+        ));
     }
 }

@@ -15,7 +15,9 @@ impl App {
             })
             .collect())
     }
+}
 
+impl Scheduled {
     pub(super) async fn settings_put(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         let changes: Vec<SettingChange> = req.json()?.ok_or_else(|| {
             ApiError::bad_request(

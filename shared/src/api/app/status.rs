@@ -32,7 +32,9 @@ impl App {
             _ => Ok(None),
         }
     }
+}
 
+impl Scheduled {
     /// Settings, schedule, counts and the newest runs: constant work whatever the number of
     /// properties and runs.
     pub(super) async fn snapshot(&self) -> Result<Snapshot, ApiError> {
@@ -163,7 +165,9 @@ impl App {
         };
         Ok(ApiResponse::ok(status, &h))
     }
+}
 
+impl App {
     pub(super) fn paging(req: &ApiRequest) -> Result<(usize, usize), ApiError> {
         Self::paging_with(req, 10)
     }

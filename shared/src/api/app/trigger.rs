@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl App {
+impl WithDispatch {
     /// Starts a manual run: reserves the lease for it (one run at a time: 409 otherwise),
     /// creates the run, dispatches the sync function with the reserved token. A failure after
     /// the reservation never leaves a run open with nobody to close it (see below).

@@ -60,11 +60,9 @@ pub struct DeliveryLog {
     pub deliveries: Vec<Delivery>,
 }
 
-impl App {
+impl WithHooks {
     fn webhook_store(&self) -> Result<&Arc<dyn Webhooks>, ApiError> {
-        self.webhooks.as_ref().ok_or_else(|| {
-            ApiError::NotImplemented("webhooks are not served by this function".into())
-        })
+        Ok(&self.webhooks)
     }
 
     pub(super) async fn webhook_list(&self) -> Result<ApiResponse, ApiError> {
