@@ -154,6 +154,9 @@ warm_functions() {
     /api/v1/admin/sync/settings /api/v1/admin/quarantine /docs/swagger.json; do
     curl -s -o /dev/null --max-time 60 -H "Authorization: Bearer $ADMIN_TOKEN" "http://127.0.0.1:$WATCH_PORT$p" || true
   done
+  # The trigger function, with a body it refuses (400, nothing written or started).
+  curl -s -o /dev/null --max-time 60 -X POST -H "Authorization: Bearer $ADMIN_TOKEN" \
+    -H 'Content-Type: application/json' --data '{"hotel_ids":[]}' "http://127.0.0.1:$WATCH_PORT/api/v1/admin/sync" || true
 }
 
 case "${1:-}" in

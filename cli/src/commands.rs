@@ -86,6 +86,25 @@ pub async fn health(c: &Client, json: bool) -> Result<bool, CliError> {
     Ok(ok)
 }
 
+const RUN_COLUMNS: [&str; 8] = [
+    "run",
+    "started",
+    "type",
+    "status",
+    "took",
+    "updated",
+    "unchanged",
+    "failed",
+];
+
+fn run_header() {
+    let c = RUN_COLUMNS;
+    println!(
+        "{:<26} {:<20} {:<9} {:<22} {:>8} {:>8} {:>9} {:>7}",
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    );
+}
+
 fn run_line(r: &RunView) {
     println!(
         "{:<26} {:<20} {:<9} {:<22} {:>8} {:>8} {:>9} {:>7}",
@@ -109,10 +128,7 @@ pub async fn logs(c: &Client, limit: u32, run: Option<&str>, json: bool) -> Resu
             print_json(&d);
             return Ok(());
         }
-        println!(
-            "{:<26} {:<20} {:<9} {:<22} {:>8} {:>8} {:>9} {:>7}",
-            "run", "started", "type", "status", "took", "updated", "unchanged", "failed"
-        );
+        run_header();
         run_line(&d.run);
         println!(
             "writes {} documents; {} read units, {} write units; {} upstream requests ({} throttled, {} 5xx, {} unreachable, {} retries); {} invocations",
@@ -152,10 +168,7 @@ pub async fn logs(c: &Client, limit: u32, run: Option<&str>, json: bool) -> Resu
         print_json(&page);
         return Ok(());
     }
-    println!(
-        "{:<26} {:<20} {:<9} {:<22} {:>8} {:>8} {:>9} {:>7}",
-        "run", "started", "type", "status", "took", "updated", "unchanged", "failed"
-    );
+    run_header();
     page.items.iter().for_each(run_line);
     println!("{} of {} runs", page.items.len(), page.total);
     Ok(())
