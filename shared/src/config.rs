@@ -1,6 +1,7 @@
 //! Configuration from the environment. A bad value stops the function at start with one clear
 //! error naming the variable; nothing silently falls back.
 
+use crate::adapters::tables;
 use crate::domain::settings::{SettingKey, Settings, parse_value};
 use std::fmt;
 use std::time::Duration;
@@ -141,6 +142,14 @@ fn name(
     Ok(v)
 }
 
+/// A table's name: its variable, else its default (both declared once, in `adapters::tables`).
+fn table(
+    get: &dyn Fn(&str) -> Option<String>,
+    def: &tables::TableDef,
+) -> Result<String, ConfigError> {
+    name(get, def.env_var, def.default_name)
+}
+
 /// The deployment's setting defaults: each setting's environment variable over its built-in
 /// default (`domain::settings::SPECS`); a bad value is an error naming the variable.
 pub fn settings_from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
@@ -197,10 +206,10 @@ impl Config {
         }
         Ok(Config {
             tables: Tables {
-                properties: name(get, "PROPERTIES_TABLE", "cupid-properties")?,
-                documents: name(get, "DOCUMENTS_TABLE", "cupid-property-documents")?,
-                sync_logs: name(get, "SYNC_LOGS_TABLE", "cupid-sync-logs")?,
-                settings: name(get, "SETTINGS_TABLE", "cupid-sync-settings")?,
+                properties: table(get, &tables::PROPERTIES)?,
+                documents: table(get, &tables::DOCUMENTS)?,
+                sync_logs: table(get, &tables::SYNC_LOGS)?,
+                settings: table(get, &tables::SETTINGS)?,
             },
             settings: settings_from_env(get)?,
             cupid_base_url: base.trim_end_matches('/').to_string(),
