@@ -42,6 +42,8 @@ wait_port() { # port name seconds
 }
 
 stop_all() {
+  # A second Ctrl-C / TERM (make passes its own on to us) must not cut the cleanup short.
+  trap '' INT TERM
   local pid
   for pid in "${PIDS[@]:-}"; do
     [[ -n $pid ]] || continue
@@ -176,6 +178,7 @@ case "${1:-}" in
 cupid-sync is running locally (Ctrl-C stops everything):
   API          http://localhost:$WATCH_PORT/api/v1/health
   status       curl -H 'Authorization: Bearer $ADMIN_TOKEN' http://localhost:$WATCH_PORT/api/v1/admin/sync/status
+  console      http://localhost:$WATCH_PORT/console   (sign in with the admin token)
   docs         http://localhost:$WATCH_PORT/docs
   admin token  $ADMIN_TOKEN
   Cupid        $CUPID_BASE_URL
