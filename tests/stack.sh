@@ -119,7 +119,11 @@ ENV
 start_watch() {
   port_open "$WATCH_PORT" && { log "port $WATCH_PORT is busy; stop what holds it"; exit 1; }
   write_env
-  PATH="$VENV/bin:$PATH" start_bg watch cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" --env-file "$STATE/watch.env" --timeout 900
+  # `make run` reloads a function when its code changes; the test stacks run what was built
+  # (WATCH_RELOAD=0), so an edit made while a suite runs cannot restart a function mid-test.
+  local reload=()
+  [[ ${WATCH_RELOAD:-1} == 0 ]] && reload=(--ignore-changes)
+  PATH="$VENV/bin:$PATH" start_bg watch cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" --env-file "$STATE/watch.env" --timeout 900 "${reload[@]}"
   wait_port "$WATCH_PORT" watch 120
 }
 
@@ -133,6 +137,7 @@ isolated_stack() {
   local tag="t$$"
   export PROPERTIES_TABLE=$tag-properties DOCUMENTS_TABLE=$tag-documents SYNC_LOGS_TABLE=$tag-logs SETTINGS_TABLE=$tag-settings
   export SCHEDULE_NAME=$tag-schedule EVENT_BUS_NAME=$tag-bus SYNC_RATE_LIMIT=${SYNC_RATE_LIMIT:-50}
+  WATCH_RELOAD=0
   cargo build --workspace --quiet
   start_moto
   start_sim

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod ports;
+pub mod runtime_loop;
 pub mod telemetry;
 pub mod webhooks;
 pub mod wiring;

@@ -15,6 +15,7 @@ use crate::domain::run::SyncRequest;
 use crate::domain::webhook::TargetPolicy;
 use crate::engine::{Engine, EngineConfig, EngineDeps, Outcome};
 use crate::ports::{Clock, Dispatch, Schedule, SystemClock, Webhooks};
+use crate::runtime_loop::keep_serving;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -216,20 +217,24 @@ pub async fn run_deliver() -> Result<(), BoxError> {
         clock: Arc::new(SystemClock),
         policy: RetryPolicy::default(),
     });
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+    keep_serving("deliver", Duration::from_millis(200), |served| {
         let deliverer = deliverer.clone();
-        async move {
-            let ev: BusEvent = serde_json::from_value(event.payload.clone()).map_err(|e| {
-                tracing::error!(error = %e, "not an EventBridge event");
-                format!("not an EventBridge event (id, detail-type, detail): {e}")
-            })?;
-            let summary = deliverer.deliver(&ev).await.map_err(|e| {
-                tracing::error!(error = %e, event_id = %ev.id, "could not read the webhooks");
-                e.to_string()
-            })?;
-            Ok::<_, String>(serde_json::to_value(summary).unwrap_or_default())
-        }
-    }))
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+            served.mark();
+            let deliverer = deliverer.clone();
+            async move {
+                let ev: BusEvent = serde_json::from_value(event.payload.clone()).map_err(|e| {
+                    tracing::error!(error = %e, "not an EventBridge event");
+                    format!("not an EventBridge event (id, detail-type, detail): {e}")
+                })?;
+                let summary = deliverer.deliver(&ev).await.map_err(|e| {
+                    tracing::error!(error = %e, event_id = %ev.id, "could not read the webhooks");
+                    e.to_string()
+                })?;
+                Ok::<_, String>(serde_json::to_value(summary).unwrap_or_default())
+            }
+        }))
+    })
     .await
 }
 
@@ -242,7 +247,10 @@ pub async fn run_sync() -> Result<(), BoxError> {
             .await
             .inspect_err(|e| tracing::error!(error = %e, "startup failed: {e}"))?,
     );
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+    keep_serving("sync", Duration::from_millis(200), |served| {
+        let engine = engine.clone();
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        served.mark();
         let engine = engine.clone();
         async move {
             let req: SyncRequest = serde_json::from_value(event.payload.clone()).map_err(|e| {
@@ -267,5 +275,6 @@ pub async fn run_sync() -> Result<(), BoxError> {
             })
         }
     }))
+    })
     .await
 }

@@ -311,9 +311,23 @@ pub async fn run_lambda(
     token: Option<Secret>,
     handler: std::sync::Arc<dyn Handler>,
 ) -> Result<(), lambda_http::Error> {
-    use lambda_http::{Body, Response, service_fn};
     let token = std::sync::Arc::new(token);
+    crate::runtime_loop::keep_serving(function, std::time::Duration::from_millis(200), |served| {
+        serve_http(function, token.clone(), handler.clone(), served)
+    })
+    .await
+}
+
+/// One Lambda runtime loop of an HTTP function.
+async fn serve_http(
+    function: &'static str,
+    token: std::sync::Arc<Option<Secret>>,
+    handler: std::sync::Arc<dyn Handler>,
+    served: crate::runtime_loop::Served,
+) -> Result<(), lambda_http::Error> {
+    use lambda_http::{Body, Response, service_fn};
     lambda_http::run(service_fn(move |event: lambda_http::Request| {
+        served.mark();
         let handler = handler.clone();
         let token = token.clone();
         async move {
