@@ -6,7 +6,7 @@ ADMIN_TOKEN ?= local-admin-token
 API ?= http://localhost:8080
 export ADMIN_TOKEN
 
-.PHONY: run test tools build lint api-fuzz bench bench-reads sim sim-bites ceiling sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings track logs clean
+.PHONY: run test tools build lint deny test-coverage sam-build deploy api-fuzz bench bench-reads sim sim-bites ceiling sync-now sync-status sync-health sync-start sync-start-24h sync-stop sync-logs sync-settings track logs clean
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
@@ -21,11 +21,51 @@ build:
 run: tools
 	tests/stack.sh run
 
-lint: tools
+lint: tools deny
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	$(VENV)/bin/python infra/check_template.py infra/template.yaml
+
+# Cargo tools, built from crates.io into .local/tools (never the machine's ~/.cargo/bin).
+TOOLS := $(CURDIR)/.local/tools
+CARGO_DENY := $(TOOLS)/bin/cargo-deny
+LLVM_COV := $(TOOLS)/bin/cargo-llvm-cov
+$(CARGO_DENY):
+	@echo "building cargo-deny into .local/tools (once; ~4 min on 2 cores)"
+	cargo install --locked --quiet cargo-deny@0.20.2 --root $(TOOLS)
+$(LLVM_COV):
+	@echo "building cargo-llvm-cov into .local/tools (once; ~2 min on 2 cores)"
+	cargo install --locked --quiet cargo-llvm-cov@0.9.1 --root $(TOOLS)
+
+# Licenses, duplicate crates, banned crates (OpenSSL) and sources: deny.toml.
+deny: $(CARGO_DENY)
+	$(CARGO_DENY) --log-level error check licenses bans sources
+
+# Line coverage of the workspace: every test of `cargo test` (the moto-backed ones included)
+# built with LLVM's instrumentation. Prints the table and the total; HTML in
+# .local/coverage/html/index.html. Needs rustup's llvm-tools component (installed here).
+test-coverage: tools $(LLVM_COV)
+	rustup component add llvm-tools
+	tests/stack.sh test $(LLVM_COV) llvm-cov --workspace --all-targets --no-report
+	$(LLVM_COV) llvm-cov report --html --output-dir .local/coverage
+	$(LLVM_COV) llvm-cov report --summary-only > .local/coverage/summary.txt
+	@awk '$$1 == "TOTAL" { printf "line coverage: %s (%d of %d lines); per file: .local/coverage/summary.txt, HTML: .local/coverage/html/index.html\n", $$10, $$8 - $$9, $$8 }' .local/coverage/summary.txt
+
+# `sam build`: every function cross-built for arm64 by `cargo lambda build --release` (zig
+# links; no Docker, no AWS account) into infra/.aws-sam/build. `make deploy` then runs
+# `sam deploy --guided` (an AWS account and credentials). Settings: infra/samconfig.toml.
+SAM_VENV := $(CURDIR)/.local/sam-venv
+$(SAM_VENV)/.installed:
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
+	touch $@
+sam-build: tools $(SAM_VENV)/.installed
+	rustup target add aarch64-unknown-linux-gnu
+	cd infra && PATH="$(VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam build
+	@du -sh infra/.aws-sam/build/*Function | sed 's|infra/.aws-sam/build/||'
+deploy: sam-build
+	cd infra && PATH="$(VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam deploy --guided
 
 test: tools
 	tests/stack.sh test cargo test --workspace --all-targets --no-fail-fast
