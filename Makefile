@@ -40,7 +40,7 @@ $(LLVM_COV):
 
 # Licenses, duplicate crates, banned crates (OpenSSL) and sources: deny.toml.
 deny: $(CARGO_DENY)
-	$(CARGO_DENY) --log-level error check licenses bans sources
+	$(CARGO_DENY) --log-level warn check licenses bans sources
 
 # Line coverage of the workspace: every test of `cargo test` (the moto-backed ones included)
 # built with LLVM's instrumentation. Prints the table and the total; HTML in
@@ -56,16 +56,21 @@ test-coverage: tools $(LLVM_COV)
 # links; no Docker, no AWS account) into infra/.aws-sam/build. `make deploy` then runs
 # `sam deploy --guided` (an AWS account and credentials). Settings: infra/samconfig.toml.
 SAM_VENV := $(CURDIR)/.local/sam-venv
+SAM := SAM_CLI_TELEMETRY=0 PATH="$(VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 $(SAM_VENV)/.installed:
 	python3 -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
 	touch $@
 sam-build: tools $(SAM_VENV)/.installed
 	rustup target add aarch64-unknown-linux-gnu
-	cd infra && PATH="$(VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam build
-	@du -sh infra/.aws-sam/build/*Function | sed 's|infra/.aws-sam/build/||'
+	cd infra && $(SAM) build
+	@for f in infra/.aws-sam/build/*/bootstrap; do printf '%-28s %s, %s\n' "$$(basename $$(dirname $$f))" "$$(du -h $$f | cut -f1)" "$$(readelf -h $$f | awk -F: '/Machine/ {gsub(/^ +/, "", $$2); print $$2}')"; done
+	@echo "template with the built code's paths: infra/.aws-sam/build/template.yaml; next: make deploy"
+# --guided saves its answers (region, parameters) into .local/samconfig.toml, a copy of
+# infra/samconfig.toml made on the first deploy, so an account's settings are never committed.
 deploy: sam-build
-	cd infra && PATH="$(VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam deploy --guided
+	test -f .local/samconfig.toml || cp infra/samconfig.toml .local/samconfig.toml
+	cd infra && $(SAM) deploy --guided --config-file $(CURDIR)/.local/samconfig.toml
 
 test: tools
 	tests/stack.sh test cargo test --workspace --all-targets --no-fail-fast

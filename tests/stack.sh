@@ -206,7 +206,7 @@ MSG
       fi
     fi
     status=0
-    "$ROOT/target/debug/e2e" "http://127.0.0.1:$WATCH_PORT" "$ADMIN_TOKEN" "http://127.0.0.1:$SIM_PORT" || status=$?
+    E2E_WATCH_LOG="$STATE/watch.log" "$ROOT/target/debug/e2e" "http://127.0.0.1:$WATCH_PORT" "$ADMIN_TOKEN" "http://127.0.0.1:$SIM_PORT" || status=$?
     if [[ $status != 0 ]]; then
       log "e2e failed; the functions' errors and warnings (whole log: $STATE/watch.log):"
       grep -E '"level":"(ERROR|WARN)"|panicked|ERROR|error:' "$STATE/watch.log" | tail -40 || true

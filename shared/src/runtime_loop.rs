@@ -1,14 +1,15 @@
 //! Keeps a function's Lambda runtime loop alive through a failed call to the Runtime API.
 //!
-//! `lambda_runtime::run` returns on the first failed call to the Runtime API, and the process
-//! exits. The common cause is harmless: the invoker went away before the answer was posted
-//! (locally, `cargo lambda watch` answers that post with a 500, or closes the socket, when the
-//! HTTP client hung up). Exiting is recoverable in Lambda (a cold start follows) but not under
-//! watch, which does not start the function again: every later request to it went unanswered.
+//! `lambda_runtime::run` returns on the first call to the Runtime API that fails at the
+//! connection, and the process exits. The common cause is harmless: the invoker hung up before
+//! the answer was posted, and `cargo lambda watch` then closes the socket while the function is
+//! still sending its answer (a large one, such as the Swagger UI page). Exiting is recoverable
+//! in Lambda (a cold start follows) but not under watch, which does not start the function
+//! again: every later request to it went unanswered.
 //!
 //! So the loop is started again. A loop that fails after handling an invocation made progress
 //! and is always restarted; only loops that fail before handling anything count, and after
-//! five of those in a row the Runtime API itself is broken and the error is returned.
+//! five of those in a row the Runtime API itself is gone and the error is returned.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -58,8 +59,13 @@ where
                         "the Lambda Runtime API keeps failing before any invocation; exiting");
                     return Err(e);
                 }
-                tracing::warn!(function, error = %e,
-                    "a call to the Lambda Runtime API failed (the invoker may have hung up); serving on");
+                if idle_failures == 0 {
+                    tracing::warn!(function, error = %e,
+                        "posting an answer to the Lambda Runtime API failed (the invoker hung up?); serving on");
+                } else {
+                    tracing::warn!(function, error = %e, idle_failures,
+                        "the Lambda Runtime API failed before any invocation; trying again");
+                }
                 tokio::time::sleep(pause).await;
             }
         }
@@ -88,6 +94,29 @@ mod tests {
         .await;
         assert_eq!(r, Ok(()));
         assert_eq!(calls.load(Ordering::SeqCst), 51);
+    }
+
+    #[tokio::test]
+    async fn only_idle_failures_in_a_row_count_a_served_loop_starts_the_count_again() {
+        // 4 idle, 1 served, 4 idle, then a clean end: never 5 idle in a row.
+        let plan = [0, 0, 0, 0, 1, 0, 0, 0, 0, 2];
+        let calls = AtomicUsize::new(0);
+        let r: Result<(), String> = keep_serving("status", Duration::ZERO, |served| {
+            let step = plan[calls.fetch_add(1, Ordering::SeqCst)];
+            async move {
+                match step {
+                    2 => Ok(()),
+                    1 => {
+                        served.mark();
+                        Err("broken pipe".to_string())
+                    }
+                    _ => Err("connection refused".to_string()),
+                }
+            }
+        })
+        .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(calls.load(Ordering::SeqCst), plan.len());
     }
 
     #[tokio::test]

@@ -250,31 +250,39 @@ pub async fn run_sync() -> Result<(), BoxError> {
     keep_serving("sync", Duration::from_millis(200), |served| {
         let engine = engine.clone();
         lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
-        served.mark();
-        let engine = engine.clone();
-        async move {
-            let req: SyncRequest = serde_json::from_value(event.payload.clone()).map_err(|e| {
-                tracing::error!(error = %e, payload = %event.payload, "invalid sync input");
-                format!("invalid sync input (expected {{\"sync_type\":\"scheduled\"|\"manual\"|\"resume\",...}}): {e}")
-            })?;
-            let deadline = {
-                let now_ms = SystemClock.now_ms();
-                let left = event.context.deadline.saturating_sub(now_ms);
-                tokio::time::Instant::now() + Duration::from_millis(left)
-            };
-            let outcome = engine.handle(req, Some(deadline)).await.map_err(|e| {
-                tracing::error!(error = %e, "sync failed");
-                e.to_string()
-            })?;
-            Ok::<_, String>(match outcome {
-                Outcome::Finished(run) => crate::engine::run_summary(&run),
-                Outcome::Continued { sync_id, processed } => {
-                    serde_json::json!({"sync_id": sync_id, "status": "continuing", "processed": processed})
-                }
-                Outcome::Skipped { reason } => serde_json::json!({"status": "skipped", "reason": reason}),
-            })
-        }
-    }))
+            served.mark();
+            sync_invocation(engine.clone(), event)
+        }))
     })
     .await
+}
+
+/// What the sync function expects; named in the error for anything else.
+const SYNC_INPUT: &str = r#"{"sync_type":"scheduled"|"manual"|"resume",...}"#;
+
+/// One invocation of the sync function: parse, run within the invocation's deadline, summarise.
+async fn sync_invocation(
+    engine: Arc<Engine>,
+    event: lambda_runtime::LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, String> {
+    let req: SyncRequest = serde_json::from_value(event.payload.clone()).map_err(|e| {
+        tracing::error!(error = %e, payload = %event.payload, "invalid sync input");
+        format!("invalid sync input (expected {SYNC_INPUT}): {e}")
+    })?;
+    let deadline = {
+        let now_ms = SystemClock.now_ms();
+        let left = event.context.deadline.saturating_sub(now_ms);
+        tokio::time::Instant::now() + Duration::from_millis(left)
+    };
+    let outcome = engine.handle(req, Some(deadline)).await.map_err(|e| {
+        tracing::error!(error = %e, "sync failed");
+        e.to_string()
+    })?;
+    Ok(match outcome {
+        Outcome::Finished(run) => crate::engine::run_summary(&run),
+        Outcome::Continued { sync_id, processed } => serde_json::json!({
+            "sync_id": sync_id, "status": "continuing", "processed": processed
+        }),
+        Outcome::Skipped { reason } => serde_json::json!({"status": "skipped", "reason": reason}),
+    })
 }
