@@ -99,77 +99,101 @@ fn token(cfg: &Config) -> Result<Secret, BoxError> {
     })
 }
 
-/// An HTTP function: its handler holds exactly the ports its routes use
-/// (`api::app::handler_for`).
-async fn run_http(function: &'static str) -> Result<(), BoxError> {
+/// Starts an HTTP function: logging and config, then a check that the handler this wiring
+/// builds is the one `api::app::handler_for` names for the function (the route table's tests
+/// drive every route through that handler). Each `run_*` below builds only its own handler,
+/// so a function's binary links only the code its routes use: the docs function has no AWS
+/// SDK, and only the docs function carries the Swagger UI.
+fn start_http(function: &'static str, builds: Serves) -> Result<Config, BoxError> {
     let cfg = start()?;
-    let serves = handler_for(function)
-        .ok_or_else(|| format!("{function} is not an HTTP function of the route table"))?;
-    if serves == Serves::Docs {
-        return crate::api::run_lambda(
-            function,
-            cfg.admin_token.clone(),
-            Arc::new(crate::api::openapi::DocsHandler),
-        )
-        .await;
+    let named = handler_for(function);
+    if named != Some(builds) {
+        let e = format!(
+            "the {function} function is wired with the {builds:?} handler, but the route table \
+             names {named:?} (api::app::handler_for)"
+        );
+        tracing::error!(error = %e, "startup failed: {e}");
+        return Err(e.into());
     }
+    Ok(cfg)
+}
+
+/// A function whose routes need only the store (logs, properties).
+async fn run_store_function(function: &'static str) -> Result<(), BoxError> {
+    let cfg = start_http(function, Serves::Store)?;
     let token = token(&cfg)?;
     let conf = sdk_config().await;
-    let app = app(&cfg, &conf);
-    let handler: Arc<dyn Handler> = match serves {
-        Serves::Store => Arc::new(app),
-        Serves::Schedule => Arc::new(Scheduled {
-            app,
-            schedule: scheduler(&cfg, &conf)?,
-        }),
-        Serves::Hooks => Arc::new(WithHooks {
-            scheduled: Scheduled {
-                app,
-                schedule: scheduler(&cfg, &conf)?,
-            },
-            webhooks: webhook_store(&cfg, &conf),
-            webhook_policy: policy(&cfg),
-        }),
-        Serves::Dispatch => Arc::new(WithDispatch {
-            app,
-            dispatch: dispatcher(&cfg, &conf),
-        }),
-        Serves::Docs => unreachable!("handled above"),
-    };
+    let handler: Arc<dyn Handler> = Arc::new(app(&cfg, &conf));
+    crate::api::run_lambda(function, Some(token), handler).await
+}
+
+/// A function whose routes need the store and the schedule (status, health, schedule).
+async fn run_scheduled_function(function: &'static str) -> Result<(), BoxError> {
+    let cfg = start_http(function, Serves::Schedule)?;
+    let token = token(&cfg)?;
+    let conf = sdk_config().await;
+    let handler: Arc<dyn Handler> = Arc::new(Scheduled {
+        app: app(&cfg, &conf),
+        schedule: scheduler(&cfg, &conf)?,
+    });
     crate::api::run_lambda(function, Some(token), handler).await
 }
 
 /// The `status` function: status and metrics.
 pub async fn run_status() -> Result<(), BoxError> {
-    run_http("status").await
+    run_scheduled_function("status").await
 }
 /// The `health` function: public and admin health.
 pub async fn run_health() -> Result<(), BoxError> {
-    run_http("health").await
-}
-/// The `logs` function: the run log.
-pub async fn run_logs() -> Result<(), BoxError> {
-    run_http("logs").await
-}
-/// The `settings` function: settings and webhooks.
-pub async fn run_settings() -> Result<(), BoxError> {
-    run_http("settings").await
+    run_scheduled_function("health").await
 }
 /// The `schedule` function: start and stop.
 pub async fn run_schedule() -> Result<(), BoxError> {
-    run_http("schedule").await
+    run_scheduled_function("schedule").await
+}
+/// The `logs` function: the run log.
+pub async fn run_logs() -> Result<(), BoxError> {
+    run_store_function("logs").await
 }
 /// The `properties` function: tracking, properties, quarantine.
 pub async fn run_properties() -> Result<(), BoxError> {
-    run_http("properties").await
+    run_store_function("properties").await
+}
+/// The `settings` function: settings and webhooks.
+pub async fn run_settings() -> Result<(), BoxError> {
+    let cfg = start_http("settings", Serves::Hooks)?;
+    let token = token(&cfg)?;
+    let conf = sdk_config().await;
+    let handler: Arc<dyn Handler> = Arc::new(WithHooks {
+        scheduled: Scheduled {
+            app: app(&cfg, &conf),
+            schedule: scheduler(&cfg, &conf)?,
+        },
+        webhooks: webhook_store(&cfg, &conf),
+        webhook_policy: policy(&cfg),
+    });
+    crate::api::run_lambda("settings", Some(token), handler).await
 }
 /// The `trigger` function: starting a sync.
 pub async fn run_trigger() -> Result<(), BoxError> {
-    run_http("trigger").await
+    let cfg = start_http("trigger", Serves::Dispatch)?;
+    let token = token(&cfg)?;
+    let conf = sdk_config().await;
+    let handler: Arc<dyn Handler> = Arc::new(WithDispatch {
+        app: app(&cfg, &conf),
+        dispatch: dispatcher(&cfg, &conf),
+    });
+    crate::api::run_lambda("trigger", Some(token), handler).await
 }
 /// The `docs` function: the console, Swagger UI and the OpenAPI document; no AWS at all.
 pub async fn run_docs() -> Result<(), BoxError> {
-    run_http("docs").await
+    let cfg = start_http("docs", Serves::Docs)?;
+    crate::api::run_lambda(
+        "docs",
+        cfg.admin_token.clone(),
+        Arc::new(crate::api::openapi::DocsHandler),
+    )
+    .await
 }
 
 pub async fn engine(cfg: &Config) -> Result<Engine, BoxError> {
