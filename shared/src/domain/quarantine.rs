@@ -43,6 +43,14 @@ impl QuarantineNote {
         r
     }
 
+    /// Facet key → the content hash held back.
+    pub fn held_hashes(&self) -> BTreeMap<String, String> {
+        self.facets
+            .iter()
+            .map(|f| (f.facet.clone(), f.hash.clone()))
+            .collect()
+    }
+
     /// One line for `last_error` and the run log (see [`summary`]).
     pub fn summary(&self) -> String {
         summary(&self.facets)

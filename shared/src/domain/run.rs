@@ -1,6 +1,6 @@
 //! Sync runs, sync records and the inputs of the sync function.
 
-use super::quarantine::{Accepted, QuarantineNote};
+use super::quarantine::{Accepted, HeldFacet, QuarantineNote};
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -433,6 +433,10 @@ impl SyncRecord {
             status: self.sync_status,
             accepted: self.accepted.clone(),
             changed_by: self.changed_by.clone(),
+            held: match (&self.quarantine, self.sync_status) {
+                (Some(note), SyncStatus::Quarantined) => note.held_hashes(),
+                _ => Default::default(),
+            },
         }
     }
 }
@@ -489,6 +493,9 @@ pub struct Tracked {
     pub accepted: Accepted,
     /// The sync whose commit stored the current data.
     pub changed_by: Option<String>,
+    /// While quarantined: facet key → content hash held back (the same content held again
+    /// is nothing new).
+    pub held: std::collections::BTreeMap<String, String>,
 }
 
 impl Tracked {
@@ -504,6 +511,12 @@ impl Tracked {
     }
     pub fn hash(&self, facet: &str) -> Option<&str> {
         self.facets.get(facet).map(|f| f.hash.as_str())
+    }
+    /// Whether every facet of `held` is already held with that same content: holding it
+    /// again changes nothing (the circuit breaker does not count it).
+    pub fn already_held(&self, held: &[HeldFacet]) -> bool {
+        held.iter()
+            .all(|h| self.held.get(&h.facet).is_some_and(|x| *x == h.hash))
     }
     /// The raw-body digest of the stored version of `facet`, if known.
     pub fn raw(&self, facet: &str) -> Option<&str> {

@@ -348,7 +348,14 @@ async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
     // property's first data, the property had none before this run (a first sync: exempt).
     let ours = t.changed_by.as_deref() == Some(ctx.sync_id.as_str());
     let existing = (t.data_version > 0 || !t.facets.is_empty()) && !(ours && t.data_version <= 1);
-    let change = matches!(decision.plan, Plan::Write(_) | Plan::Quarantine(_));
+    // Payloads held again exactly as the record already holds them are nothing new: once an
+    // operator forced a mass quarantine through, later runs facing the same broken upstream
+    // must not halt (and pause the schedule) over it.
+    let change = match &decision.plan {
+        Plan::Write(_) => true,
+        Plan::Quarantine(held) => !t.already_held(held),
+        _ => false,
+    };
     let admit = ctx
         .breaker
         .lock()

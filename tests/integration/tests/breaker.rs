@@ -245,3 +245,82 @@ async fn five_failed_scheduled_runs_pause_the_schedule_until_it_is_started_again
     s.sim.sim.set_faults(Faults::default());
     assert_eq!(s.sync().await.status, RunStatus::Completed);
 }
+
+/// An upstream regression that breaks the contract for most of the catalogue halts the run;
+/// once an operator forces it through (the bad payloads held, the good data kept), the same
+/// payloads held again are not a change: later runs complete instead of halting (and pausing
+/// the schedule) for as long as upstream stays broken. New bad content is a change again.
+#[tokio::test]
+async fn a_quarantine_forced_through_once_does_not_halt_every_run_after() {
+    let s = Stack::new(opts()).await;
+    let ids = s.track_exercise_ids().await;
+    assert_eq!(s.sync().await.status, RunStatus::Completed);
+    let before = hashes(&s, &ids).await;
+    let bad: Vec<i64> = ids.iter().copied().take(60).collect();
+    let broken = |kind: &str| Faults {
+        per_id: bad
+            .iter()
+            .map(|id| {
+                (
+                    *id,
+                    IdFault {
+                        kind: kind.into(),
+                        times: 0,
+                        path_contains: Some("/v3.0/property/".into()),
+                    },
+                )
+            })
+            .collect(),
+        ..Default::default()
+    };
+    s.sim.sim.set_faults(broken("empty_name"));
+    let halted = s.sync().await;
+    assert_eq!(
+        halted.status,
+        RunStatus::Halted,
+        "{:?}",
+        halted.error_message
+    );
+    assert_eq!(
+        halted.counters.quarantined, 0,
+        "a halted run holds nothing either"
+    );
+
+    let (code, body) = api_call(
+        &s,
+        "POST",
+        "/api/v1/admin/sync",
+        Some(serde_json::json!({"force": true})),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    let dispatched = s.dispatch.sent.lock().unwrap().pop().expect("dispatched");
+    let forced = s.run_to_end(dispatched).await;
+    assert_eq!(
+        (forced.status, forced.counters.quarantined),
+        (RunStatus::Completed, 60),
+        "{:?}",
+        forced.error_message
+    );
+    assert_eq!(hashes(&s, &ids).await, before, "the good data is kept");
+
+    // Upstream stays broken the same way: the same payloads are held again, nothing new.
+    for n in 1..=2 {
+        let run = s.sync().await;
+        assert_eq!(
+            (run.status, run.counters.quarantined),
+            (RunStatus::Completed, 60),
+            "run {n} after the forced one: {:?}",
+            run.error_message
+        );
+        assert_eq!(run.breaker.changed, 0, "run {n}: {:?}", run.breaker);
+    }
+    let (_, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_ne!(health["data"]["status"], "unhealthy", "{health}");
+
+    // Broken another way: new content for the breaker to judge.
+    s.sim.sim.set_faults(broken("null_island"));
+    let again = s.sync().await;
+    assert_eq!(again.status, RunStatus::Halted, "{:?}", again.error_message);
+    assert_eq!(hashes(&s, &ids).await, before);
+}

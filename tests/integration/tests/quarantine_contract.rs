@@ -150,6 +150,8 @@ async fn listing_and_leaving(k: Kit) {
         q.list_held(10, None, None).await.unwrap().items.is_empty(),
         "{n}"
     );
+    let (t, _) = k.reader.get_tracked(&[2, 4]).await.unwrap();
+    assert!(t.iter().all(|t| t.held.is_empty()), "{n}: {t:?}");
     for id in [2, 4] {
         let r = k.reader.get_record(id).await.unwrap().unwrap();
         assert_eq!(r.quarantine, None, "{n}: {id}");
@@ -198,6 +200,12 @@ async fn accept_and_discard(k: Kit) {
     // The sync reads it with the record.
     let (t, _) = k.reader.get_tracked(&[7]).await.unwrap();
     assert_eq!(t[0].accepted, accepting("property", "h7"), "{n}");
+    // ...with what is held (the same content held again is nothing new for the breaker).
+    assert_eq!(
+        t[0].held,
+        BTreeMap::from([("property".to_string(), "h7".to_string())]),
+        "{n}"
+    );
     // Quarantined again by a later run: the acceptance stays (it names its hash).
     w.record_outcome(&quarantined(
         7,

@@ -5,6 +5,7 @@ use super::{backoff_unprocessed, get_n, get_s, n, s, unique, units};
 use crate::adapters::port_err;
 use crate::config::Tables;
 use crate::domain::facet;
+use crate::domain::quarantine::QuarantineNote;
 use crate::domain::run::{FacetState, SyncRecord, SyncStatus, Tracked};
 use crate::domain::stats::StatusCounts;
 use crate::ports::*;
@@ -26,7 +27,7 @@ pub struct DynamoProperties {
 }
 
 const TRACKED_PROJECTION: &str =
-    "hotel_id, data_version, content_hash, sync_status, facets, accepted, changed_by";
+    "hotel_id, data_version, content_hash, sync_status, facets, accepted, changed_by, quarantine";
 /// Tracked records only: the status is not `untracked`.
 const TRACKED_FILTER: &str = "sync_status <> :untracked";
 /// A fenced record write: the record exists, is tracked, and no newer token has written it.
@@ -223,6 +224,14 @@ impl DynamoProperties {
                 .and_then(|a| serde_dynamo::from_attribute_value(a.clone()).ok())
                 .unwrap_or_default(),
             changed_by: get_s(item, "changed_by"),
+            held: match (status.as_deref(), item.get("quarantine")) {
+                (Some(q), Some(note)) if q == SyncStatus::Quarantined.as_str() => {
+                    serde_dynamo::from_attribute_value::<_, QuarantineNote>(note.clone())
+                        .map(|n| n.held_hashes())
+                        .unwrap_or_default()
+                }
+                _ => Default::default(),
+            },
         })
     }
 
