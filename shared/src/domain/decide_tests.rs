@@ -32,6 +32,7 @@ fn stored(facets: &[(&str, &str, Option<&str>)], version: u64) -> Tracked {
         status: SyncStatus::Synced,
         accepted: Default::default(),
         changed_by: None,
+        held: Default::default(),
     }
 }
 

@@ -101,3 +101,30 @@ fn sync_ids_sort_by_time() {
     assert!(a < b);
     assert_eq!(a.len(), 26);
 }
+
+#[test]
+fn a_quarantined_record_tells_the_sync_what_it_holds_and_nothing_else_does() {
+    use crate::domain::contract::Report;
+    let held = |facet: &str, hash: &str| HeldFacet {
+        facet: facet.into(),
+        hash: hash.into(),
+        report: Report::default(),
+        payload_kept: true,
+    };
+    let mut r = SyncRecord::pending(7);
+    r.quarantine = Some(QuarantineNote {
+        sync_id: "s1".into(),
+        at: 1_800_000_000,
+        facets: vec![held("property", "h1"), held("lang#fr", "h2")],
+    });
+    r.sync_status = SyncStatus::Quarantined;
+    let t = r.tracked();
+    assert!(t.already_held(&[held("property", "h1")]));
+    assert!(t.already_held(&[held("property", "h1"), held("lang#fr", "h2")]));
+    assert!(!t.already_held(&[held("property", "other")]), "new content");
+    assert!(!t.already_held(&[held("lang#de", "h2")]), "another facet");
+    // A note left on a record that is no longer quarantined holds nothing.
+    r.sync_status = SyncStatus::Synced;
+    assert!(r.tracked().held.is_empty());
+    assert!(!r.tracked().already_held(&[held("property", "h1")]));
+}
