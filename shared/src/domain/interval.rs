@@ -23,6 +23,9 @@ pub enum IntervalError {
 }
 
 impl Interval {
+    /// One hour (the built-in default before the settings' own default applies).
+    pub const HOUR: Interval = Interval(Duration::from_secs(3600));
+
     pub fn parse(raw: &str) -> Result<Self, IntervalError> {
         let s = raw.trim();
         if s.is_empty() || s.starts_with('-') || s.starts_with('+') {

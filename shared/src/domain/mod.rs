@@ -6,6 +6,7 @@ pub mod document;
 pub mod drift;
 pub mod facet;
 #[cfg(test)]
+#[cfg(test)]
 pub mod fixtures;
 pub mod health;
 pub mod interval;

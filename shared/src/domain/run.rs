@@ -434,8 +434,8 @@ impl SyncRecord {
             accepted: self.accepted.clone(),
             changed_by: self.changed_by.clone(),
             held: match (&self.quarantine, self.sync_status) {
-                (Some(note), SyncStatus::Quarantined) => note.held_hashes(),
-                _ => Default::default(),
+                (Some(note), SyncStatus::Quarantined) => Some(Held::of(note)),
+                _ => None,
             },
         }
     }
@@ -493,9 +493,27 @@ pub struct Tracked {
     pub accepted: Accepted,
     /// The sync whose commit stored the current data.
     pub changed_by: Option<String>,
-    /// While quarantined: facet key → content hash held back (the same content held again
-    /// is nothing new).
-    pub held: std::collections::BTreeMap<String, String>,
+    /// While quarantined: what is held, by which run, since when.
+    pub held: Option<Held>,
+}
+
+/// What a quarantined record holds: the run that first held it, when, and the content hash
+/// held back per facet key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Held {
+    pub sync_id: String,
+    pub at: i64,
+    pub hashes: std::collections::BTreeMap<String, String>,
+}
+
+impl Held {
+    pub fn of(note: &QuarantineNote) -> Self {
+        Held {
+            sync_id: note.sync_id.clone(),
+            at: note.at,
+            hashes: note.held_hashes(),
+        }
+    }
 }
 
 impl Tracked {
@@ -512,11 +530,13 @@ impl Tracked {
     pub fn hash(&self, facet: &str) -> Option<&str> {
         self.facets.get(facet).map(|f| f.hash.as_str())
     }
-    /// Whether every facet of `held` is already held with that same content: holding it
-    /// again changes nothing (the circuit breaker does not count it).
-    pub fn already_held(&self, held: &[HeldFacet]) -> bool {
-        held.iter()
-            .all(|h| self.held.get(&h.facet).is_some_and(|x| *x == h.hash))
+    /// The record already holds exactly this content (every facet of `held`, same hash):
+    /// holding it again is nothing new. Returns what it holds.
+    pub fn already_held(&self, held: &[HeldFacet]) -> Option<&Held> {
+        self.held.as_ref().filter(|h| {
+            held.iter()
+                .all(|f| h.hashes.get(&f.facet).is_some_and(|x| *x == f.hash))
+        })
     }
     /// The raw-body digest of the stored version of `facet`, if known.
     pub fn raw(&self, facet: &str) -> Option<&str> {

@@ -119,12 +119,26 @@ fn a_quarantined_record_tells_the_sync_what_it_holds_and_nothing_else_does() {
     });
     r.sync_status = SyncStatus::Quarantined;
     let t = r.tracked();
-    assert!(t.already_held(&[held("property", "h1")]));
-    assert!(t.already_held(&[held("property", "h1"), held("lang#fr", "h2")]));
-    assert!(!t.already_held(&[held("property", "other")]), "new content");
-    assert!(!t.already_held(&[held("lang#de", "h2")]), "another facet");
+    let first = t.already_held(&[held("property", "h1")]).expect("held");
+    assert_eq!((first.sync_id.as_str(), first.at), ("s1", 1_800_000_000));
+    assert!(
+        t.already_held(&[held("property", "h1"), held("lang#fr", "h2")])
+            .is_some()
+    );
+    assert!(
+        t.already_held(&[held("property", "other")]).is_none(),
+        "new content"
+    );
+    assert!(
+        t.already_held(&[held("lang#de", "h2")]).is_none(),
+        "another facet"
+    );
     // A note left on a record that is no longer quarantined holds nothing.
     r.sync_status = SyncStatus::Synced;
-    assert!(r.tracked().held.is_empty());
-    assert!(!r.tracked().already_held(&[held("property", "h1")]));
+    assert_eq!(r.tracked().held, None);
+    assert!(
+        r.tracked()
+            .already_held(&[held("property", "h1")])
+            .is_none()
+    );
 }

@@ -348,12 +348,15 @@ async fn process_in_span(ctx: Arc<PropertyCtx>, t: Tracked) -> (i64, Report) {
     // property's first data, the property had none before this run (a first sync: exempt).
     let ours = t.changed_by.as_deref() == Some(ctx.sync_id.as_str());
     let existing = (t.data_version > 0 || !t.facets.is_empty()) && !(ours && t.data_version <= 1);
-    // Payloads held again exactly as the record already holds them are nothing new: once an
-    // operator forced a mass quarantine through, later runs facing the same broken upstream
-    // must not halt (and pause the schedule) over it.
+    // Payloads an earlier run held exactly as they come now are nothing new: once an operator
+    // forced a mass quarantine through, later runs facing the same broken upstream must not
+    // halt (and pause the schedule) over it. Held by this very run (redone after a crash or a
+    // hand-over), they are its change all the same.
     let change = match &decision.plan {
         Plan::Write(_) => true,
-        Plan::Quarantine(held) => !t.already_held(held),
+        Plan::Quarantine(held) => t
+            .already_held(held)
+            .is_none_or(|h| h.sync_id == ctx.sync_id),
         _ => false,
     };
     let admit = ctx

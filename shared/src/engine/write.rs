@@ -115,6 +115,13 @@ pub(crate) async fn write(
             fenced(&ctx.guard, ctx.writer.record_outcome(&o)).await
         }
         Plan::Quarantine(held) => {
+            // Held again exactly as before: the note keeps the run that first held it and
+            // since when (an operator's acceptance of what they read stays valid); the payload
+            // is written again, which keeps it from expiring while it is still held.
+            let (first_by, first_at) = match t.already_held(held) {
+                Some(h) => (h.sync_id.clone(), h.at),
+                None => (ctx.sync_id.clone(), now.secs()),
+            };
             // The payloads first, then the record: a crash between leaves payload items only
             // (expiring, and served only for a record whose note names their hash).
             let mut usage = Usage::default();
@@ -128,7 +135,7 @@ pub(crate) async fn write(
                         hash: h.hash.clone(),
                         compressed,
                         fence,
-                        sync_id: ctx.sync_id.clone(),
+                        sync_id: first_by.clone(),
                         now,
                         expires_at: now.secs() + quarantine::PAYLOAD_SECONDS,
                     };
@@ -136,8 +143,8 @@ pub(crate) async fn write(
                 }
             }
             let note = QuarantineNote {
-                sync_id: ctx.sync_id.clone(),
-                at: now.secs(),
+                sync_id: first_by,
+                at: first_at,
                 facets: held.clone(),
             };
             let mut o = outcome(SyncStatus::Quarantined, Some(note.summary()));

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use cupid_sync::adapters::memory::MemoryStore;
 use cupid_sync::domain::facet::Facet;
 use cupid_sync::domain::lease::{LeaseRequest, LeaseState, Refused};
-use cupid_sync::domain::run::{RunDetail, SyncRecord, SyncRequest, SyncRun, Tracked};
+use cupid_sync::domain::run::{RunDetail, SyncRecord, SyncRequest, SyncRun, SyncStatus, Tracked};
 use cupid_sync::domain::settings::{SettingKey, SettingValue};
 use cupid_sync::domain::stats::{CatalogueStats, StatusCounts};
 use cupid_sync::domain::time::Timestamp;
@@ -316,8 +316,40 @@ impl PropertyWriter for SimPorts {
         self.call("commit", true, commit).await
     }
     async fn record_outcome(&self, o: &RecordOutcome) -> PortResult<Usage> {
-        self.call("record_outcome", true, self.store().record_outcome(o))
-            .await
+        let before = self.store().get_record(o.hotel_id).await?;
+        let outcome = async {
+            let r = self.store().record_outcome(o).await;
+            // A new hold of a property with data from before the run is one of the run's
+            // changes for the circuit breaker's bound, as a commit is (the same content held
+            // again, as the record already held it, is not).
+            if let (Ok(_), Some(before), Some(note)) = (&r, &before, &o.quarantine) {
+                let held_before = match (&before.quarantine, before.sync_status) {
+                    (Some(b), SyncStatus::Quarantined) => b.held_hashes(),
+                    _ => Default::default(),
+                };
+                let new_hold = note
+                    .facets
+                    .iter()
+                    .any(|f| held_before.get(&f.facet) != Some(&f.hash));
+                let new_to_run = before.changed_by.as_deref() == Some(o.sync_id.as_str())
+                    && before.data_version == 1;
+                if o.status == SyncStatus::Quarantined
+                    && before.data_version > 0
+                    && !new_to_run
+                    && new_hold
+                {
+                    self.world
+                        .commits_of_existing
+                        .lock()
+                        .unwrap()
+                        .entry(o.sync_id.clone())
+                        .or_default()
+                        .insert(o.hotel_id);
+                }
+            }
+            r
+        };
+        self.call("record_outcome", true, outcome).await
     }
     async fn put_held(&self, p: &HeldPayload) -> PortResult<Usage> {
         self.call("put_held", true, self.store().put_held(p)).await

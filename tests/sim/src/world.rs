@@ -86,7 +86,8 @@ pub struct World {
     pub accepted_stores: AtomicU64,
     /// Of those, documents a frozen schema held (rule `schema`).
     pub accepted_shapes: AtomicU64,
-    /// Per run: commits of properties that had stored data (the circuit breaker's bound).
+    /// Per run: commits, and new holds, of properties that had stored data (the circuit
+    /// breaker's bound).
     pub commits_of_existing: Mutex<BTreeMap<String, std::collections::BTreeSet<i64>>>,
     calm: AtomicBool,
     outstanding: AtomicU64,

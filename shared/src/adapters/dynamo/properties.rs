@@ -6,7 +6,7 @@ use crate::adapters::port_err;
 use crate::config::Tables;
 use crate::domain::facet;
 use crate::domain::quarantine::QuarantineNote;
-use crate::domain::run::{FacetState, SyncRecord, SyncStatus, Tracked};
+use crate::domain::run::{FacetState, Held, SyncRecord, SyncStatus, Tracked};
 use crate::domain::stats::StatusCounts;
 use crate::ports::*;
 use async_trait::async_trait;
@@ -227,10 +227,10 @@ impl DynamoProperties {
             held: match (status.as_deref(), item.get("quarantine")) {
                 (Some(q), Some(note)) if q == SyncStatus::Quarantined.as_str() => {
                     serde_dynamo::from_attribute_value::<_, QuarantineNote>(note.clone())
-                        .map(|n| n.held_hashes())
-                        .unwrap_or_default()
+                        .ok()
+                        .map(|n| Held::of(&n))
                 }
-                _ => Default::default(),
+                _ => None,
             },
         })
     }

@@ -3,6 +3,8 @@
 
 mod cli;
 mod console;
+mod quality;
+mod webhooks;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -286,116 +288,7 @@ async fn main() {
         format!("{b} then {b2}"),
     );
 
-    // Data quality: a regression upstream (another hotel's payload) is held back, the previous
-    // version stays served, an operator accepts it, and the next sync stores exactly it.
-    let id = 1_641_879i64;
-    let base = c.base.clone();
-    let api = |p: &str| format!("{base}{p}");
-    c.send(
-        "POST",
-        &format!("{sim}/__sim/change"),
-        false,
-        Some(serde_json::json!({"hotel_ids": [id]})),
-    )
-    .await;
-    c.send(
-        "POST",
-        &format!("{sim}/__sim/faults"),
-        false,
-        Some(serde_json::json!({"per_id": {id.to_string(): {
-            "kind": "wrong_hotel", "times": 0, "path_contains": "/v3.0/property/"}}})),
-    )
-    .await;
-    let subset = serde_json::json!({"hotel_ids": [id]});
-    let (s, b, _) = c
-        .send(
-            "POST",
-            &api("/api/v1/admin/sync"),
-            true,
-            Some(subset.clone()),
-        )
-        .await;
-    c.check(
-        "a subset sync of the regressed property starts",
-        s == 202,
-        &b,
-    );
-    c.wait_idle().await;
-    let (_, b, _) = c
-        .call("GET", &format!("/api/v1/properties/{id}"), true)
-        .await;
-    c.check(
-        "a payload for another hotel is quarantined; the previous version is still served",
-        b["data"]["sync_status"] == "quarantined" && b["data"]["document"]["hotel_id"] == id,
-        &b["data"]["sync_status"],
-    );
-    let (_, b, _) = c
-        .call("GET", "/api/v1/admin/quarantine?rule=hotel_id", true)
-        .await;
-    c.check(
-        "the quarantine lists it with the rule it broke",
-        b["data"]["items"][0]["hotel_id"] == id,
-        &b["data"],
-    );
-    let (_, held, _) = c
-        .call("GET", &format!("/api/v1/admin/quarantine/{id}"), true)
-        .await;
-    let read = held["data"]["quarantined_by_sync"].clone();
-    let (s, b, _) = c
-        .send(
-            "POST",
-            &api(&format!("/api/v1/admin/quarantine/{id}/accept")),
-            true,
-            Some(serde_json::json!({"by": "e2e", "quarantined_by_sync": read})),
-        )
-        .await;
-    c.check("an operator accepts the held payload", s == 200, &b);
-    let (s, b, _) = c
-        .send(
-            "POST",
-            &api("/api/v1/admin/sync"),
-            true,
-            Some(subset.clone()),
-        )
-        .await;
-    let accepted_run = b["data"]["sync_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    c.check("the next sync starts", s == 202, &b);
-    c.wait_idle().await;
-    let (_, b, _) = c
-        .call("GET", &format!("/api/v1/properties/{id}"), true)
-        .await;
-    let (_, log, _) = c
-        .call(
-            "GET",
-            &format!("/api/v1/admin/sync/logs/{accepted_run}"),
-            true,
-        )
-        .await;
-    c.check(
-        "the accepted payload is stored and the run log says who accepted it",
-        b["data"]["sync_status"] == "synced"
-            && b["data"]["document"]["hotel_id"] == id + 1
-            && log["data"]["changes"][0]["accepted_by"]
-                .as_str()
-                .is_some_and(|a| a.starts_with("e2e at ")),
-        format!("{} / {}", b["data"]["sync_status"], log["data"]["changes"]),
-    );
-    // Upstream fixed: the good content comes back.
-    c.sim_faults(&sim, serde_json::json!({})).await;
-    c.send("POST", &api("/api/v1/admin/sync"), true, Some(subset))
-        .await;
-    c.wait_idle().await;
-    let (_, b, _) = c
-        .call("GET", &format!("/api/v1/properties/{id}"), true)
-        .await;
-    c.check(
-        "once upstream is fixed the good content is stored again",
-        b["data"]["document"]["hotel_id"] == id && b["data"]["sync_status"] == "synced",
-        &b["data"]["sync_status"],
-    );
+    quality::quarantine(&mut c, &sim).await;
 
     // Prometheus metrics, through watch like every route.
     let resp = reqwest::Client::new()
@@ -428,93 +321,7 @@ async fn main() {
         ),
     );
 
-    // Webhooks: a receiver on this machine is told when a run completes (the local publisher
-    // hands each event to the deliver function under watch), signed with the secret shown once.
-    let rx = integration::receiver::Receiver::start().await;
-    let (s, hook, _) = c
-        .send(
-            "POST",
-            &api("/api/v1/admin/webhooks"),
-            true,
-            Some(
-                serde_json::json!({"url": format!("{}/e2e", rx.url), "events": ["sync.completed"]}),
-            ),
-        )
-        .await;
-    let secret = hook["data"]["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let hook_id = hook["data"]["id"].as_str().unwrap_or_default().to_string();
-    c.check(
-        "POST /admin/webhooks answers 201 with a signing secret",
-        s == 201 && secret.starts_with("whsec_"),
-        &hook,
-    );
-    let (s, b, _) = c
-        .send(
-            "POST",
-            &api("/api/v1/admin/webhooks"),
-            true,
-            Some(serde_json::json!({"url": format!("{}/e2e", rx.url), "events": ["sync.done"]})),
-        )
-        .await;
-    c.check(
-        "an unknown event is a 400 naming the field",
-        s == 400 && b["error"]["details"]["field"] == "events",
-        &b,
-    );
-    let (_, b, _) = c
-        .send(
-            "POST",
-            &api("/api/v1/admin/sync"),
-            true,
-            Some(serde_json::json!({"hotel_ids": [1641879]})),
-        )
-        .await;
-    let hooked_run = b["data"]["sync_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    c.wait_idle().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while rx.at("e2e").is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let got = rx.at("e2e");
-    let now = cupid_sync::domain::time::Timestamp::from_system(std::time::SystemTime::now());
-    let verified = got.first().is_some_and(|r| {
-        cupid_sync::domain::webhook::verify(&secret, &r.signature, &r.body, now, 300).is_ok()
-    });
-    let body: Value = got
-        .first()
-        .and_then(|r| serde_json::from_slice(&r.body).ok())
-        .unwrap_or_default();
-    c.check(
-        "the run's completion reaches the webhook, signed (Cupid-Sync-Signature verifies)",
-        got.len() == 1
-            && verified
-            && body["type"] == "sync.completed"
-            && body["data"]["sync_id"] == hooked_run.as_str(),
-        format!("{} received, verified {verified}: {body}", got.len()),
-    );
-    let (_, log, _) = c
-        .call(
-            "GET",
-            &format!("/api/v1/admin/webhooks/{hook_id}/deliveries"),
-            true,
-        )
-        .await;
-    c.check(
-        "the delivery log records the attempt",
-        log["data"]["deliveries"][0]["outcome"] == "delivered"
-            && log["data"]["deliveries"][0]["status_code"] == 200,
-        &log,
-    );
-    let (s, _, _) = c
-        .call("DELETE", &format!("/api/v1/admin/webhooks/{hook_id}"), true)
-        .await;
-    c.check("a webhook is removed", s == 200, s);
+    webhooks::checks(&mut c).await;
 
     // The operator console, in a real browser.
     let shots = std::env::var("E2E_SCREENSHOTS").unwrap_or_else(|_| ".local/screenshots".into());
@@ -523,55 +330,8 @@ async fn main() {
     // The operator CLI.
     cli::checks(&mut c).await;
 
-    // Schema drift: upstream's response shape changes for 25 properties (a new section, an
-    // optional field gone). The run that meets it says so in its log, once.
-    let drifted: Vec<i64> = cupid_sim::HOTEL_IDS
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .take(25)
-        .collect();
-    let per_id: serde_json::Map<String, Value> = drifted
-        .iter()
-        .map(|i| {
-            (
-                i.to_string(),
-                serde_json::json!({"kind": "reshape", "times": 0}),
-            )
-        })
-        .collect();
-    c.sim_faults(&sim, serde_json::json!({ "per_id": per_id }))
-        .await;
-    let mut drift_logs = Vec::new();
-    for _ in 0..2 {
-        let (_, b, _) = c.call("POST", "/api/v1/admin/sync", true).await;
-        let run = b["data"]["sync_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        c.wait_idle().await;
-        let (_, log, _) = c
-            .call("GET", &format!("/api/v1/admin/sync/logs/{run}"), true)
-            .await;
-        drift_logs.push(log["data"]["schema_drift"].clone());
-    }
-    let property = drift_logs[0]
-        .as_array()
-        .and_then(|a| a.iter().find(|d| d["facet"] == "property"))
-        .cloned()
-        .unwrap_or_default();
-    c.check(
-        "a changed response shape is reported in the run log: a path appeared in 25 documents, one gone",
-        property["appeared"][0]["path"] == "sustainability"
-            && property["appeared"][0]["count"] == 25
-            && property["disappeared"][0]["path"] == "airport_code",
-        &drift_logs[0],
-    );
-    c.check(
-        "the drift is reported once: the next run reports none",
-        drift_logs[1].as_array().is_some_and(|a| a.is_empty()),
-        &drift_logs[1],
-    );
-    c.sim_faults(&sim, serde_json::json!({})).await;
+    quality::drift(&mut c, &sim).await;
+    quality::breaker(&mut c, &sim).await;
 
     // Bulk tracking from a file with the CLI: 12,000 lines in two calls.
     let file = std::env::temp_dir().join(format!("e2e-ids-{}.txt", std::process::id()));
