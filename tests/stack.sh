@@ -123,7 +123,7 @@ start_watch() {
   # (WATCH_RELOAD=0), so an edit made while a suite runs cannot restart a function mid-test.
   local reload=()
   [[ ${WATCH_RELOAD:-1} == 0 ]] && reload=(--ignore-changes)
-  PATH="$VENV/bin:$PATH" start_bg watch cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" --env-file "$STATE/watch.env" --timeout 900 "${reload[@]}"
+  PATH="$VENV/bin:$PATH" start_bg watch cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" --env-file "$STATE/watch.env" --timeout "${WATCH_TIMEOUT:-900}" "${reload[@]}"
   wait_port "$WATCH_PORT" watch 120
 }
 

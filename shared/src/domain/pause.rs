@@ -1,8 +1,33 @@
 //! Auto-pause: after `sync_max_consecutive_failures` scheduled runs in a row that failed (or
-//! were halted by the circuit breaker, or abandoned), the schedule disables itself rather than
-//! keep failing every 12 hours unnoticed; starting it again clears the note.
+//! were halted by the circuit breaker, or abandoned, or finished with every property failing),
+//! the schedule disables itself rather than keep failing every 12 hours unnoticed; starting it
+//! again clears the note.
 
 use super::run::{RunStatus, SyncRun, SyncType};
+
+/// A finished run that did the catalogue no good: it failed, was halted or abandoned, or it
+/// finished with every property it tried failing (upstream down or refusing: nothing synced).
+pub fn ended_badly(r: &SyncRun) -> bool {
+    let c = &r.counters;
+    match r.status {
+        RunStatus::Failed | RunStatus::Halted | RunStatus::Abandoned => true,
+        RunStatus::CompletedWithErrors => {
+            c.failed > 0 && c.updated + c.unchanged + c.partial + c.quarantined + c.not_found == 0
+        }
+        _ => false,
+    }
+}
+
+/// Why a run ended badly, in a few words.
+fn why(r: &SyncRun) -> String {
+    match (&r.error_message, r.status) {
+        (Some(m), _) => m.clone(),
+        (None, RunStatus::CompletedWithErrors) => {
+            format!("all {} properties it tried failed", r.counters.failed)
+        }
+        (None, _) => "no reason recorded".into(),
+    }
+}
 
 /// Scheduled runs in a row, newest first, that ended badly, up to the newest scheduled run that
 /// completed. Manual runs and dry runs are not the schedule's and do not count either way; runs
@@ -13,9 +38,10 @@ pub fn consecutive_failures(newest_first: &[SyncRun]) -> u32 {
         if r.sync_type != SyncType::Scheduled || r.dry_run || r.status.is_active() {
             continue;
         }
-        match r.status {
-            RunStatus::Failed | RunStatus::Halted | RunStatus::Abandoned => n += 1,
-            _ => break,
+        if ended_badly(r) {
+            n += 1;
+        } else {
+            break;
         }
     }
     n
@@ -37,7 +63,7 @@ pub fn reason(newest_first: &[SyncRun], max: u32) -> String {
                 "; the last, {}, ended {}: {}",
                 r.sync_id,
                 r.status.as_str(),
-                r.error_message.as_deref().unwrap_or("no reason recorded")
+                why(r)
             )
         })
         .unwrap_or_default();
@@ -56,6 +82,23 @@ mod tests {
         r.status = s;
         r.error_message = Some(format!("because {i}"));
         r
+    }
+
+    #[test]
+    fn a_run_where_every_property_failed_ended_badly_and_says_so() {
+        let mut r = run(1, SyncType::Scheduled, RunStatus::CompletedWithErrors);
+        r.error_message = None;
+        r.counters.failed = 100;
+        assert!(ended_badly(&r));
+        assert!(
+            reason(&[r.clone()], 1).contains("all 100 properties it tried failed"),
+            "{}",
+            reason(&[r.clone()], 1)
+        );
+        // One property synced: upstream answers, some properties are broken.
+        r.counters.unchanged = 1;
+        assert!(!ended_badly(&r));
+        assert_eq!(consecutive_failures(&[r]), 0);
     }
 
     #[test]

@@ -128,6 +128,11 @@ impl Engine {
                 self.deps.runs.save(&r, fence).await.map_err(lost_or)?;
                 warn!(abandoned = %orphan, "closed a run whose holder vanished");
                 self.publish_drift(&r).await;
+                // A schedule whose every run is killed never ends one badly by itself: the
+                // run closing them counts them.
+                if r.sync_type == SyncType::Scheduled {
+                    self.auto_pause().await;
+                }
             }
             let forget = LeaseRequest::ForgetOrphan {
                 owner: me.to_string(),
@@ -348,9 +353,7 @@ impl Engine {
         if self.cfg.emit_metrics {
             report::emit_metrics(&run);
         }
-        if run.sync_type == SyncType::Scheduled
-            && matches!(run.status, RunStatus::Failed | RunStatus::Halted)
-        {
+        if run.sync_type == SyncType::Scheduled && crate::domain::pause::ended_badly(&run) {
             self.auto_pause().await;
         }
         info!(status = %run.status, total = run.total, updated = run.counters.updated, unchanged = run.counters.unchanged,

@@ -102,7 +102,9 @@ impl Engine {
     /// Publishes `SchemaChanged` for a run that reported drift (best effort, like the run's
     /// own event: the run log keeps the drift).
     pub(super) async fn publish_drift(&self, run: &SyncRun) {
-        if run.drift.is_empty() {
+        // A dry run leaves the baseline as it was, so the next real run reports the same
+        // drift: subscribers are told once, by that run (the dry run's log still shows it).
+        if run.drift.is_empty() || run.dry_run {
             return;
         }
         let event = RunEvent {

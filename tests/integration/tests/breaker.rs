@@ -86,6 +86,21 @@ async fn a_mass_change_halts_with_nothing_written_until_an_operator_forces_it() 
     let again = s.sync().await;
     assert_eq!(again.status, RunStatus::Halted);
     assert_eq!(hashes(&s, &ids).await, before);
+    // A subset sync (an operator named one property) says nothing of the catalogue: health
+    // still shows the halt.
+    let (code, body) = api_call(
+        &s,
+        "POST",
+        "/api/v1/admin/sync",
+        Some(serde_json::json!({"hotel_ids": [ids[0]]})),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    let dispatched = s.dispatch.sent.lock().unwrap().pop().expect("dispatched");
+    assert_eq!(s.run_to_end(dispatched).await.status, RunStatus::Completed);
+    let (_, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(health["data"]["status"], "degraded", "{health}");
+    let before = hashes(&s, &ids).await;
 
     // An operator accepts the change: a forced run writes it all.
     let (code, body) = api_call(
@@ -107,12 +122,14 @@ async fn a_mass_change_halts_with_nothing_written_until_an_operator_forces_it() 
     let done = s.run_to_end(dispatched).await;
     assert_eq!(
         (done.status, done.counters.updated),
-        (RunStatus::Completed, 100),
-        "{:?}",
+        (RunStatus::Completed, 99),
+        "{:?}: all but the one the subset sync stored",
         done.error_message
     );
     let after = hashes(&s, &ids).await;
-    assert!(before.iter().zip(&after).all(|(b, a)| b != a));
+    assert!(before.iter().zip(&after).skip(1).all(|(b, a)| b != a));
+    let (_, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(health["data"]["status"], "healthy", "{health}");
 }
 
 #[tokio::test]
@@ -323,4 +340,139 @@ async fn a_quarantine_forced_through_once_does_not_halt_every_run_after() {
     let again = s.sync().await;
     assert_eq!(again.status, RunStatus::Halted, "{:?}", again.error_message);
     assert_eq!(hashes(&s, &ids).await, before);
+}
+
+/// Settings through the API (each must be accepted).
+async fn put_settings(s: &Stack, rows: serde_json::Value) {
+    let (code, body) = api_call(s, "PUT", "/api/v1/admin/sync/settings", Some(rows)).await;
+    assert_eq!(code, 200, "{body}");
+}
+
+/// Upstream answers 500 for every property: each scheduled run "completes" with all of them
+/// failed. That is a failed run for the schedule, and the schedule pauses itself.
+#[tokio::test]
+async fn scheduled_runs_where_every_property_fails_pause_the_schedule() {
+    let s = Stack::new(Options {
+        retries: 0,
+        ..opts()
+    })
+    .await;
+    let ids = s.track_exercise_ids().await;
+    assert_eq!(s.sync().await.status, RunStatus::Completed);
+    put_settings(
+        &s,
+        serde_json::json!([{"setting_key": "sync_max_consecutive_failures", "setting_value": 2}]),
+    )
+    .await;
+    let (code, _) = api_call(&s, "POST", "/api/v1/admin/sync/start", None).await;
+    assert_eq!(code, 200);
+    s.sim.sim.set_faults(Faults {
+        per_id: ids
+            .iter()
+            .map(|id| {
+                (
+                    *id,
+                    IdFault {
+                        kind: "500".into(),
+                        times: 0,
+                        path_contains: None,
+                    },
+                )
+            })
+            .collect(),
+        ..Default::default()
+    });
+    for n in 1..=2 {
+        let run = s.sync().await;
+        assert_eq!(
+            (run.status, run.counters.failed),
+            (RunStatus::CompletedWithErrors, 100),
+            "run {n}"
+        );
+    }
+    let (code, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(code, 503, "{health}");
+    let reason = health["data"]["paused_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("completed_with_errors") && reason.contains("100 of 100 properties failed"),
+        "{health}"
+    );
+
+    // Turned on again through the settings (not /sync/start): the note goes, and the count
+    // starts afresh, so one more such run does not pause it at once.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    put_settings(
+        &s,
+        serde_json::json!([{"setting_key": "sync_enable_auto", "setting_value": true}]),
+    )
+    .await;
+    let (code, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(code, 200, "{health}");
+    assert!(health["data"]["paused_reason"].is_null(), "{health}");
+    s.sync().await;
+    let (_, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(health["data"]["status"], "degraded", "{health}");
+    // Stopped on purpose afterwards: stopped, not an old pause.
+    let (code, _) = api_call(&s, "POST", "/api/v1/admin/sync/stop", None).await;
+    assert_eq!(code, 200);
+    let (code, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(
+        (code, health["data"]["status"].as_str()),
+        (200, Some("stopped")),
+        "{health}"
+    );
+}
+
+/// Every scheduled run is killed (a Lambda timeout, say): none ends badly by itself, so the
+/// run that closes its abandoned predecessor counts them, and the schedule pauses.
+#[tokio::test]
+async fn scheduled_runs_killed_every_time_pause_the_schedule_too() {
+    use cupid_sync::domain::lease::LeaseRequest;
+    use cupid_sync::domain::run::{SyncRun, SyncType};
+    use cupid_sync::ports::{Clock, Lease, RunLog as _, SystemClock};
+    let ttl = std::time::Duration::from_secs(4);
+    let s = Stack::new(Options {
+        lease_ttl: ttl,
+        ..opts()
+    })
+    .await;
+    s.track_exercise_ids().await;
+    put_settings(
+        &s,
+        serde_json::json!([{"setting_key": "sync_max_consecutive_failures", "setting_value": 1}]),
+    )
+    .await;
+    let (code, _) = api_call(&s, "POST", "/api/v1/admin/sync/start", None).await;
+    assert_eq!(code, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // A scheduled run that dies holding the lease.
+    let mut dead = SyncRun::new("01DEADRUN".into(), SyncType::Scheduled, SystemClock.now());
+    dead.status = RunStatus::Running;
+    let take = LeaseRequest::Take {
+        owner: "01DEADRUN".into(),
+        handoff: false,
+    };
+    let held = s
+        .lease
+        .apply(&take, ttl)
+        .await
+        .unwrap()
+        .expect("the lease is free");
+    s.runs.create(&dead, held.fence).await.unwrap();
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(100)).await;
+
+    let run = s.sync().await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        s.runs.get("01DEADRUN").await.unwrap().unwrap().status,
+        RunStatus::Abandoned
+    );
+    let (code, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(code, 503, "{health}");
+    assert!(
+        health["data"]["paused_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("01DEADRUN") && r.contains("abandoned")),
+        "{health}"
+    );
 }

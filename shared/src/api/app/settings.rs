@@ -53,13 +53,19 @@ impl Scheduled {
         let now = self.clock.now();
         self.settings.put_all(&values, now).await?;
         if before.interval != after.interval || before.enable_auto != after.enable_auto {
+            // As /sync/start: a schedule turned on (or onto another interval) starts from now,
+            // and auto-pause counts only the runs since.
             let anchor = match self.schedule.get().await? {
-                Some(s) if s.interval == after.interval => s.anchor.unwrap_or(now),
+                Some(s) if s.enabled && s.interval == after.interval => s.anchor.unwrap_or(now),
                 _ => now,
             };
             self.schedule
                 .put(after.enable_auto, after.interval, anchor)
                 .await?;
+            if after.enable_auto && !before.enable_auto {
+                // Turned on again this way too: a pause note of the schedule's own is over.
+                self.stats.set_paused(None).await?;
+            }
             tracing::info!(enabled = after.enable_auto, interval = %after.interval, "schedule reconciled with settings");
         }
         Ok(ApiResponse::ok(200, &self.settings_rows().await?))

@@ -47,6 +47,13 @@ impl Scheduled {
         let (settings, _) = settings?;
         let (sched, stats, (recent, _)) = (sched?, stats?, recent?);
         let finished = recent.iter().find(|r| !r.status.is_active()).cloned();
+        // Health judges the catalogue's runs: a dry run or a subset an operator named (the
+        // sync an acceptance asks for, say) says nothing of a halt or a failure the next
+        // scheduled run will meet again.
+        let judged = recent
+            .iter()
+            .find(|r| !r.status.is_active() && !r.dry_run && r.hotel_ids.is_none())
+            .map(|r| r.status);
         // The newest success: as recorded when it finished, or among the newest runs (should
         // that record have been lost to a crash).
         let recent_success = recent
@@ -69,7 +76,7 @@ impl Scheduled {
                 .map(|s| s.interval)
                 .unwrap_or(settings.interval),
             last_success,
-            last_finished: finished.as_ref().map(|r| r.status),
+            last_finished: judged,
             paused: stats.paused.clone(),
         };
         Ok(Snapshot {
