@@ -92,6 +92,17 @@ impl Browser {
 
     /// One DevTools command; events that arrive meanwhile are skipped.
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        self.call_within(method, params, Duration::from_secs(60))
+            .await
+    }
+
+    /// [`Browser::call`], waiting at most `wait` for the answer.
+    pub async fn call_within(
+        &mut self,
+        method: &str,
+        params: Value,
+        wait: Duration,
+    ) -> Result<Value, String> {
         self.next += 1;
         let id = self.next;
         let msg = json!({"id": id, "method": method, "params": params}).to_string();
@@ -99,12 +110,12 @@ impl Browser {
             .send(Message::Text(msg.into()))
             .await
             .map_err(|e| format!("{method}: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let next = tokio::time::timeout(left, self.ws.next())
                 .await
-                .map_err(|_| format!("{method}: no answer in 60 s"))?;
+                .map_err(|_| format!("{method}: no answer in {} s", wait.as_secs()))?;
             let Some(Ok(Message::Text(text))) = next else {
                 match next {
                     Some(Ok(_)) => continue,
@@ -166,9 +177,26 @@ impl Browser {
         (false, last)
     }
 
-    /// Loads `url` and waits for the document to finish loading.
+    /// Loads `url` and waits for the document to finish loading. A navigation left without an
+    /// answer for 20 s (seen twice in CI: the browser's first load through `cargo lambda watch`
+    /// never answered, while later requests were) is reported with what a plain GET of the
+    /// same URL gets, stopped, and tried once more.
     pub async fn open(&mut self, url: &str) -> Result<(), String> {
-        self.call("Page.navigate", json!({"url": url})).await?;
+        let navigate = json!({"url": url});
+        let wait = Duration::from_secs(20);
+        if let Err(e) = self
+            .call_within("Page.navigate", navigate.clone(), wait)
+            .await
+        {
+            let started = Instant::now();
+            let plain = match reqwest::Client::new().get(url).timeout(wait).send().await {
+                Ok(r) => format!("{} in {:?}", r.status(), started.elapsed()),
+                Err(e) => format!("{e} after {:?}", started.elapsed()),
+            };
+            println!("     {e}; a plain GET of {url}: {plain}; navigating again");
+            let _ = self.call("Page.stopLoading", json!({})).await;
+            self.call_within("Page.navigate", navigate, wait).await?;
+        }
         let (ok, v) = self
             .wait_for(
                 "document.readyState === 'complete' && location.href !== 'about:blank'",
