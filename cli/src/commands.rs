@@ -281,7 +281,7 @@ pub async fn property(
 pub enum Quarantine<'a> {
     List { rule: Option<&'a str> },
     Show(i64),
-    Accept { id: i64, by: &'a str },
+    Accept { id: i64, by: &'a str, run: &'a str },
     Discard(i64),
 }
 
@@ -316,10 +316,9 @@ pub async fn quarantine(c: &Client, q: Quarantine<'_>, json: bool) -> Result<(),
             v
         }
         Quarantine::Show(id) => c.get(&format!("/api/v1/admin/quarantine/{id}")).await?,
-        Quarantine::Accept { id, by } => {
-            // The acceptance names the run whose held payloads the operator read.
-            let held: Value = c.get(&format!("/api/v1/admin/quarantine/{id}")).await?;
-            let run = held["quarantined_by_sync"].as_str().unwrap_or_default();
+        Quarantine::Accept { id, by, run } => {
+            // The acceptance names the run whose held payloads the operator read (shown by
+            // `quarantine show`): a 409 if what is held has changed since.
             let body = serde_json::json!({"by": by, "quarantined_by_sync": run});
             c.send(
                 "POST",

@@ -140,6 +140,10 @@ enum QuarantineAction {
         /// Who accepts (kept in the run log).
         #[arg(long)]
         by: String,
+        /// The run that held what you read (`quarantined_by_sync` in `quarantine show ID`):
+        /// only that content is accepted, never what a later run held since.
+        #[arg(long = "run", value_name = "SYNC_ID")]
+        run: String,
     },
     /// Drop the held payloads; the next sync checks the property again.
     Discard {
@@ -258,7 +262,9 @@ async fn run(cli: Cli) -> Result<bool, CliError> {
                     rule: rule.as_deref(),
                 },
                 Some(QuarantineAction::Show { id }) => Quarantine::Show(*id),
-                Some(QuarantineAction::Accept { id, by }) => Quarantine::Accept { id: *id, by },
+                Some(QuarantineAction::Accept { id, by, run }) => {
+                    Quarantine::Accept { id: *id, by, run }
+                }
                 Some(QuarantineAction::Discard { id }) => Quarantine::Discard(*id),
             };
             commands::quarantine(&c, q, json).await.map(|_| true)

@@ -36,13 +36,54 @@ impl ApiRequest {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        serde_json::from_slice(&self.body).map(Some).map_err(|e| {
+        let de = &mut serde_json::Deserializer::from_slice(&self.body);
+        let parsed = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+            let field = field_of(&e);
+            let e = e.into_inner();
+            ApiError::bad_request(
+                "invalid_body",
+                format!("request body is not valid for this route: {field}: {e}"),
+                field,
+            )
+        })?;
+        de.end().map_err(|e| {
             ApiError::bad_request(
                 "invalid_body",
                 format!("request body is not valid for this route: {e}"),
                 "body",
             )
-        })
+        })?;
+        Ok(Some(parsed))
+    }
+}
+
+/// The field a body error is about (`force`, `hotel_ids[2]`): the path serde reached, or the
+/// field a "missing field" / "unknown field" error names; `body` for the body as a whole.
+fn field_of(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let msg = e.inner().to_string();
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|p| msg.split(p).nth(1))
+        .and_then(|rest| rest.split('`').next())
+        .filter(|n| !n.is_empty());
+    // `?` is a place serde could not name (a syntax error mid-body): up to the last named.
+    let full = e.path().to_string();
+    let path = match full.split_once('?') {
+        Some((before, _)) => before.trim_end_matches('.').to_string(),
+        None => full,
+    };
+    let path = if path.is_empty() {
+        ".".to_string()
+    } else {
+        path
+    };
+    match (path.as_str(), named) {
+        (".", Some(n)) => n.to_string(),
+        (".", None) => "body".to_string(),
+        // An unknown field's path already ends with it; a missing one's is its parent.
+        (p, Some(n)) if p == n || p.ends_with(&format!(".{n}")) => p.to_string(),
+        (p, Some(n)) => format!("{p}.{n}"),
+        (p, None) => p.to_string(),
     }
 }
 
@@ -362,6 +403,65 @@ async fn serve_http(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        by: String,
+        #[serde(default)]
+        force: bool,
+        #[serde(default)]
+        hotel_ids: Vec<i64>,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u32,
+    }
+
+    /// Which field a 400 for this body names.
+    fn field_named(body: &str) -> String {
+        let r = ApiRequest {
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        match r.json::<Body>() {
+            Err(ApiError::BadRequest { field, message, .. }) => {
+                assert!(message.contains(&field), "{message} names {field}");
+                field
+            }
+            other => panic!("{body}: expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_body_is_a_400_naming_the_field() {
+        assert_eq!(field_named(r#"{"by": "ana", "force": "yes"}"#), "force");
+        assert_eq!(field_named(r#"{"by": 5}"#), "by");
+        assert_eq!(field_named(r#"{"force": true}"#), "by", "missing");
+        assert_eq!(
+            field_named(r#"{"by": "a", "hotel_ids": [1, "x"]}"#),
+            "hotel_ids[1]"
+        );
+        assert_eq!(field_named(r#"{"by": "a", "inner": {}}"#), "inner.n");
+        assert_eq!(field_named(r#"{"by": "a", "inner": {"n": -1}}"#), "inner.n");
+        assert_eq!(
+            field_named(r#"{"by": "a", "colour": 1}"#),
+            "colour",
+            "unknown"
+        );
+        assert_eq!(field_named(r#""text""#), "body");
+        assert_eq!(
+            field_named("[1]"),
+            "[0]",
+            "read as a tuple: its first element"
+        );
+        assert_eq!(field_named(r#"{"by": "a"} trailing"#), "body");
+        assert_eq!(field_named("{"), "body");
+    }
 
     struct Echo;
     #[async_trait]

@@ -106,6 +106,9 @@ fn data_schema(op: Op) -> Option<Value> {
         Op::WebhookList => r("WebhookList"),
         Op::WebhookCreate => r("CreatedWebhook"),
         Op::WebhookDeliveries => r("DeliveryLog"),
+        Op::QuarantineList => r("QuarantinePage"),
+        Op::QuarantineGet | Op::QuarantineAccept => r("QuarantineEntry"),
+        Op::QuarantineDiscard => r("Discarded"),
         _ => return None,
     })
 }
@@ -227,6 +230,13 @@ pub fn spec() -> Value {
         schema_of::<super::app::WebhookList>(),
         schema_of::<super::app::DeliveryLog>(),
         schema_of::<crate::domain::webhook::Delivery>(),
+        schema_of::<super::wire::QuarantinePage>(),
+        schema_of::<super::wire::QuarantineEntry>(),
+        schema_of::<super::wire::HeldFacetView>(),
+        schema_of::<super::wire::AcceptedView>(),
+        schema_of::<super::wire::Discarded>(),
+        schema_of::<crate::domain::contract::Violation>(),
+        schema_of::<crate::domain::contract::Rule>(),
     ] {
         schemas.insert(name, schema);
     }

@@ -167,3 +167,70 @@ pub struct TriggerRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
 }
+
+/// One facet held back: which content, and the rules it broke.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HeldFacetView {
+    /// `property`, `lang#fr`, `reviews`.
+    pub facet: String,
+    /// The canonical content hash of the held payload.
+    pub content_hash: String,
+    /// The first violations in document order.
+    pub violations: Vec<crate::domain::contract::Violation>,
+    /// All violations, also those beyond the ones listed.
+    pub violation_count: usize,
+    /// Whether the payload was kept (one over an item's size is not).
+    pub payload_kept: bool,
+}
+
+/// An operator's acceptance of one held facet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AcceptedView {
+    pub facet: String,
+    pub content_hash: String,
+    pub by: String,
+    pub at: String,
+}
+
+/// A quarantined property (`GET /admin/quarantine`, `GET /admin/quarantine/{hotel_id}`,
+/// the answer to an accept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuarantineEntry {
+    pub hotel_id: i64,
+    /// Always `quarantined`.
+    pub sync_status: String,
+    /// The run that first held this content (name it to accept it).
+    pub quarantined_by_sync: String,
+    /// Since when this content is held.
+    pub quarantined_at: String,
+    /// The rules broken, in a fixed order.
+    pub rules: Vec<crate::domain::contract::Rule>,
+    pub facets: Vec<HeldFacetView>,
+    pub accepted: Vec<AcceptedView>,
+    /// One property only: each held payload (the canonical JSON that would have been
+    /// stored) by facet; null once expired or no longer the one held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payloads: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// After an accept: how to store it now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// `GET /admin/quarantine`: one page, by hotel id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuarantinePage {
+    pub items: Vec<QuarantineEntry>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next_after: Option<i64>,
+    /// The rule filtered by, if any.
+    pub rule: Option<crate::domain::contract::Rule>,
+}
+
+/// `DELETE /admin/quarantine/{hotel_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Discarded {
+    pub hotel_id: i64,
+    /// Always `pending`: the next sync checks it again.
+    pub sync_status: String,
+    pub discarded: bool,
+}

@@ -9,7 +9,9 @@ pub use super::view::{Kind, View};
 use serde::{Deserialize, Serialize};
 
 /// Why a value breaks its contract (the `rule` of a violation; `?rule=` filters by it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// A required field is absent.
@@ -65,7 +67,7 @@ impl Rule {
 }
 
 /// One broken rule: where, which rule, and the offending value (JSON, truncated).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Violation {
     /// `hotel_name`, `photos[3].url`, `[7].date` (reviews).
     pub path: String,

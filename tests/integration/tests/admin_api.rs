@@ -191,8 +191,14 @@ async fn bad_inputs_are_400s_naming_the_field_and_write_nothing() {
         (
             "POST",
             "/api/v1/admin/sync",
+            Some(json!({"force": "yes"})),
+            "force",
+        ),
+        (
+            "POST",
+            "/api/v1/admin/sync",
             Some(json!({"surprise": true})),
-            "body",
+            "surprise",
         ),
         (
             "PUT",
@@ -204,7 +210,7 @@ async fn bad_inputs_are_400s_naming_the_field_and_write_nothing() {
             "PUT",
             "/api/v1/admin/properties",
             Some(json!({"ids": [1]})),
-            "body",
+            "ids",
         ),
         ("DELETE", "/api/v1/admin/properties/abc", None, "id"),
         ("GET", "/api/v1/admin/sync/logs?cursor=a-b", None, "cursor"),

@@ -245,7 +245,13 @@ async fn bad_input_on_the_quarantine_routes_is_a_400_naming_the_field_and_writes
             "POST",
             format!("/api/v1/admin/quarantine/{id}/accept"),
             Some(serde_json::json!({"by": "ana", "extra": 1})),
-            "body",
+            "extra",
+        ),
+        (
+            "POST",
+            format!("/api/v1/admin/quarantine/{id}/accept"),
+            Some(serde_json::json!({"by": 5, "quarantined_by_sync": "s"})),
+            "by",
         ),
     ] {
         let (code, v) = api_call(&s, method, &path, body).await;

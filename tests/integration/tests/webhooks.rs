@@ -43,7 +43,11 @@ async fn bad_urls_and_unknown_events_are_refused_with_nothing_stored() {
             json!(["sync.exploded"]),
             "events",
         ),
-        ("https://example.com/hook", json!("sync.completed"), "body"),
+        (
+            "https://example.com/hook",
+            json!("sync.completed"),
+            "events",
+        ),
     ] {
         let (st, b) = add(&s, url, events.clone()).await;
         assert_eq!(st, 400, "{url} {events}: {b}");

@@ -2,6 +2,7 @@
 //! violations, accept it (the next sync stores it) or discard it (the next sync checks again).
 
 use super::*;
+use crate::api::wire::{AcceptedView, Discarded, HeldFacetView, QuarantineEntry, QuarantinePage};
 use crate::domain::contract::Rule;
 use crate::domain::quarantine::{self, Acceptance, Accepted};
 
@@ -15,27 +16,38 @@ struct AcceptBody {
 }
 
 /// A quarantined property as the API shows it.
-fn view(e: &HeldEntry) -> serde_json::Value {
-    serde_json::json!({
-        "hotel_id": e.hotel_id,
-        "sync_status": "quarantined",
-        "quarantined_by_sync": e.note.sync_id,
-        "quarantined_at": Timestamp(e.note.at).rfc3339(),
-        "rules": e.note.rules().iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        "facets": e.note.facets.iter().map(|f| serde_json::json!({
-            "facet": f.facet,
-            "content_hash": f.hash,
-            "violations": f.report.violations,
-            "violation_count": f.report.total,
-            "payload_kept": f.payload_kept,
-        })).collect::<Vec<_>>(),
-        "accepted": e.accepted.iter().map(|(facet, a)| serde_json::json!({
-            "facet": facet,
-            "content_hash": a.hash,
-            "by": a.by,
-            "at": Timestamp(a.at).rfc3339(),
-        })).collect::<Vec<_>>(),
-    })
+fn view(e: &HeldEntry) -> QuarantineEntry {
+    QuarantineEntry {
+        hotel_id: e.hotel_id,
+        sync_status: "quarantined".into(),
+        quarantined_by_sync: e.note.sync_id.clone(),
+        quarantined_at: Timestamp(e.note.at).rfc3339(),
+        rules: e.note.rules(),
+        facets: e
+            .note
+            .facets
+            .iter()
+            .map(|f| HeldFacetView {
+                facet: f.facet.clone(),
+                content_hash: f.hash.clone(),
+                violations: f.report.violations.clone(),
+                violation_count: f.report.total,
+                payload_kept: f.payload_kept,
+            })
+            .collect(),
+        accepted: e
+            .accepted
+            .iter()
+            .map(|(facet, a)| AcceptedView {
+                facet: facet.clone(),
+                content_hash: a.hash.clone(),
+                by: a.by.clone(),
+                at: Timestamp(a.at).rfc3339(),
+            })
+            .collect(),
+        payloads: None,
+        next: None,
+    }
 }
 
 impl App {
@@ -77,11 +89,11 @@ impl App {
         let page = self.quarantine.list_held(limit, after, rule).await?;
         Ok(ApiResponse::ok(
             200,
-            &serde_json::json!({
-                "items": page.items.iter().map(view).collect::<Vec<_>>(),
-                "next_after": page.next,
-                "rule": rule.map(Rule::as_str),
-            }),
+            &QuarantinePage {
+                items: page.items.iter().map(view).collect(),
+                next_after: page.next,
+                rule,
+            },
         ))
     }
 
@@ -91,7 +103,7 @@ impl App {
         let id = Self::hotel_param(req)?;
         let entry = self.held_or_404(id).await?;
         let mut v = view(&entry);
-        let mut payloads = serde_json::Map::new();
+        let mut payloads = std::collections::BTreeMap::new();
         for f in &entry.note.facets {
             let (doc, _) = self
                 .reader
@@ -106,7 +118,7 @@ impl App {
                 .unwrap_or(serde_json::Value::Null);
             payloads.insert(f.facet.clone(), payload);
         }
-        v["payloads"] = serde_json::Value::Object(payloads);
+        v.payloads = Some(payloads);
         Ok(ApiResponse::ok(200, &v))
     }
 
@@ -172,7 +184,7 @@ impl App {
         }
         tracing::info!(hotel_id = id, by = %by, "held payload accepted by an operator");
         let mut v = view(&HeldEntry { accepted, ..entry });
-        v["next"] = serde_json::json!(format!(
+        v.next = Some(format!(
             "the next sync stores it: POST /api/v1/admin/sync {{\"hotel_ids\": [{id}]}}"
         ));
         Ok(ApiResponse::ok(200, &v))
@@ -192,7 +204,11 @@ impl App {
         match self.quarantine.discard(id, &note).await {
             Ok(()) => Ok(ApiResponse::ok(
                 200,
-                &serde_json::json!({ "hotel_id": id, "sync_status": "pending", "discarded": true }),
+                &Discarded {
+                    hotel_id: id,
+                    sync_status: "pending".into(),
+                    discarded: true,
+                },
             )),
             Err(e) if e.kind == PortErrorKind::NotFound => {
                 Err(ApiError::NotFound(format!("hotel {id} is not quarantined")))
