@@ -127,9 +127,10 @@ api-fuzz: tools
 CLI := target/debug/cupid-sync
 CLI_RUN = @cargo build --quiet -p cupid-sync-cli && $(CLI) --api $(API)
 
-# `make sync-now` (all), `IDS=1641879,1270324`, `DRY_RUN=1`: follows the run to its summary.
+# `make sync-now` (all), `IDS=1641879,1270324`, `DRY_RUN=1`, `FORCE=1` (accept a change the
+# circuit breaker halted): follows the run to its summary.
 sync-now:
-	$(CLI_RUN) sync --follow $(if $(IDS),--ids $(IDS)) $(if $(DRY_RUN),--dry-run)
+	$(CLI_RUN) sync --follow $(if $(IDS),--ids $(IDS)) $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
 
 # Bulk tracking from a file of ids (one per line; `#` comments): `make track FILE=ids.txt`.
 track:
