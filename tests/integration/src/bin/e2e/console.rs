@@ -39,7 +39,7 @@ fn text(selector: &str) -> String {
     )
 }
 
-pub async fn checks(c: &mut Ctx, shots: &Path) {
+pub async fn checks(c: &mut Ctx, shots: &Path, sim: &str) {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
     let mut b = match Browser::launch(&chromium).await {
         Ok(b) => b,
@@ -226,6 +226,88 @@ pub async fn checks(c: &mut Ctx, shots: &Path) {
     let _ = b
         .wait_for(&text("#settings-message"), Duration::from_secs(10))
         .await;
+
+    quarantine(c, &mut b, sim, shots).await;
+}
+
+/// A property held back: the console shows every violation and the held payload under its
+/// row, and discards it (the next sync checks it again).
+async fn quarantine(c: &mut Ctx, b: &mut Browser, sim: &str, shots: &Path) {
+    let id: i64 = cupid_sim::HOTEL_IDS
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().parse().ok())
+        .unwrap_or(1_641_879);
+    let url = |p: &str| format!("{sim}{p}");
+    c.send(
+        "POST",
+        &url("/__sim/change"),
+        false,
+        Some(serde_json::json!({"hotel_ids": [id]})),
+    )
+    .await;
+    c.sim_faults(
+        sim,
+        serde_json::json!({"per_id": {id.to_string(): {
+            "kind": "wrong_hotel", "times": 0, "path_contains": "/v3.0/property/"}}}),
+    )
+    .await;
+    let subset = Some(serde_json::json!({"hotel_ids": [id]}));
+    let trigger = format!("{}/api/v1/admin/sync", c.base);
+    c.send("POST", &trigger, true, subset.clone()).await;
+    c.wait_idle().await;
+    let _ = b.eval(&click("#quarantine-refresh")).await;
+    let show = format!(
+        "button[aria-label={}]",
+        js(&format!(
+            "Show every violation and the held payload of hotel {id}"
+        ))
+    );
+    let (listed, _) = b
+        .wait_for(
+            &format!("!!document.querySelector({})", js(&show)),
+            Duration::from_secs(20),
+        )
+        .await;
+    let _ = b.eval(&click(&show)).await;
+    let (shown, payload) = b
+        .wait_for(&text(".q-payload pre"), Duration::from_secs(20))
+        .await;
+    c.check(
+        "the console shows a held payload under its row (the other hotel's id in it)",
+        listed
+            && shown
+            && payload
+                .as_str()
+                .is_some_and(|p| p.contains(&format!("\"hotel_id\": {}", id + 1))),
+        payload
+            .as_str()
+            .map(|p| p.chars().take(200).collect::<String>())
+            .unwrap_or_default(),
+    );
+    let _ = b.screenshot(&shots.join("console-quarantine.png")).await;
+    // Discard asks for a second click.
+    let discard = format!(
+        "button[aria-label={}]",
+        js(&format!("Discard the held payload of hotel {id}"))
+    );
+    let _ = b.eval(&click(&discard)).await;
+    let _ = b.eval(&click(&discard)).await;
+    let (discarded, msg) = b
+        .wait_for(&text("#quarantine-message"), Duration::from_secs(20))
+        .await;
+    let (code, _, _) = c
+        .call("GET", &format!("/api/v1/admin/quarantine/{id}"), true)
+        .await;
+    c.check(
+        "the console discards it: no longer held",
+        discarded && code == 404,
+        format!("{msg}; GET answered {code}"),
+    );
+    // Upstream fixed: the next sync stores the good content.
+    c.sim_faults(sim, serde_json::json!({})).await;
+    c.send("POST", &trigger, true, subset).await;
+    c.wait_idle().await;
 }
 
 /// Swagger UI at `/docs`, rendered by the browser, lists every route of the table.

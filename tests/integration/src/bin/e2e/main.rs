@@ -325,7 +325,7 @@ async fn main() {
 
     // The operator console, in a real browser.
     let shots = std::env::var("E2E_SCREENSHOTS").unwrap_or_else(|_| ".local/screenshots".into());
-    console::checks(&mut c, std::path::Path::new(&shots)).await;
+    console::checks(&mut c, std::path::Path::new(&shots), &sim).await;
 
     // The operator CLI.
     cli::checks(&mut c).await;
