@@ -321,6 +321,20 @@ impl SyncRun {
         }
     }
 
+    /// A finished run that synced the whole catalogue (not a dry run, not a subset an
+    /// operator named, and not one where every property failed): what `last_sync` and the
+    /// health's overdue clock count.
+    pub fn is_catalogue_success(&self) -> bool {
+        self.completed_at.is_some()
+            && matches!(
+                self.status,
+                RunStatus::Completed | RunStatus::CompletedWithErrors
+            )
+            && !self.dry_run
+            && self.hotel_ids.is_none()
+            && !super::pause::ended_badly(self)
+    }
+
     pub fn duration_secs(&self) -> Option<i64> {
         self.completed_at.map(|c| c.secs() - self.started_at.secs())
     }
@@ -497,13 +511,13 @@ pub struct Tracked {
     pub held: Option<Held>,
 }
 
-/// What a quarantined record holds: the run that first held it, when, and the content hash
-/// held back per facet key.
+/// What a quarantined record holds: the run that first held it, when, and each facet held
+/// back (its content hash and what it broke).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Held {
     pub sync_id: String,
     pub at: i64,
-    pub hashes: std::collections::BTreeMap<String, String>,
+    pub facets: Vec<HeldFacet>,
 }
 
 impl Held {
@@ -511,8 +525,15 @@ impl Held {
         Held {
             sync_id: note.sync_id.clone(),
             at: note.at,
-            hashes: note.held_hashes(),
+            facets: note.facets.clone(),
         }
+    }
+    /// The content hash held of `facet`.
+    pub fn hash(&self, facet: &str) -> Option<&str> {
+        self.facets
+            .iter()
+            .find(|f| f.facet == facet)
+            .map(|f| f.hash.as_str())
     }
 }
 
@@ -535,7 +556,7 @@ impl Tracked {
     pub fn already_held(&self, held: &[HeldFacet]) -> Option<&Held> {
         self.held.as_ref().filter(|h| {
             held.iter()
-                .all(|f| h.hashes.get(&f.facet).is_some_and(|x| *x == f.hash))
+                .all(|f| h.hash(&f.facet) == Some(f.hash.as_str()))
         })
     }
     /// The raw-body digest of the stored version of `facet`, if known.

@@ -142,3 +142,27 @@ fn a_quarantined_record_tells_the_sync_what_it_holds_and_nothing_else_does() {
             .is_none()
     );
 }
+
+#[test]
+fn only_a_finished_run_of_the_whole_catalogue_that_synced_something_is_a_success() {
+    let mut r = SyncRun::new("r".into(), SyncType::Scheduled, Timestamp(0));
+    r.status = RunStatus::Completed;
+    assert!(!r.is_catalogue_success(), "not finished");
+    r.completed_at = Some(Timestamp(10));
+    assert!(r.is_catalogue_success());
+    r.status = RunStatus::CompletedWithErrors;
+    r.counters.failed = 3;
+    r.counters.unchanged = 97;
+    assert!(r.is_catalogue_success(), "some failed, the rest synced");
+    r.counters.unchanged = 0;
+    assert!(!r.is_catalogue_success(), "every property failed");
+    r.counters.unchanged = 97;
+    r.hotel_ids = Some(vec![1]);
+    assert!(!r.is_catalogue_success(), "a subset");
+    r.hotel_ids = None;
+    r.dry_run = true;
+    assert!(!r.is_catalogue_success(), "a dry run");
+    r.dry_run = false;
+    r.status = RunStatus::Halted;
+    assert!(!r.is_catalogue_success());
+}

@@ -4,7 +4,7 @@
 
 use super::fence::FenceGuard;
 use super::property::{Compared, PropertyCtx, Stop};
-use crate::domain::decide::{Decision, Plan};
+use crate::domain::decide::{Decision, FacetOutcome, Plan};
 use crate::domain::document;
 use crate::domain::quarantine::{self, QuarantineNote};
 use crate::domain::run::{FacetState, SyncStatus, Tracked};
@@ -118,10 +118,24 @@ pub(crate) async fn write(
             // Held again exactly as before: the note keeps the run that first held it and
             // since when (an operator's acceptance of what they read stays valid); the payload
             // is written again, which keeps it from expiring while it is still held.
-            let (first_by, first_at) = match t.already_held(held) {
+            let already = t.already_held(held);
+            let (first_by, first_at) = match already {
                 Some(h) => (h.sync_id.clone(), h.at),
                 None => (ctx.sync_id.clone(), now.secs()),
             };
+            // A facet this run could not fetch stays held as it was (its payload is still
+            // kept): the note never loses it, so the next run that fetches it finds it held.
+            let mut facets = held.clone();
+            for old in already.map(|h| h.facets.as_slice()).unwrap_or_default() {
+                let failed = ctx
+                    .facets
+                    .iter()
+                    .position(|f| f.key() == old.facet)
+                    .is_some_and(|i| matches!(compared[i].outcome, FacetOutcome::Failed(_)));
+                if failed && !facets.iter().any(|f| f.facet == old.facet) {
+                    facets.push(old.clone());
+                }
+            }
             // The payloads first, then the record: a crash between leaves payload items only
             // (expiring, and served only for a record whose note names their hash).
             let mut usage = Usage::default();
@@ -145,7 +159,7 @@ pub(crate) async fn write(
             let note = QuarantineNote {
                 sync_id: first_by,
                 at: first_at,
-                facets: held.clone(),
+                facets,
             };
             let mut o = outcome(SyncStatus::Quarantined, Some(note.summary()));
             o.quarantine = Some(note);

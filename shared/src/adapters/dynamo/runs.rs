@@ -314,11 +314,7 @@ impl RunLog for DynamoRunLog {
         match r {
             Ok(out) => {
                 if let Some(done) = run.completed_at
-                    && matches!(
-                        run.status,
-                        RunStatus::Completed | RunStatus::CompletedWithErrors
-                    )
-                    && !run.dry_run
+                    && run.is_catalogue_success()
                 {
                     self.stats.succeeded(&run.sync_id, done).await?;
                 }

@@ -2,7 +2,7 @@
 
 use super::{MemoryStore, Table, refused};
 use crate::domain::lease::{self, LeaseRequest, LeaseState, Refused};
-use crate::domain::run::{RunDetail, RunStatus, SyncRun};
+use crate::domain::run::{RunDetail, SyncRun};
 use crate::domain::settings::{SettingKey, SettingValue};
 use crate::domain::stats::{CatalogueStats, StatusCounts};
 use crate::domain::time::Timestamp;
@@ -54,11 +54,7 @@ impl RunLog for MemoryStore {
         }
         st.runs.insert(run.sync_id.clone(), (run.clone(), fence));
         if let Some(done) = run.completed_at
-            && matches!(
-                run.status,
-                RunStatus::Completed | RunStatus::CompletedWithErrors
-            )
-            && !run.dry_run
+            && run.is_catalogue_success()
             && st
                 .stats
                 .last_success

@@ -58,12 +58,7 @@ impl Scheduled {
         // that record have been lost to a crash).
         let recent_success = recent
             .iter()
-            .filter(|r| {
-                matches!(
-                    r.status,
-                    RunStatus::Completed | RunStatus::CompletedWithErrors
-                ) && !r.dry_run
-            })
+            .filter(|r| r.is_catalogue_success())
             .filter_map(|r| r.completed_at)
             .max();
         let last_success = recent_success.max(stats.last_success.as_ref().map(|(_, t)| *t));
