@@ -131,7 +131,7 @@ impl Engine {
                 // A schedule whose every run is killed never ends one badly by itself: the
                 // run closing them counts them.
                 if r.sync_type == SyncType::Scheduled {
-                    self.auto_pause().await;
+                    self.auto_pause(&r).await;
                 }
             }
             let forget = LeaseRequest::ForgetOrphan {
@@ -354,7 +354,7 @@ impl Engine {
             report::emit_metrics(&run);
         }
         if run.sync_type == SyncType::Scheduled && crate::domain::pause::ended_badly(&run) {
-            self.auto_pause().await;
+            self.auto_pause(&run).await;
         }
         info!(status = %run.status, total = run.total, updated = run.counters.updated, unchanged = run.counters.unchanged,
               failed = run.counters.failed, not_found = run.counters.not_found, document_writes = run.counters.document_writes,

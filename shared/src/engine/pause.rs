@@ -3,6 +3,7 @@
 
 use super::Engine;
 use crate::domain::pause;
+use crate::domain::run::SyncRun;
 use crate::domain::settings::{SettingKey, SettingValue};
 use crate::ports::*;
 use tracing::{error, warn};
@@ -11,8 +12,9 @@ impl Engine {
     /// After too many failed scheduled runs in a row (`sync_max_consecutive_failures`), the
     /// schedule disables itself, says why and since when (on the counts item, which status and
     /// health read), and publishes `SyncPaused`. Best effort: a failure here is logged, and
-    /// the next failed run tries again.
-    pub(super) async fn auto_pause(&self) {
+    /// the next failed run tries again. `just`: the run just saved, as saved (the run log's
+    /// time index is eventually consistent on DynamoDB and may still list it as running).
+    pub(super) async fn auto_pause(&self, just: &SyncRun) {
         // A stored setting that does not validate must not stop the pause (it may be why every
         // run fails): the default applies then.
         let max = match self.settings().await {
@@ -38,10 +40,18 @@ impl Engine {
             .list((max as usize * 3 + 10).min(100), RunsFrom::Offset(0))
             .await
         {
-            Ok((runs, _)) => runs
-                .into_iter()
-                .filter(|r| sched.anchor.is_none_or(|a| r.started_at >= a))
-                .collect(),
+            Ok((mut runs, _)) => {
+                match runs.iter_mut().find(|r| r.sync_id == just.sync_id) {
+                    Some(listed) => *listed = just.clone(),
+                    None => {
+                        runs.push(just.clone());
+                        runs.sort_by(|a, b| b.sync_id.cmp(&a.sync_id));
+                    }
+                }
+                runs.into_iter()
+                    .filter(|r| sched.anchor.is_none_or(|a| r.started_at >= a))
+                    .collect()
+            }
             Err(e) => {
                 warn!(error = %e, "could not read the run log for auto-pause");
                 return;
