@@ -342,6 +342,30 @@ impl Stack {
         self.run_to_end(self.next_slot()).await
     }
 
+    /// A run that "dies" holding the lease (for `ttl`): created running, as its invocation
+    /// would have, and never heard of again.
+    pub async fn leave_dead_run(
+        &self,
+        sync_id: &str,
+        sync_type: cupid_sync::domain::run::SyncType,
+        started: cupid_sync::domain::time::Timestamp,
+        ttl: Duration,
+    ) {
+        let mut dead = SyncRun::new(sync_id.into(), sync_type, started);
+        dead.status = cupid_sync::domain::run::RunStatus::Running;
+        let take = cupid_sync::domain::lease::LeaseRequest::Take {
+            owner: sync_id.into(),
+            handoff: false,
+        };
+        let held = self
+            .lease
+            .apply(&take, ttl)
+            .await
+            .expect("lease")
+            .expect("the lease is free");
+        self.runs.create(&dead, held.fence).await.expect("create");
+    }
+
     /// A scheduled request for a new slot (slots name runs: each call gets a later one).
     pub fn next_slot(&self) -> SyncRequest {
         let now = SystemClock.now().secs();

@@ -4,8 +4,8 @@
 //! ahead; five failed scheduled runs in a row pause the schedule until it is started again.
 
 use cupid_sim::{ChangeRequest, Faults, IdFault};
-use cupid_sync::domain::run::RunStatus;
-use cupid_sync::ports::{PropertyReader, RunLog};
+use cupid_sync::domain::run::{RunStatus, SyncRun};
+use cupid_sync::ports::PropertyReader;
 use integration::{Options, Stack, api_call};
 use std::collections::HashMap;
 
@@ -24,6 +24,16 @@ async fn hashes(s: &Stack, ids: &[i64]) -> Vec<Option<String>> {
         out.push(s.props.get_record(*id).await.unwrap().unwrap().content_hash);
     }
     out
+}
+
+/// `POST /admin/sync` with `body` (answered 202), then the run it dispatched, to its end.
+async fn trigger_and_run(s: &Stack, body: serde_json::Value) -> SyncRun {
+    let (code, answer) = api_call(s, "POST", "/api/v1/admin/sync", Some(body)).await;
+    assert_eq!(code, 202, "{answer}");
+    let dispatched = s.dispatch.sent.lock().unwrap().pop().expect("dispatched");
+    let run = s.run_to_end(dispatched).await;
+    assert_eq!(answer["data"]["sync_id"], run.sync_id.as_str());
+    run
 }
 
 #[tokio::test]
@@ -88,38 +98,15 @@ async fn a_mass_change_halts_with_nothing_written_until_an_operator_forces_it() 
     assert_eq!(hashes(&s, &ids).await, before);
     // A subset sync (an operator named one property) says nothing of the catalogue: health
     // still shows the halt.
-    let (code, body) = api_call(
-        &s,
-        "POST",
-        "/api/v1/admin/sync",
-        Some(serde_json::json!({"hotel_ids": [ids[0]]})),
-    )
-    .await;
-    assert_eq!(code, 202, "{body}");
-    let dispatched = s.dispatch.sent.lock().unwrap().pop().expect("dispatched");
-    assert_eq!(s.run_to_end(dispatched).await.status, RunStatus::Completed);
+    let subset = trigger_and_run(&s, serde_json::json!({"hotel_ids": [ids[0]]})).await;
+    assert_eq!(subset.status, RunStatus::Completed);
     let (_, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
     assert_eq!(health["data"]["status"], "degraded", "{health}");
     let before = hashes(&s, &ids).await;
 
     // An operator accepts the change: a forced run writes it all.
-    let (code, body) = api_call(
-        &s,
-        "POST",
-        "/api/v1/admin/sync",
-        Some(serde_json::json!({"force": true})),
-    )
-    .await;
-    assert_eq!(code, 202, "{body}");
-    let forced = s
-        .runs
-        .get(body["data"]["sync_id"].as_str().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(forced.force);
-    let dispatched = s.dispatch.sent.lock().unwrap().pop().expect("dispatched");
-    let done = s.run_to_end(dispatched).await;
+    let done = trigger_and_run(&s, serde_json::json!({"force": true})).await;
+    assert!(done.force);
     assert_eq!(
         (done.status, done.counters.updated),
         (RunStatus::Completed, 99),
@@ -303,16 +290,7 @@ async fn a_quarantine_forced_through_once_does_not_halt_every_run_after() {
         "a halted run holds nothing either"
     );
 
-    let (code, body) = api_call(
-        &s,
-        "POST",
-        "/api/v1/admin/sync",
-        Some(serde_json::json!({"force": true})),
-    )
-    .await;
-    assert_eq!(code, 202, "{body}");
-    let dispatched = s.dispatch.sent.lock().unwrap().pop().expect("dispatched");
-    let forced = s.run_to_end(dispatched).await;
+    let forced = trigger_and_run(&s, serde_json::json!({"force": true})).await;
     assert_eq!(
         (forced.status, forced.counters.quarantined),
         (RunStatus::Completed, 60),
@@ -427,9 +405,8 @@ async fn scheduled_runs_where_every_property_fails_pause_the_schedule() {
 /// run that closes its abandoned predecessor counts them, and the schedule pauses.
 #[tokio::test]
 async fn scheduled_runs_killed_every_time_pause_the_schedule_too() {
-    use cupid_sync::domain::lease::LeaseRequest;
-    use cupid_sync::domain::run::{SyncRun, SyncType};
-    use cupid_sync::ports::{Clock, Lease, RunLog as _, SystemClock};
+    use cupid_sync::domain::run::SyncType;
+    use cupid_sync::ports::{Clock, RunLog as _, SystemClock};
     let ttl = std::time::Duration::from_secs(4);
     let s = Stack::new(Options {
         lease_ttl: ttl,
@@ -446,19 +423,8 @@ async fn scheduled_runs_killed_every_time_pause_the_schedule_too() {
     assert_eq!(code, 200);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     // A scheduled run that dies holding the lease.
-    let mut dead = SyncRun::new("01DEADRUN".into(), SyncType::Scheduled, SystemClock.now());
-    dead.status = RunStatus::Running;
-    let take = LeaseRequest::Take {
-        owner: "01DEADRUN".into(),
-        handoff: false,
-    };
-    let held = s
-        .lease
-        .apply(&take, ttl)
-        .await
-        .unwrap()
-        .expect("the lease is free");
-    s.runs.create(&dead, held.fence).await.unwrap();
+    s.leave_dead_run("01DEADRUN", SyncType::Scheduled, SystemClock.now(), ttl)
+        .await;
     tokio::time::sleep(ttl + std::time::Duration::from_millis(100)).await;
 
     let run = s.sync().await;

@@ -1,11 +1,10 @@
 //! The sync engine against the DynamoDB API (moto_server) and the Cupid simulator.
 
 use cupid_sim::{ChangeRequest, Faults, IdFault};
-use cupid_sync::domain::lease::LeaseRequest;
 use cupid_sync::domain::run::{RunStatus, SyncStatus, SyncType};
 use cupid_sync::domain::time::Timestamp;
 use cupid_sync::engine::Outcome;
-use cupid_sync::ports::{Lease, PropertyReader, RunLog};
+use cupid_sync::ports::{PropertyReader, RunLog};
 use integration::{Options, Stack};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -239,23 +238,13 @@ async fn one_run_at_a_time_and_a_killed_run_is_recovered() {
     .await;
     s.track_exercise_ids().await;
     // A run that "dies" holding the lease.
-    let mut dead = cupid_sync::domain::run::SyncRun::new(
-        "01DEADRUN".into(),
+    s.leave_dead_run(
+        "01DEADRUN",
         SyncType::Scheduled,
         Timestamp(1_700_000_000),
-    );
-    dead.status = RunStatus::Running;
-    let take = LeaseRequest::Take {
-        owner: "01DEADRUN".into(),
-        handoff: false,
-    };
-    let held = s
-        .lease
-        .apply(&take, Duration::from_secs(4))
-        .await
-        .unwrap()
-        .expect("the lease is free");
-    s.runs.create(&dead, held.fence).await.unwrap();
+        Duration::from_secs(4),
+    )
+    .await;
 
     match s.engine().handle(s.next_slot(), None).await.unwrap() {
         Outcome::Skipped { reason } => assert!(reason.contains("01DEADRUN"), "{reason}"),
