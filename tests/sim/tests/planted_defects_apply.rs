@@ -17,8 +17,8 @@ fn every_planted_defect_still_applies() {
     patches.sort();
     assert_eq!(
         patches.len(),
-        13,
-        "defects 1-6 of the correctness issue, 7-8 of the scale issue, 9-13 of data quality"
+        14,
+        "defects 1-6 of the correctness issue, 7-8 of the scale issue, 9-14 of data quality"
     );
     for p in patches {
         let out = std::process::Command::new("git")
