@@ -102,6 +102,16 @@ async fn a_mass_change_halts_with_nothing_written_until_an_operator_forces_it() 
     assert_eq!(subset.status, RunStatus::Completed);
     let (_, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
     assert_eq!(health["data"]["status"], "degraded", "{health}");
+    // ...nor do as many of them as status reads runs at once.
+    for _ in 0..10 {
+        trigger_and_run(
+            &s,
+            serde_json::json!({"hotel_ids": [ids[0]], "dry_run": true}),
+        )
+        .await;
+    }
+    let (_, health) = api_call(&s, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(health["data"]["status"], "degraded", "{health}");
     let before = hashes(&s, &ids).await;
 
     // An operator accepts the change: a forced run writes it all.

@@ -5,6 +5,9 @@ use crate::api::wire::{CurrentRun, LastRun, Paused, RunLogDetail, RunPage, Statu
 
 /// Newest runs read for status and health (a bounded page, whatever the history).
 pub(super) const RECENT_RUNS: usize = 10;
+/// How far back health looks for the newest run of the whole catalogue when the newest
+/// [`RECENT_RUNS`] are all subsets or dry runs.
+const CATALOGUE_LOOKBACK: usize = 100;
 
 /// What status and health read, all at once (independent calls run concurrently).
 pub(super) struct Snapshot {
@@ -50,10 +53,18 @@ impl Scheduled {
         // Health judges the catalogue's runs: a dry run or a subset an operator named (the
         // sync an acceptance asks for, say) says nothing of a halt or a failure the next
         // scheduled run will meet again.
-        let judged = recent
-            .iter()
-            .find(|r| !r.status.is_active() && !r.dry_run && r.hotel_ids.is_none())
-            .map(|r| r.status);
+        let of_catalogue =
+            |r: &&SyncRun| !r.status.is_active() && !r.dry_run && r.hotel_ids.is_none();
+        let mut judged = recent.iter().find(of_catalogue).map(|r| r.status);
+        // Many subset or dry runs in a row (one per acceptance, say) can push it out of the
+        // newest few: look further back, once, in that case only.
+        if judged.is_none() && recent.len() >= RECENT_RUNS {
+            let (older, _) = self
+                .runs
+                .list(CATALOGUE_LOOKBACK, RunsFrom::Offset(0))
+                .await?;
+            judged = older.iter().find(of_catalogue).map(|r| r.status);
+        }
         // The newest success: as recorded when it finished, or among the newest runs (should
         // that record have been lost to a crash).
         let recent_success = recent
