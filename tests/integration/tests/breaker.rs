@@ -336,6 +336,17 @@ async fn put_settings(s: &Stack, rows: serde_json::Value) {
     assert_eq!(code, 200, "{body}");
 }
 
+/// The schedule on, pausing itself after `n` scheduled runs in a row ended badly.
+async fn schedule_pausing_after(s: &Stack, n: u32) {
+    put_settings(
+        s,
+        serde_json::json!([{"setting_key": "sync_max_consecutive_failures", "setting_value": n}]),
+    )
+    .await;
+    let (code, body) = api_call(s, "POST", "/api/v1/admin/sync/start", None).await;
+    assert_eq!(code, 200, "{body}");
+}
+
 /// Upstream answers 500 for every property: each scheduled run "completes" with all of them
 /// failed. That is a failed run for the schedule, and the schedule pauses itself.
 #[tokio::test]
@@ -347,13 +358,7 @@ async fn scheduled_runs_where_every_property_fails_pause_the_schedule() {
     .await;
     let ids = s.track_exercise_ids().await;
     assert_eq!(s.sync().await.status, RunStatus::Completed);
-    put_settings(
-        &s,
-        serde_json::json!([{"setting_key": "sync_max_consecutive_failures", "setting_value": 2}]),
-    )
-    .await;
-    let (code, _) = api_call(&s, "POST", "/api/v1/admin/sync/start", None).await;
-    assert_eq!(code, 200);
+    schedule_pausing_after(&s, 2).await;
     s.sim.sim.set_faults(Faults {
         per_id: ids
             .iter()
@@ -424,13 +429,7 @@ async fn scheduled_runs_killed_every_time_pause_the_schedule_too() {
     })
     .await;
     s.track_exercise_ids().await;
-    put_settings(
-        &s,
-        serde_json::json!([{"setting_key": "sync_max_consecutive_failures", "setting_value": 1}]),
-    )
-    .await;
-    let (code, _) = api_call(&s, "POST", "/api/v1/admin/sync/start", None).await;
-    assert_eq!(code, 200);
+    schedule_pausing_after(&s, 1).await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     // A scheduled run that dies holding the lease.
     s.leave_dead_run("01DEADRUN", SyncType::Scheduled, SystemClock.now(), ttl)

@@ -110,16 +110,8 @@ pub(super) async fn drift(c: &mut Ctx, sim: &str) {
         .await;
     let mut drift_logs = Vec::new();
     for _ in 0..2 {
-        let (_, b, _) = c.call("POST", "/api/v1/admin/sync", true).await;
-        let run = b["data"]["sync_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        c.wait_idle().await;
-        let (_, log, _) = c
-            .call("GET", &format!("/api/v1/admin/sync/logs/{run}"), true)
-            .await;
-        drift_logs.push(log["data"]["schema_drift"].clone());
+        let (_, log) = run_logged(c, None).await;
+        drift_logs.push(log["schema_drift"].clone());
     }
     let property = drift_logs[0]
         .as_array()
